@@ -1,0 +1,124 @@
+"""How well students explain the teacher: average precision, fidelity, disagreement.
+
+All functions take column-per-class arrays of shape (n_images, n_classes) and are
+vectorised over classes; ``average_precision`` matches scikit-learn's definition
+(step-wise, no interpolation, ties grouped) and is checked against it in the tests.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .students import sigmoid
+
+DECISION_THRESHOLD = 0.5
+
+
+def average_precision(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Per-class AP: ``Σ_n (R_n - R_{n-1}) P_n`` over distinct score thresholds.
+
+    labels, scores : ndarray of shape (n_images, n_classes), or (n_images,) for one class
+    Returns ndarray of shape (n_classes,) (a float for 1-D input); NaN for a class with no positives.
+    """
+    labels = np.asarray(labels)
+    scores = np.asarray(scores, dtype=np.float64)
+    one_class = labels.ndim == 1
+    if one_class:
+        labels, scores = labels[:, None], scores[:, None]
+    if labels.shape != scores.shape:
+        raise ValueError(f"labels {labels.shape} and scores {scores.shape} must have the same shape")
+    n, k = labels.shape
+    result = np.full(k, np.nan)
+    for c in range(k):
+        order = np.argsort(-scores[:, c], kind="mergesort")
+        s, y = scores[order, c], labels[order, c].astype(np.float64)
+        total = y.sum()
+        if total == 0:
+            continue
+        last_of_tie = np.r_[np.flatnonzero(np.diff(s)), n - 1]
+        tps = np.cumsum(y)[last_of_tie]
+        precision = tps / (last_of_tie + 1)
+        recall = tps / total
+        result[c] = np.sum(np.diff(np.r_[0.0, recall]) * precision)
+    return float(result[0]) if one_class else result
+
+
+def mean_ap(ap: np.ndarray) -> float:
+    """Mean over the classes that have an AP (classes without positives are skipped)."""
+    ap = np.asarray(ap, dtype=np.float64)
+    return float(np.nanmean(ap)) if np.isfinite(ap).any() else float("nan")
+
+
+def decisions(probabilities: np.ndarray) -> np.ndarray:
+    return np.asarray(probabilities) > DECISION_THRESHOLD
+
+
+def agreement(teacher_probs: np.ndarray, student_probs: np.ndarray) -> np.ndarray:
+    """Per class, the fraction of images where teacher and student make the same decision."""
+    return (decisions(teacher_probs) == decisions(student_probs)).mean(axis=0)
+
+
+def logit_correlation(teacher_logits: np.ndarray, student_scores: np.ndarray) -> np.ndarray:
+    """Per-class Pearson correlation of teacher logits and student scores (NaN if either is constant)."""
+    t = teacher_logits - teacher_logits.mean(axis=0)
+    s = student_scores - student_scores.mean(axis=0)
+    denom = np.sqrt((t * t).sum(axis=0) * (s * s).sum(axis=0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, (t * s).sum(axis=0) / denom, np.nan)
+
+
+def class_metrics(labels: np.ndarray, teacher_logits: np.ndarray, student_scores: np.ndarray,
+                  student_probs: np.ndarray, classes: list[str] | tuple[str, ...]) -> pd.DataFrame:
+    """One row per class: AP of teacher and student against labels, and the student's fidelity.
+
+    Columns: class, positives, teacher_ap, student_ap, agreement (same decision as the teacher),
+    logit_corr, fidelity_ap (AP of the student's scores against the teacher's decisions).
+    All array arguments have shape (n_images, n_classes).
+    """
+    teacher_logits = np.asarray(teacher_logits, dtype=np.float64)
+    teacher_probs = sigmoid(teacher_logits)
+    return pd.DataFrame({
+        "class": list(classes),
+        "positives": np.asarray(labels).sum(axis=0).astype(int),
+        "teacher_ap": np.atleast_1d(average_precision(labels, teacher_logits)),
+        "student_ap": np.atleast_1d(average_precision(labels, student_scores)),
+        "agreement": agreement(teacher_probs, student_probs),
+        "logit_corr": logit_correlation(teacher_logits, np.asarray(student_scores, dtype=np.float64)),
+        "fidelity_ap": np.atleast_1d(average_precision(decisions(teacher_probs).astype(np.uint8), student_scores)),
+    })
+
+
+def summary(table: pd.DataFrame) -> dict:
+    """Bank-level figures from a ``class_metrics`` table."""
+    return {
+        "teacher_map": mean_ap(table["teacher_ap"]),
+        "student_map": mean_ap(table["student_ap"]),
+        "fidelity": float(table["agreement"].mean()),
+        "fidelity_ap": mean_ap(table["fidelity_ap"]),
+    }
+
+
+def disagreements(teacher_logits: np.ndarray, student_probs: np.ndarray, class_index: int | None = None,
+                  top: int = 20) -> pd.DataFrame:
+    """Images where teacher and student differ most, largest gap first.
+
+    The gap is ``|p_teacher - p_student|`` for ``class_index``, or the largest gap over all
+    classes when it is None. Columns: row, class_index, teacher_prob, student_prob, gap.
+    """
+    teacher_probs = sigmoid(np.asarray(teacher_logits, dtype=np.float64))
+    student_probs = np.asarray(student_probs, dtype=np.float64)
+    gaps = np.abs(teacher_probs - student_probs)
+    if class_index is None:
+        cls = gaps.argmax(axis=1)
+    else:
+        cls = np.full(gaps.shape[0], int(class_index))
+    rows = np.arange(gaps.shape[0])
+    gap = gaps[rows, cls]
+    top = min(int(top), gap.size)
+    pick = np.argpartition(-gap, top - 1)[:top] if top else np.empty(0, dtype=int)
+    pick = pick[np.lexsort((pick, -gap[pick]))]
+    return pd.DataFrame({
+        "row": pick, "class_index": cls[pick], "teacher_prob": teacher_probs[pick, cls[pick]],
+        "student_prob": student_probs[pick, cls[pick]], "gap": gap[pick],
+    })

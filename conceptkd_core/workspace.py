@@ -1,0 +1,420 @@
+"""The on-disk workspace: the contract between extraction and everything after it.
+
+Layout of a workspace folder (schema version 1)::
+
+    conceptkd.json        metadata: schema version, id, model, teacher, vocabulary hash,
+                          classes, shapes, and size + SHA-256 of every data file below
+    manifest.parquet      one row per image: image_id, path, split, labels (multi-hot, k)
+    vocabulary.txt        the m concept words, one per line
+    concepts.npy          concept matrix, shape (n_images, n_concepts), float16 or float32
+    teacher_logits.npy    teacher logits, shape (n_images, n_classes), float32
+    students.json         optional: the fitted students (see ``save_students``)
+    segments/             optional: compact segment maps for overlays (extraction)
+    sessions/             optional: autosaved tuning sessions, one file per session
+
+Every write is atomic, and ``conceptkd.json`` is written last: it names the exact bytes of
+each data file, so a workspace caught half-rewritten by a crash is reported, never loaded.
+Loading validates everything and raises ``WorkspaceError`` naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .atomic_io import atomic_write, atomic_write_json, atomic_write_npy, atomic_write_text
+from .vocabulary import VocabularyError, parse_vocabulary, vocabulary_hash, vocabulary_text
+
+SCHEMA_VERSION = 1
+SUPPORTED_SCHEMA_VERSIONS = (1,)
+META_FILE = "conceptkd.json"
+MANIFEST_FILE = "manifest.parquet"
+VOCABULARY_FILE = "vocabulary.txt"
+CONCEPTS_FILE = "concepts.npy"
+TEACHER_LOGITS_FILE = "teacher_logits.npy"
+STUDENTS_FILE = "students.json"
+SEGMENTS_DIR = "segments"
+SESSIONS_DIR = "sessions"
+DATA_FILES = (MANIFEST_FILE, VOCABULARY_FILE, CONCEPTS_FILE, TEACHER_LOGITS_FILE)
+CONCEPT_DTYPES = ("float16", "float32")
+# Hash-check data files up to this size on load; larger ones are checked by size only
+# (hashing a 1M-image concept matrix would cost seconds on every load).
+FULL_VERIFY_MAX_BYTES = 512 * 2**20
+SPLITS_ALLOWED_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_-")
+
+
+class WorkspaceError(ValueError):
+    """A workspace file is missing, malformed or inconsistent with the rest of the workspace."""
+
+    def __init__(self, path: str | os.PathLike, problem: str):
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """A loaded workspace. Arrays are read-only; the concept matrix is memory-mapped."""
+
+    root: Path
+    meta: dict
+    image_ids: np.ndarray  # (n_images,) str
+    paths: np.ndarray  # (n_images,) str, relative to the image root recorded in meta
+    splits: np.ndarray  # (n_images,) str
+    labels: np.ndarray  # (n_images, n_classes) uint8 in {0, 1}
+    classes: tuple[str, ...]
+    vocabulary: tuple[str, ...]
+    concept_matrix: np.ndarray  # (n_images, n_concepts) float16/float32
+    teacher_logits: np.ndarray  # (n_images, n_classes) float32
+    _index: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def n_images(self) -> int:
+        return int(self.concept_matrix.shape[0])
+
+    @property
+    def n_concepts(self) -> int:
+        return int(self.concept_matrix.shape[1])
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def workspace_id(self) -> str:
+        return self.meta["workspace_id"]
+
+    @property
+    def vocabulary_sha256(self) -> str:
+        return self.meta["vocabulary_sha256"]
+
+    def row_of(self, image_id: str) -> int:
+        if not self._index:
+            self._index.update({str(i): r for r, i in enumerate(self.image_ids)})
+        try:
+            return self._index[image_id]
+        except KeyError:
+            raise KeyError(f"Unknown image id {image_id!r}") from None
+
+    def split_mask(self, split: str) -> np.ndarray:
+        return self.splits == split
+
+    def image_path(self, row: int) -> Path:
+        """Absolute path of the image in ``row``, resolved under the recorded image root."""
+        root = Path(self.meta.get("image_root") or self.root)
+        if not root.is_absolute():
+            root = (self.root / root).resolve()
+        return safe_join(root, str(self.paths[row]))
+
+
+def safe_join(root: Path, relative: str) -> Path:
+    """Resolve ``relative`` under ``root``; refuse paths that escape it (``..``, absolute, symlinks out)."""
+    root = Path(root).resolve()
+    if os.path.isabs(relative):
+        raise WorkspaceError(root, f"image path {relative!r} is absolute; paths must be relative to the image root")
+    candidate = (root / relative).resolve()
+    if candidate != root and root not in candidate.parents:
+        raise WorkspaceError(root, f"image path {relative!r} escapes the image root")
+    return candidate
+
+
+# ----------------------------------------------------------------------------- validation
+def _check(condition: bool, path: Path, problem: str) -> None:
+    if not condition:
+        raise WorkspaceError(path, problem)
+
+
+def _validate_arrays(
+    root: Path,
+    image_ids: np.ndarray,
+    splits: np.ndarray,
+    labels: np.ndarray,
+    classes: Sequence[str],
+    vocabulary: Sequence[str],
+    concept_matrix: np.ndarray,
+    teacher_logits: np.ndarray,
+) -> None:
+    manifest, concepts, logits = root / MANIFEST_FILE, root / CONCEPTS_FILE, root / TEACHER_LOGITS_FILE
+    n, k, m = len(image_ids), len(classes), len(vocabulary)
+    _check(n > 0, manifest, "the manifest has no images")
+    _check(k > 0, root / META_FILE, "no classes are defined")
+    _check(len(set(classes)) == k, root / META_FILE, f"duplicate class names in {list(classes)}")
+    ids, counts = np.unique(image_ids, return_counts=True)
+    dupes = ids[counts > 1]
+    _check(dupes.size == 0, manifest, f"duplicate image ids, e.g. {[str(d) for d in dupes[:5]]}")
+    _check(bool((np.char.str_len(image_ids.astype(str)) > 0).all()), manifest, "empty image id")
+    bad_splits = sorted({str(s) for s in np.unique(splits)} - {""})
+    bad_splits = [s for s in bad_splits if not set(s) <= SPLITS_ALLOWED_CHARS]
+    _check(not bad_splits, manifest, f"split names must be lower-case words; got {bad_splits[:5]}")
+    _check(labels.shape == (n, k), manifest, f"labels have shape {labels.shape}; expected ({n}, {k}) for {n} images and {k} classes")
+    bad = ~np.isin(labels, (0, 1))
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        raise WorkspaceError(manifest, f"labels must be 0 or 1; image {str(image_ids[r])!r} has {labels[r, c].item()!r} for class {classes[c]!r}")
+    _check(concept_matrix.ndim == 2, concepts, f"concept matrix must be 2-D; got shape {concept_matrix.shape}")
+    _check(concept_matrix.shape == (n, m), concepts,
+           f"concept matrix has shape {concept_matrix.shape}; expected ({n}, {m}) for {n} images and {m} vocabulary words")
+    _check(str(concept_matrix.dtype) in CONCEPT_DTYPES, concepts,
+           f"concept matrix dtype is {concept_matrix.dtype}; expected one of {', '.join(CONCEPT_DTYPES)}")
+    _check(teacher_logits.shape == (n, k), logits,
+           f"teacher logits have shape {teacher_logits.shape}; expected ({n}, {k}) for {n} images and {k} classes")
+    _check(np.issubdtype(teacher_logits.dtype, np.floating), logits, f"teacher logits dtype is {teacher_logits.dtype}; expected float")
+    for path, array, what in ((concepts, concept_matrix, "concept scores"), (logits, teacher_logits, "teacher logits")):
+        bad_rows = _non_finite_rows(array)
+        if bad_rows.size:
+            raise WorkspaceError(path, f"{what} contain NaN or inf (e.g. image {str(image_ids[bad_rows[0]])!r}, {bad_rows.size} images in all)")
+
+
+def _non_finite_rows(array: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    """Rows with NaN/inf, scanned in chunks so a memory-mapped matrix is never copied whole."""
+    bad = [start + np.flatnonzero(~np.isfinite(array[start:start + chunk]).all(axis=1))
+           for start in range(0, array.shape[0], chunk)]
+    return np.concatenate(bad) if bad else np.empty(0, dtype=np.int64)
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(4 * 2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ----------------------------------------------------------------------------- writing
+def _manifest_bytes(image_ids, paths, splits, labels, workspace_id: str) -> bytes:
+    n, k = labels.shape
+    label_list = pa.FixedSizeListArray.from_arrays(pa.array(labels.reshape(-1), type=pa.uint8()), k)
+    table = pa.table(
+        {"image_id": pa.array(image_ids, type=pa.string()), "path": pa.array(paths, type=pa.string()),
+         "split": pa.array(splits, type=pa.string()), "labels": label_list},
+        metadata={"conceptkd_schema_version": str(SCHEMA_VERSION), "conceptkd_workspace_id": workspace_id},
+    )
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    return sink.getvalue()
+
+
+def write_workspace(
+    root: str | os.PathLike,
+    *,
+    image_ids: Sequence[str],
+    paths: Sequence[str],
+    splits: Sequence[str],
+    labels: np.ndarray,
+    classes: Sequence[str],
+    vocabulary: Sequence[str],
+    concept_matrix: np.ndarray,
+    teacher_logits: np.ndarray,
+    model: Mapping[str, Any],
+    teacher: Mapping[str, Any],
+    image_root: str | None = None,
+    concept_dtype: str = "float16",
+    extra: Mapping[str, Any] | None = None,
+) -> Workspace:
+    """Validate and write a complete workspace to ``root``; return it loaded back.
+
+    ``model`` describes the CLIP that made the concept scores (e.g. ``{"name": "ViT-B-16",
+    "pretrained": "openai"}``), ``teacher`` the classifier that made the logits.
+    """
+    root = Path(root)
+    if concept_dtype not in CONCEPT_DTYPES:
+        raise ValueError(f"concept_dtype must be one of {', '.join(CONCEPT_DTYPES)}; got {concept_dtype!r}")
+    vocabulary = list(vocabulary)
+    try:
+        normalised = parse_vocabulary(vocabulary_text(vocabulary))
+    except VocabularyError as exc:
+        raise WorkspaceError(root / VOCABULARY_FILE, str(exc)) from None
+    if normalised != vocabulary:
+        raise WorkspaceError(root / VOCABULARY_FILE, "vocabulary must be normalised (lower-case, single spaces, no duplicates); use vocabulary.normalise_words")
+    image_ids = np.asarray([str(i) for i in image_ids], dtype=object)
+    paths = np.asarray([str(p) for p in paths], dtype=object)
+    splits = np.asarray([str(s) for s in splits], dtype=object)
+    if not (len(paths) == len(splits) == len(image_ids)):
+        raise WorkspaceError(root / MANIFEST_FILE, f"image_ids, paths and splits differ in length: {len(image_ids)}, {len(paths)}, {len(splits)}")
+    labels = np.asarray(labels)
+    concept_matrix = np.asarray(concept_matrix)
+    teacher_logits = np.asarray(teacher_logits)
+    _validate_arrays(root, image_ids.astype(str), splits.astype(str), labels, classes, vocabulary,
+                     concept_matrix.astype(concept_dtype) if concept_matrix.dtype.kind == "f" else concept_matrix,
+                     teacher_logits)
+    concept_matrix = concept_matrix.astype(concept_dtype, copy=False)
+    if not np.isfinite(concept_matrix).all():
+        raise WorkspaceError(root / CONCEPTS_FILE, f"concept scores overflow {concept_dtype}")
+    labels = labels.astype(np.uint8)
+    teacher_logits = teacher_logits.astype(np.float32)
+
+    workspace_id = uuid.uuid4().hex
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_write_npy(root / CONCEPTS_FILE, concept_matrix)
+    atomic_write_npy(root / TEACHER_LOGITS_FILE, teacher_logits)
+    atomic_write_text(root / VOCABULARY_FILE, vocabulary_text(vocabulary))
+    manifest = _manifest_bytes(image_ids, paths, splits, labels, workspace_id)
+    atomic_write(root / MANIFEST_FILE, lambda handle: handle.write(manifest))
+    meta = {
+        "schema_version": SCHEMA_VERSION,
+        "workspace_id": workspace_id,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": dict(model),
+        "teacher": dict(teacher),
+        "vocabulary_sha256": vocabulary_hash(vocabulary),
+        "classes": list(classes),
+        "n_images": int(len(image_ids)),
+        "n_concepts": len(vocabulary),
+        "n_classes": len(classes),
+        "concept_dtype": concept_dtype,
+        "image_root": image_root,
+        "files": {name: {"bytes": (root / name).stat().st_size, "sha256": _sha256_file(root / name)} for name in DATA_FILES},
+        "extra": dict(extra or {}),
+    }
+    atomic_write_json(root / META_FILE, meta)
+    return load_workspace(root)
+
+
+# ----------------------------------------------------------------------------- loading
+def read_meta(root: str | os.PathLike) -> dict:
+    root = Path(root)
+    path = root / META_FILE
+    if not root.is_dir():
+        raise WorkspaceError(root, "workspace folder does not exist")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise WorkspaceError(path, f"missing: {root} is not a ConceptKD workspace (no {META_FILE})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise WorkspaceError(path, f"not valid JSON ({exc})") from None
+    _check(isinstance(meta, dict), path, "expected a JSON object")
+    version = meta.get("schema_version")
+    _check(version in SUPPORTED_SCHEMA_VERSIONS, path,
+           f"unknown schema version {version!r}; this ConceptKD reads {', '.join(map(str, SUPPORTED_SCHEMA_VERSIONS))}")
+    for key in ("workspace_id", "vocabulary_sha256", "classes", "n_images", "n_concepts", "files", "model", "teacher"):
+        _check(key in meta, path, f"missing key {key!r}")
+    _check(isinstance(meta["classes"], list) and all(isinstance(c, str) for c in meta["classes"]), path, "classes must be a list of strings")
+    return meta
+
+
+def _verify_file(root: Path, name: str, record: Mapping[str, Any], verify: str) -> None:
+    path = root / name
+    _check(path.is_file(), path, "missing file")
+    size = path.stat().st_size
+    _check(size == record.get("bytes"), path,
+           f"file is {size} bytes but the workspace metadata records {record.get('bytes')}: it was changed or only partly written")
+    if verify == "full" and size <= FULL_VERIFY_MAX_BYTES:
+        _check(_sha256_file(path) == record.get("sha256"), path,
+               "file content does not match the checksum in the workspace metadata: it was changed or only partly written")
+
+
+def _load_npy(path: Path, mmap: bool) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except ValueError as exc:
+        raise WorkspaceError(path, f"not a plain numeric .npy array ({exc})") from None
+    except OSError as exc:
+        raise WorkspaceError(path, f"cannot read ({exc})") from None
+
+
+def load_workspace(root: str | os.PathLike, *, mmap: bool = True, verify: str = "full") -> Workspace:
+    """Load and validate the workspace in ``root``.
+
+    verify : "full" (checksums of files up to 512 MiB, sizes of larger ones) or "size".
+    Raises ``WorkspaceError`` naming the offending file and the problem.
+    """
+    if verify not in ("full", "size"):
+        raise ValueError(f"verify must be 'full' or 'size'; got {verify!r}")
+    root = Path(root).resolve()
+    meta = read_meta(root)
+    for name in DATA_FILES:
+        record = meta["files"].get(name)
+        _check(isinstance(record, dict), root / META_FILE, f"no record of {name}")
+        _verify_file(root, name, record, verify)
+
+    vocab_path = root / VOCABULARY_FILE
+    try:
+        vocabulary = parse_vocabulary(vocab_path.read_text(encoding="utf-8"))
+    except (VocabularyError, UnicodeDecodeError) as exc:
+        raise WorkspaceError(vocab_path, str(exc)) from None
+    _check(len(vocabulary) == meta["n_concepts"], vocab_path,
+           f"vocabulary has {len(vocabulary)} words; the workspace was built with {meta['n_concepts']}")
+    _check(vocabulary_hash(vocabulary) == meta["vocabulary_sha256"], vocab_path,
+           "vocabulary differs from the one the workspace was built with (hash mismatch)")
+
+    manifest_path = root / MANIFEST_FILE
+    try:
+        table = pq.read_table(manifest_path)
+    except (pa.ArrowException, OSError) as exc:
+        raise WorkspaceError(manifest_path, f"not a readable Parquet file ({exc})") from None
+    missing = [c for c in ("image_id", "path", "split", "labels") if c not in table.column_names]
+    _check(not missing, manifest_path, f"missing columns {missing}; has {table.column_names}")
+    file_meta = table.schema.metadata or {}
+    _check(file_meta.get(b"conceptkd_workspace_id", b"").decode() == meta["workspace_id"], manifest_path,
+           "manifest belongs to a different workspace (workspace id mismatch)")
+    k = len(meta["classes"])
+    label_column = table.column("labels").combine_chunks()
+    try:
+        flat = label_column.flatten().to_numpy(zero_copy_only=False)
+        labels = flat.reshape(len(table), k) if flat.size == len(table) * k else flat
+    except (pa.ArrowException, AttributeError) as exc:
+        raise WorkspaceError(manifest_path, f"labels column is not a list of 0/1 per class ({exc})") from None
+    image_ids = np.asarray(table.column("image_id").to_pylist(), dtype=str)
+    paths = np.asarray(table.column("path").to_pylist(), dtype=str)
+    splits = np.asarray(table.column("split").to_pylist(), dtype=str)
+
+    concept_matrix = _load_npy(root / CONCEPTS_FILE, mmap)
+    teacher_logits = _load_npy(root / TEACHER_LOGITS_FILE, mmap=False)
+    _validate_arrays(root, image_ids, splits, labels, meta["classes"], vocabulary, concept_matrix, teacher_logits)
+    labels = labels.astype(np.uint8)
+    for array in (labels, teacher_logits, image_ids, paths, splits):
+        array.setflags(write=False)
+    return Workspace(
+        root=root, meta=meta, image_ids=image_ids, paths=paths, splits=splits, labels=labels,
+        classes=tuple(meta["classes"]), vocabulary=tuple(vocabulary),
+        concept_matrix=concept_matrix, teacher_logits=teacher_logits,
+    )
+
+
+# ----------------------------------------------------------------------------- stamped JSON
+def stamp(workspace: Workspace, kind: str, payload: Mapping[str, Any]) -> dict:
+    """Wrap a JSON payload with what it belongs to, so a mismatched file is refused on load."""
+    return {
+        "kind": kind,
+        "schema_version": SCHEMA_VERSION,
+        "workspace_id": workspace.workspace_id,
+        "vocabulary_sha256": workspace.vocabulary_sha256,
+        "model": workspace.meta["model"],
+        "classes": list(workspace.classes),
+        **payload,
+    }
+
+
+def check_stamp(workspace: Workspace, document: Any, kind: str, path: str | os.PathLike) -> dict:
+    """Validate a stamped JSON document against ``workspace``; raise ``WorkspaceError`` if it does not belong."""
+    _check(isinstance(document, dict), Path(path), "expected a JSON object")
+    _check(document.get("kind") == kind, Path(path), f"expected a {kind!r} document; got kind {document.get('kind')!r}")
+    version = document.get("schema_version")
+    _check(version in SUPPORTED_SCHEMA_VERSIONS, Path(path),
+           f"unknown schema version {version!r}; this ConceptKD reads {', '.join(map(str, SUPPORTED_SCHEMA_VERSIONS))}")
+    _check(document.get("vocabulary_sha256") == workspace.vocabulary_sha256, Path(path),
+           "made with a different vocabulary than this workspace (vocabulary hash mismatch)")
+    _check(document.get("classes") == list(workspace.classes), Path(path),
+           f"made for classes {document.get('classes')!r}, not this workspace's {list(workspace.classes)!r}")
+    return document
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise WorkspaceError(path, "missing file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise WorkspaceError(path, f"not valid JSON ({exc}); the file may be truncated") from None

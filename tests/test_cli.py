@@ -1,0 +1,33 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_bench_refit_prints_one_json_line_with_the_goal_figures():
+    out = subprocess.run(
+        [sys.executable, "-m", "conceptkd_core", "bench", "refit", "--n-images", "600", "--n-concepts", "60",
+         "--n-classes", "4", "--moves", "10"],
+        cwd=ROOT, capture_output=True, text=True, check=True, timeout=120,
+    )
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 1
+    result = json.loads(lines[0])
+    for key in ("refit_ms_p50", "cold_fit_ms", "sklearn_lasso_ms", "speedup_vs_sklearn", "objective_rel_gap"):
+        assert isinstance(result[key], (int, float))
+    assert result["cold_converged"] is True
+    assert result["objective_rel_gap"] <= 1e-4  # at least as good as scikit-learn's optimum
+    assert result["max_kkt_violation_after_moves"] <= 1e-6
+
+
+def test_readme_commands_are_what_ci_runs():
+    readme = (ROOT / "README.md").read_text()
+    lines = readme.splitlines()
+    app_cmd = lines[lines.index("# run the app on its embedded default") + 1]
+    test_cmd = lines[lines.index("# run the tests") + 1]
+    assert "streamlit run app.py" in app_cmd and "pip install -r requirements.txt" in app_cmd
+    assert "pytest" in test_cmd and "pip install -r requirements.txt" in test_cmd
+    # The two commands come first: before any other section of the README.
+    assert readme.index("# run the tests") < readme.index("\n## ")
