@@ -20,11 +20,94 @@ def build_parser() -> argparse.ArgumentParser:
     refit.add_argument("--alpha", type=float, default=1e-3)
     refit.add_argument("--moves", type=int, default=100)
     refit.add_argument("--seed", type=int, default=0)
+    extract = sub.add_parser("extract", help="images -> workspace (CLIP concept scores, segments, teacher logits)")
+    extract.add_argument("--images", required=True, help="image folder, or a VOCdevkit/VOC2012 root")
+    extract.add_argument("--labels", help="labels CSV for a folder of images (omit for the VOC layout)")
+    extract.add_argument("--splits", default="train,val", help="VOC splits, comma-separated (default train,val)")
+    extract.add_argument("--model", default="ViT-B-16", help="open_clip model name or JSON config path")
+    weights = extract.add_mutually_exclusive_group()
+    weights.add_argument("--pretrained", help="open_clip pretrained tag, e.g. openai (needs internet once)")
+    weights.add_argument("--checkpoint", help="local weights file (.safetensors or torch tensors)")
+    extract.add_argument("--teacher", default="clip-zero-shot",
+                         help="clip-zero-shot (default), a TorchScript file (.pt/.ts), or a logits file (.csv/.parquet/.npy)")
+    extract.add_argument("--vocabulary", help="concept words, one per line (default: data/vocabulary/default.txt)")
+    extract.add_argument("--out", required=True, help="workspace folder to create (or to resume)")
+    extract.add_argument("--batch-size", type=int, default=16)
+    extract.add_argument("--segments", type=int, default=24, help="superpixels asked of SLIC per image")
+    extract.add_argument("--device", default="cpu")
+    extract.add_argument("--limit", type=int, help="only the first N images (a quick try)")
     return parser
+
+
+def _make_teacher(spec: str, clip, images):
+    from .teachers import ClipZeroShotTeacher, LogitsFileTeacher, TorchTeacher
+
+    if spec == "clip-zero-shot":
+        return ClipZeroShotTeacher(clip, images.classes)
+    suffix = spec.rsplit(".", 1)[-1].lower()
+    if suffix in ("csv", "parquet", "npy"):
+        return LogitsFileTeacher(spec, images.classes, image_ids=images.image_ids)
+    if suffix in ("pt", "ts", "pth", "jit"):
+        return TorchTeacher(spec, images.classes, device=clip.device)
+    raise ValueError(f"--teacher {spec!r}: expected clip-zero-shot, a TorchScript file or a logits file")
+
+
+def run_extract(args) -> int:
+    from tqdm import tqdm
+
+    from .clip_backend import load_clip
+    from .datasets import load_dataset
+    from .extraction import extract
+    from .vocabulary import DEFAULT_VOCABULARY, load_vocabulary
+
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1; got {args.batch_size}")
+    images = load_dataset(args.images, args.labels, [s for s in args.splits.split(",") if s])
+    if args.limit:
+        images = images.subset(range(min(args.limit, len(images))))
+    vocabulary = load_vocabulary(args.vocabulary or DEFAULT_VOCABULARY)
+    clip = load_clip(args.model, pretrained=args.pretrained, checkpoint=args.checkpoint, device=args.device)
+    teacher = _make_teacher(args.teacher, clip, images)
+    print(f"{len(images)} images, {len(images.classes)} classes, {len(vocabulary)} concepts, model {clip.name}", flush=True)
+    bar = tqdm(total=len(images), unit="img", dynamic_ncols=True)
+
+    def progress(p):
+        bar.n = p.done
+        bar.set_postfix(skipped=p.skipped)
+        bar.refresh()
+
+    try:
+        result = extract(images, args.out, clip, teacher, vocabulary, batch_size=args.batch_size,
+                         n_segments=args.segments, progress=progress)
+    finally:
+        bar.close()
+    print(f"{result.workspace.n_images} images extracted, {len(result.failures)} skipped "
+          f"(computed {result.computed}, resumed {result.resumed}) -> {result.workspace.root}")
+    for failure in result.failures[:20]:
+        print(f"  skipped {failure['image_id']}: {failure['error']}")
+    if len(result.failures) > 20:
+        print(f"  ... and {len(result.failures) - 20} more, listed in extraction_report.json")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "extract":
+        from .clip_backend import ClipLoadError
+        from .datasets import DatasetError
+        from .extraction import ExtractionError
+        from .teachers import TeacherError
+        from .vocabulary import VocabularyError
+        from .workspace import WorkspaceError
+
+        try:
+            return run_extract(args)
+        except (ClipLoadError, DatasetError, ExtractionError, TeacherError, VocabularyError, WorkspaceError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("interrupted: finished batches are kept; run the same command again to resume", file=sys.stderr)
+            return 130
     if args.command == "bench":
         from . import bench
 

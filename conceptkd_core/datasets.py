@@ -1,0 +1,149 @@
+"""Image sets with labels: PASCAL VOC (VOCdevkit layout) and a folder of images plus a CSV."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .workspace import WorkspaceError, safe_join
+
+VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+               "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
+               "train", "tvmonitor")
+
+
+class DatasetError(ValueError):
+    """A dataset whose layout or labels cannot be used; the message names what is missing."""
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Images to extract: ids, paths relative to ``root``, splits, and multi-hot labels (n, k)."""
+
+    root: Path
+    image_ids: list[str]
+    paths: list[str]
+    splits: list[str]
+    labels: np.ndarray
+    classes: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def absolute_path(self, i: int) -> Path:
+        return safe_join(self.root, self.paths[i])
+
+    def subset(self, rows: Sequence[int]) -> "ImageSet":
+        rows = list(rows)
+        return ImageSet(self.root, [self.image_ids[r] for r in rows], [self.paths[r] for r in rows],
+                        [self.splits[r] for r in rows], self.labels[rows], self.classes)
+
+
+def load_voc(root: str | os.PathLike, splits: Sequence[str] = ("train", "val"),
+             classes: Sequence[str] = VOC_CLASSES) -> ImageSet:
+    """PASCAL VOC in its VOCdevkit layout: ``root`` holds JPEGImages/ and ImageSets/Main/.
+
+    Labels come from ``ImageSets/Main/<class>_<split>.txt`` (1 present, 0 difficult — counted
+    present, -1 absent); the images of a split from ``ImageSets/Main/<split>.txt``.
+    """
+    root = Path(root)
+    main = root / "ImageSets" / "Main"
+    for needed in (root / "JPEGImages", main):
+        if not needed.is_dir():
+            raise DatasetError(f"{root} is not a VOC root: missing folder {needed.relative_to(root)}/ "
+                               "(point --images at VOCdevkit/VOC2012)")
+    ids, split_of = [], []
+    for split in splits:
+        listing = main / f"{split}.txt"
+        if not listing.is_file():
+            raise DatasetError(f"{root}: missing {listing.relative_to(root)} for split {split!r}")
+        for line in listing.read_text().split():
+            ids.append(line)
+            split_of.append(split)
+    if not ids:
+        raise DatasetError(f"{root}: the splits {list(splits)} list no images")
+    index = {i: r for r, i in enumerate(ids)}
+    labels = np.zeros((len(ids), len(classes)), dtype=np.uint8)
+    for c, name in enumerate(classes):
+        for split in splits:
+            path = main / f"{name}_{split}.txt"
+            if not path.is_file():
+                raise DatasetError(f"{root}: missing {path.relative_to(root)} (labels of class {name!r})")
+            for line in path.read_text().splitlines():
+                parts = line.split()
+                if len(parts) == 2 and parts[0] in index and parts[1] in ("0", "1"):
+                    labels[index[parts[0]], c] = 1
+    paths = [f"JPEGImages/{i}.jpg" for i in ids]
+    return ImageSet(root.resolve(), ids, paths, split_of, labels, tuple(classes))
+
+
+def load_folder(images_dir: str | os.PathLike, labels_csv: str | os.PathLike) -> ImageSet:
+    """A folder of images and a CSV of labels.
+
+    CSV columns: ``image`` (path relative to the folder), optional ``image_id`` (default: the
+    path), optional ``split`` (default "all"), and labels either as a ``labels`` column of
+    ``;``-separated class names or as one 0/1 column per class.
+    """
+    root = Path(images_dir).resolve()
+    if not root.is_dir():
+        raise DatasetError(f"Image folder not found: {images_dir}")
+    try:
+        frame = pd.read_csv(labels_csv, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise DatasetError(f"Labels file not found: {labels_csv}") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise DatasetError(f"{labels_csv}: not a readable CSV ({exc})") from None
+    if "image" not in frame.columns:
+        raise DatasetError(f"{labels_csv}: missing column 'image' (paths relative to {root}); has {list(frame.columns)}")
+    paths = [p.strip() for p in frame["image"]]
+    ids = [i.strip() for i in frame["image_id"]] if "image_id" in frame.columns else paths
+    splits = [s.strip().lower() or "all" for s in frame["split"]] if "split" in frame.columns else ["all"] * len(paths)
+    if not paths:
+        raise DatasetError(f"{labels_csv}: no rows")
+    seen: set[str] = set()
+    for i in ids:
+        if not i:
+            raise DatasetError(f"{labels_csv}: empty image id")
+        if i in seen:
+            raise DatasetError(f"{labels_csv}: duplicate image id {i!r}")
+        seen.add(i)
+    for p in paths:
+        try:
+            safe_join(root, p)
+        except WorkspaceError as exc:
+            raise DatasetError(f"{labels_csv}: {exc.problem}") from None
+    if "labels" in frame.columns:
+        names = [[n.strip() for n in cell.split(";") if n.strip()] for cell in frame["labels"]]
+        classes = tuple(sorted({n for row in names for n in row}))
+        if not classes:
+            raise DatasetError(f"{labels_csv}: the 'labels' column names no classes")
+        col = {c: j for j, c in enumerate(classes)}
+        labels = np.zeros((len(paths), len(classes)), dtype=np.uint8)
+        for r, row in enumerate(names):
+            labels[r, [col[n] for n in row]] = 1
+    else:
+        classes = tuple(c for c in frame.columns if c not in ("image", "image_id", "split"))
+        if not classes:
+            raise DatasetError(f"{labels_csv}: no label columns (give a 'labels' column or one 0/1 column per class)")
+        raw = frame[list(classes)].apply(lambda s: s.str.strip())
+        bad = ~raw.isin(["0", "1"])
+        if bad.to_numpy().any():
+            r, c = np.argwhere(bad.to_numpy())[0]
+            raise DatasetError(f"{labels_csv}: label for image {ids[r]!r}, class {classes[c]!r} is {raw.iat[r, c]!r}; expected 0 or 1")
+        labels = raw.to_numpy().astype(np.uint8)
+    return ImageSet(root, ids, paths, splits, labels, classes)
+
+
+def load_dataset(images: str | os.PathLike, labels_csv: str | os.PathLike | None = None,
+                 splits: Sequence[str] = ("train", "val")) -> ImageSet:
+    """VOC layout if ``images`` has JPEGImages/ and no CSV is given, else folder + CSV."""
+    if labels_csv is None:
+        if (Path(images) / "JPEGImages").is_dir():
+            return load_voc(images, splits)
+        raise DatasetError(f"{images}: not a VOC root (no JPEGImages/); give a labels CSV with --labels")
+    return load_folder(images, labels_csv)

@@ -1,0 +1,163 @@
+"""Teachers: anything that gives class logits for images.
+
+* ``TorchTeacher``: a torch module, or a TorchScript file, with its preprocessing.
+* ``LogitsFileTeacher``: precomputed logits in CSV / Parquet (keyed by image id) or NPY (in
+  manifest order), validated against the manifest.
+* ``ClipZeroShotTeacher``: the built-in default, CLIP zero-shot over class-name prompts.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+
+class TeacherError(ValueError):
+    """A teacher that cannot be used as given; the message names the file and the problem."""
+
+
+class Teacher(Protocol):
+    classes: tuple[str, ...]
+
+    @property
+    def identity(self) -> dict: ...
+
+    def logits(self, images: Sequence[Image.Image], image_ids: Sequence[str]) -> np.ndarray:
+        """Logits of shape (len(images), n_classes)."""
+
+
+def _finite_logits(values: np.ndarray, n_rows: int, k: int, source: str) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float32)
+    if values.shape != (n_rows, k):
+        raise TeacherError(f"{source}: logits have shape {values.shape}; expected ({n_rows}, {k})")
+    if not np.isfinite(values).all():
+        raise TeacherError(f"{source}: logits contain NaN or inf")
+    return values
+
+
+class TorchTeacher:
+    """A classifier as a torch module or a TorchScript file; images are resized to ``image_size``
+    (no crop) and normalised with ``mean``/``std`` (ImageNet's by default)."""
+
+    def __init__(self, model, classes: Sequence[str], image_size: int = 224,
+                 mean: Sequence[float] = (0.485, 0.456, 0.406), std: Sequence[float] = (0.229, 0.224, 0.225),
+                 device: str = "cpu"):
+        import torch
+
+        self.source = None
+        if isinstance(model, (str, os.PathLike)):
+            self.source = str(model)
+            try:
+                model = torch.jit.load(str(model), map_location=device)
+            except Exception as exc:
+                raise TeacherError(f"{model}: not a TorchScript model ({str(exc).splitlines()[0][:200]})") from None
+        self.model = model.to(device).eval()
+        self.classes = tuple(classes)
+        self.image_size = int(image_size)
+        self.mean = torch.tensor(mean).view(1, 3, 1, 1)
+        self.std = torch.tensor(std).view(1, 3, 1, 1)
+        self.device = device
+
+    @property
+    def identity(self) -> dict:
+        return {"kind": "torch", "source": self.source, "image_size": self.image_size, "classes": list(self.classes)}
+
+    def logits(self, images, image_ids=None) -> np.ndarray:
+        import torch
+
+        arrays = [np.asarray(im.resize((self.image_size, self.image_size), Image.Resampling.BILINEAR)) for im in images]
+        batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div_(255)
+        batch = ((batch - self.mean) / self.std).to(self.device)
+        with torch.inference_mode():
+            out = self.model(batch)
+        return _finite_logits(out.float().cpu().numpy(), len(images), len(self.classes), "teacher model output")
+
+
+class LogitsFileTeacher:
+    """Precomputed logits. CSV/Parquet: an ``image_id`` column plus one column per class.
+    NPY: shape (n_images, n_classes) in the manifest's order (``image_ids`` must be given)."""
+
+    def __init__(self, path: str | os.PathLike, classes: Sequence[str], image_ids: Sequence[str] | None = None):
+        self.path = Path(path)
+        self.classes = tuple(classes)
+        k = len(self.classes)
+        suffix = self.path.suffix.lower()
+        if not self.path.is_file():
+            raise TeacherError(f"{self.path}: logits file not found")
+        if suffix == ".npy":
+            if image_ids is None:
+                raise TeacherError(f"{self.path}: an .npy logits file has no image ids; it must come with the manifest order")
+            try:
+                values = np.load(self.path, allow_pickle=False)
+            except ValueError as exc:
+                raise TeacherError(f"{self.path}: not a plain numeric .npy array ({exc})") from None
+            values = _finite_logits(values, len(image_ids), k, str(self.path))
+            self.table = dict(zip(map(str, image_ids), values))
+            return
+        try:
+            frame = pd.read_parquet(self.path) if suffix == ".parquet" else pd.read_csv(self.path)
+        except Exception as exc:
+            raise TeacherError(f"{self.path}: cannot read logits table ({exc})") from None
+        if "image_id" not in frame.columns:
+            raise TeacherError(f"{self.path}: missing column 'image_id'; has {list(frame.columns)}")
+        missing = [c for c in self.classes if c not in frame.columns]
+        if missing:
+            raise TeacherError(f"{self.path}: no logits column for classes {missing}")
+        ids = frame["image_id"].astype(str)
+        if ids.duplicated().any():
+            raise TeacherError(f"{self.path}: duplicate image ids, e.g. {ids[ids.duplicated()].iloc[0]!r}")
+        try:
+            values = frame[list(self.classes)].to_numpy(dtype=np.float32)
+        except ValueError as exc:
+            raise TeacherError(f"{self.path}: logits must be numbers ({exc})") from None
+        values = _finite_logits(values, len(frame), k, str(self.path))
+        self.table = dict(zip(ids, values))
+
+    @property
+    def identity(self) -> dict:
+        return {"kind": "logits-file", "source": str(self.path), "classes": list(self.classes)}
+
+    def check_covers(self, image_ids: Sequence[str]) -> None:
+        missing = [i for i in image_ids if str(i) not in self.table]
+        if missing:
+            raise TeacherError(f"{self.path}: no logits for {len(missing)} images, e.g. {missing[:3]}")
+
+    def logits(self, images, image_ids) -> np.ndarray:
+        self.check_covers(image_ids)
+        return np.stack([self.table[str(i)] for i in image_ids])
+
+
+class ClipZeroShotTeacher:
+    """CLIP zero-shot: logit_c = scale · (cos(image, class_c) − mean over classes of cos).
+
+    Centring over classes turns CLIP's softmax-style scores into per-class logits whose sign
+    says "more like this class than the average class"; ``scale`` is the model's logit scale.
+    """
+
+    def __init__(self, clip, classes: Sequence[str]):
+        from .clip_backend import encode_text_prompts
+
+        self.clip = clip
+        self.classes = tuple(classes)
+        self.class_embeddings = encode_text_prompts(clip, [c.replace("_", " ") for c in self.classes])
+        self.scale = float(clip.model.logit_scale.exp().item()) if hasattr(clip.model, "logit_scale") else 100.0
+
+    @property
+    def identity(self) -> dict:
+        return {"kind": "clip-zero-shot", "model": self.clip.identity, "classes": list(self.classes)}
+
+    def logits_from_embeddings(self, image_embeddings: np.ndarray) -> np.ndarray:
+        cos = image_embeddings @ self.class_embeddings.T
+        return (self.scale * (cos - cos.mean(axis=1, keepdims=True))).astype(np.float32)
+
+    def logits(self, images, image_ids=None) -> np.ndarray:
+        from .clip_backend import encode_image, to_model_input
+        from .images import square_resize
+
+        batch = to_model_input(self.clip, [square_resize(im, self.clip.image_size) for im in images])
+        return self.logits_from_embeddings(encode_image(self.clip, batch).cpu().numpy())

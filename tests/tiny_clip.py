@@ -1,0 +1,41 @@
+"""A tiny open_clip ViT with random weights, saved as a real checkpoint: the extraction tests
+run the same loading and feature code as real CLIP weights, in seconds."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+TINY_CONFIG = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 64, "layers": 3, "width": 64, "patch_size": 16, "head_width": 32},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 1},
+}
+
+
+def make_tiny_checkpoint(folder: Path, name: str = "tiny-vit-test", seed: int = 0) -> tuple[Path, Path]:
+    """Write ``<name>.json`` (architecture) and ``<name>.safetensors`` (random weights)."""
+    import torch
+    from safetensors.torch import save_file
+
+    from conceptkd_core.clip_backend import register_model_config
+    from conceptkd_core.torch_compat import import_open_clip
+
+    folder.mkdir(parents=True, exist_ok=True)
+    config = folder / f"{name}.json"
+    config.write_text(json.dumps(TINY_CONFIG))
+    register_model_config(config)
+    torch.manual_seed(seed)
+    model = import_open_clip().create_model(name, pretrained=None)
+    weights = folder / f"{name}.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
+    return config, weights
+
+
+def write_scene(path: Path, seed: int, size=(80, 60)) -> None:
+    rng = np.random.default_rng(seed)
+    image = np.zeros((size[1], size[0], 3), np.uint8) + rng.integers(0, 255, 3, dtype=np.uint8)
+    x, y = rng.integers(0, size[0] // 2), rng.integers(0, size[1] // 2)
+    image[y:y + 25, x:x + 30] = rng.integers(0, 255, 3, dtype=np.uint8)
+    Image.fromarray(image).save(path)
