@@ -20,6 +20,11 @@ def build_parser() -> argparse.ArgumentParser:
     refit.add_argument("--alpha", type=float, default=1e-3)
     refit.add_argument("--moves", type=int, default=100)
     refit.add_argument("--seed", type=int, default=0)
+    ext = bench_sub.add_parser("extract", help="dense extraction vs plain encode_image throughput")
+    ext.add_argument("--model", default="ViT-B-16")
+    ext.add_argument("--batch-size", type=int, default=8)
+    ext.add_argument("--batches", type=int, default=4)
+    ext.add_argument("--device", default="cpu")
     extract = sub.add_parser("extract", help="images -> workspace (CLIP concept scores, segments, teacher logits)")
     extract.add_argument("--images", required=True, help="image folder, or a VOCdevkit/VOC2012 root")
     extract.add_argument("--labels", help="labels CSV for a folder of images (omit for the VOC layout)")
@@ -114,6 +119,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.benchmark == "refit":
             bench.run("refit", n_images=args.n_images, n_concepts=args.n_concepts, n_classes=args.n_classes,
                       alpha=args.alpha, moves=args.moves, seed=args.seed)
+        elif args.benchmark == "extract":
+            bench.run("extract", model_name=args.model, batch_size=args.batch_size, batches=args.batches,
+                      device=args.device)
     return 0
 
 

@@ -1,4 +1,6 @@
 import json
+
+import pytest
 import subprocess
 import sys
 from pathlib import Path
@@ -31,3 +33,14 @@ def test_readme_commands_are_what_ci_runs():
     assert "pytest" in test_cmd and "pip install -r requirements.txt" in test_cmd
     # The two commands come first: before any other section of the README.
     assert readme.index("# run the tests") < readme.index("\n## ")
+
+
+def test_bench_extract_reports_both_throughputs():
+    out = subprocess.run(
+        [sys.executable, "-m", "conceptkd_core", "bench", "extract", "--model", "ViT-B-32", "--batch-size", "2",
+         "--batches", "1"],
+        cwd=ROOT, capture_output=True, text=True, check=True, timeout=300,
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["dense_images_per_s"] > 0 and result["encode_image_images_per_s"] > 0
+    assert result["ratio"] == pytest.approx(result["dense_images_per_s"] / result["encode_image_images_per_s"], rel=0.01)
