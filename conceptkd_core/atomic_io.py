@@ -6,6 +6,7 @@ never a half-written one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -63,3 +64,12 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
 
 def atomic_write_npy(path: str | os.PathLike, array: np.ndarray) -> Path:
     return atomic_write(path, lambda handle: np.save(handle, np.ascontiguousarray(array), allow_pickle=False))
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file, read in 4 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(4 * 2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .atomic_io import atomic_write_npy
+from .atomic_io import atomic_write_npy, sha256_file
 from .torch_compat import import_open_clip
 from .vocabulary import vocabulary_hash
 
@@ -63,14 +63,6 @@ class ClipModel:
     @property
     def grid_size(self) -> int:
         return self.image_size // self.patch_size
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(4 * 2**20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
@@ -171,7 +163,7 @@ def load_clip(model_name: str = "ViT-B-16", pretrained: str | None = None,
                 model.load_state_dict(state, strict=True)
             except RuntimeError as exc:
                 raise ClipLoadError(f"Checkpoint {checkpoint} does not fit {name!r}: {str(exc)[:400]}") from None
-            checkpoint_sha = _sha256(Path(checkpoint))
+            checkpoint_sha = sha256_file(checkpoint)
         else:
             with _hub_offline(not _hub_reachable()):
                 model = open_clip.create_model(name, pretrained=pretrained, device="cpu", require_pretrained=True)

@@ -19,7 +19,6 @@ Loading validates everything and raises ``WorkspaceError`` naming the file and t
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -33,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .atomic_io import atomic_write, atomic_write_json, atomic_write_npy, atomic_write_text
+from .atomic_io import atomic_write, atomic_write_json, atomic_write_npy, atomic_write_text, sha256_file
 from .vocabulary import VocabularyError, parse_vocabulary, vocabulary_hash, vocabulary_text
 
 SCHEMA_VERSION = 1
@@ -183,14 +182,6 @@ def _non_finite_rows(array: np.ndarray, chunk: int = 65536) -> np.ndarray:
     return np.concatenate(bad) if bad else np.empty(0, dtype=np.int64)
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(4 * 2**20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 # ----------------------------------------------------------------------------- writing
 def _manifest_bytes(image_ids, paths, splits, labels, workspace_id: str) -> bytes:
     n, k = labels.shape
@@ -274,7 +265,7 @@ def write_workspace(
         "n_classes": len(classes),
         "concept_dtype": concept_dtype,
         "image_root": image_root,
-        "files": {name: {"bytes": (root / name).stat().st_size, "sha256": _sha256_file(root / name)} for name in DATA_FILES},
+        "files": {name: {"bytes": (root / name).stat().st_size, "sha256": sha256_file(root / name)} for name in DATA_FILES},
         "extra": dict(extra or {}),
     }
     atomic_write_json(root / META_FILE, meta)
@@ -310,7 +301,7 @@ def _verify_file(root: Path, name: str, record: Mapping[str, Any], verify: str) 
     _check(size == record.get("bytes"), path,
            f"file is {size} bytes but the workspace metadata records {record.get('bytes')}: it was changed or only partly written")
     if verify == "full" and size <= FULL_VERIFY_MAX_BYTES:
-        _check(_sha256_file(path) == record.get("sha256"), path,
+        _check(sha256_file(path) == record.get("sha256"), path,
                "file content does not match the checksum in the workspace metadata: it was changed or only partly written")
 
 

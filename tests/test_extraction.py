@@ -298,20 +298,26 @@ def test_cli_extract_is_resumable_after_a_kill(tiny, folder_set, tmp_path):
     assert "7 images extracted, 0 skipped" in first.stdout
     ws = load_workspace(out)
     baseline = np.asarray(ws.concept_matrix).copy()
-    # Again into a fresh folder, killed after the first shard lands; the rerun resumes.
+    # Again into a fresh folder, SIGKILLed right after its second shard lands (deterministically:
+    # the kill comes from inside the shard write); the rerun resumes.
     out2 = tmp_path / "ws2"
     cmd2 = cmd[:-3] + [str(out2), "--batch-size", "2"]
-    proc = subprocess.Popen(cmd2, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    import time
-
-    deadline = time.time() + 120
-    while time.time() < deadline and not list((out2 / ".extract").glob("shard-*.npz")):
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    killer = (
+        "import os, signal, sys\n"
+        "import conceptkd_core.extraction as ex\n"
+        "from conceptkd_core.cli import main\n"
+        "real, count = ex._write_shard, [0]\n"
+        "def write_then_die(path, arrays):\n"
+        "    real(path, arrays); count[0] += 1\n"
+        "    if count[0] == 2: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "ex._write_shard = write_then_die\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    killed = subprocess.run([sys.executable, "-c", killer] + cmd2[3:], cwd=ROOT, capture_output=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL
     shards_before = {p.name for p in (out2 / ".extract").glob("shard-*.npz")}
-    assert shards_before and len(shards_before) < 4
+    assert len(shards_before) == 2
     second = subprocess.run(cmd2, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stderr
-    assert f"resumed {2 * len(shards_before)}" in second.stdout
+    assert "(computed 3, resumed 4)" in second.stdout
     np.testing.assert_array_equal(np.asarray(load_workspace(out2).concept_matrix), baseline)
