@@ -1,11 +1,85 @@
+"""Every page through Streamlit's AppTest, on a workspace made by the real extraction path."""
+
 from pathlib import Path
 
+import numpy as np
+import pytest
 from streamlit.testing.v1 import AppTest
 
+from conceptkd_core.clip_backend import load_clip
+from conceptkd_core.datasets import load_folder
+from conceptkd_core.extraction import extract
+from conceptkd_core.teachers import ClipZeroShotTeacher
+from conceptkd_core.vocabulary import load_vocabulary
+
+from tiny_clip import make_tiny_checkpoint, write_scene
+
 ROOT = Path(__file__).resolve().parent.parent
+PAGES = ["pages/setup.py", "pages/students.py", "pages/concepts.py", "pages/tune.py", "pages/history.py"]
 
 
-def test_app_opens_on_its_default_page():
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30).run()
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    base = tmp_path_factory.mktemp("app")
+    config, weights = make_tiny_checkpoint(base / "model")
+    clip = load_clip(str(config), checkpoint=weights)
+    (base / "images").mkdir()
+    rows = ["image,split,labels"]
+    for i in range(40):
+        write_scene(base / "images" / f"{i}.png", i)
+        rows.append(f"{i}.png,test,{['cat', 'dog', 'car'][i % 3]}")
+    (base / "labels.csv").write_text("\n".join(rows) + "\n")
+    images = load_folder(base / "images", base / "labels.csv")
+    vocab = load_vocabulary(ROOT / "data/vocabulary/davis2017.txt")
+    extract(images, base / "ws", clip, ClipZeroShotTeacher(clip, images.classes), vocab, batch_size=8)
+    return base / "ws"
+
+
+def open_page(workspace, page):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.session_state["workspace_root"] = str(workspace)
+    at.run()
+    if page != PAGES[0]:
+        at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders(workspace, page):
+    at = open_page(workspace, page)
+    assert at.title[0].value == Path(page).stem.capitalize()
+    assert not at.warning
+
+
+def test_setup_shows_the_workspace(workspace):
+    at = open_page(workspace, PAGES[0])
+    assert [m.value for m in at.metric][:3] == ["40", "3", "78"]
+
+
+def test_a_slider_move_refits_and_undo_restores(workspace):
+    at = open_page(workspace, "pages/tune.py")
+    session = at.session_state["tuning"]
+    c = list(session.classes).index(at.session_state["class"])
+    before = session.bank.coef_.copy()
+    slider = at.slider[0]
+    target = round(slider.value * 0.5, 3) if slider.value else 0.5
+    slider.set_value(target).run()
     assert not at.exception
-    assert at.title[0].value == "ConceptKD"
+    j = session.events[-1].concept
+    assert session.bank.coef_[c, j] == pytest.approx(target)  # the bound holds
+    assert not np.array_equal(session.bank.coef_, before)
+    assert any(m.label == "Student AP" for m in at.metric)
+    at.switch_page("pages/history.py").run()
+    assert at.dataframe[0].value.shape[0] == 1
+    at.button[0].click().run()  # Undo
+    assert not at.exception
+    np.testing.assert_array_equal(at.session_state["tuning"].bank.coef_, before)
+
+
+def test_missing_workspace_says_how_to_make_one(tmp_path):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.session_state["workspace_root"] = str(tmp_path / "none")
+    at.run()
+    assert not at.exception
+    assert "No workspace to show" in at.warning[0].value

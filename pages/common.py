@@ -1,0 +1,58 @@
+"""Shared page helpers: the cached workspace, this browser session's tuning, the sidebar."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import streamlit as st
+
+from conceptkd_core.explorer import Explorer, new_session, open_explorer
+from conceptkd_core.tuning import TuningSession
+from conceptkd_core.workspace import WorkspaceError
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_WORKSPACE = Path(os.environ.get("CONCEPTKD_WORKSPACE", ROOT / "data" / "demo" / "workspace"))
+
+
+@st.cache_resource(show_spinner="Loading workspace…", max_entries=4)
+def get_explorer(root: str) -> Explorer:
+    """One read-only copy per workspace, shared by every session of this server."""
+    return open_explorer(root)
+
+
+def sidebar() -> None:
+    with st.sidebar:
+        st.text_input("Workspace folder", value=str(st.session_state.get("workspace_root", DEFAULT_WORKSPACE)),
+                      key="workspace_input", help="A folder made by `python -m conceptkd_core extract`.")
+        st.session_state["workspace_root"] = st.session_state["workspace_input"]
+        state = current()
+        if state:
+            explorer, session = state
+            classes = list(explorer.classes)
+            index = classes.index(st.session_state["class"]) if st.session_state.get("class") in classes else 0
+            st.selectbox("Class", classes, index=index, key="class_input")
+            st.session_state["class"] = st.session_state["class_input"]
+
+
+def current() -> tuple[Explorer, TuningSession] | None:
+    """The workspace and this session's tuning, or None (with a message) if there is no workspace."""
+    root = st.session_state.get("workspace_root", str(DEFAULT_WORKSPACE))
+    try:
+        explorer = get_explorer(str(Path(root).resolve()))
+    except WorkspaceError as exc:
+        st.session_state.pop("tuning", None)
+        st.warning(f"No workspace to show: {exc}")
+        st.caption("Make one with `python -m conceptkd_core extract --images … --out WORKSPACE` "
+                   "(see README), then enter its folder in the sidebar.")
+        return None
+    session = st.session_state.get("tuning")
+    if session is None or session.stamp.get("workspace_id") != explorer.workspace.workspace_id:
+        session = new_session(explorer)
+        st.session_state["tuning"] = session
+    return explorer, session
+
+
+def selected_class(explorer: Explorer) -> int:
+    name = st.session_state.get("class")
+    return explorer.classes.index(name) if name in explorer.classes else 0

@@ -1,0 +1,24 @@
+"""Configuration view: the workspace's images, classes, vocabulary, model and teacher."""
+
+import pandas as pd
+import streamlit as st
+
+from pages.common import current
+
+st.title("Setup")
+state = current()
+if state:
+    explorer, _ = state
+    ws = explorer.workspace
+    cols = st.columns(4)
+    cols[0].metric("Images", f"{ws.n_images:,}")
+    cols[1].metric("Classes", ws.n_classes)
+    cols[2].metric("Concepts", ws.n_concepts)
+    cols[3].metric("Splits", ", ".join(sorted(set(ws.splits))))
+    model = ws.meta["model"]
+    st.markdown(f"**CLIP:** `{model.get('name')}` · weights: `{model.get('pretrained') or 'local checkpoint'}` · "
+                f"**teacher:** `{ws.meta['teacher'].get('kind')}`")
+    st.subheader("Classes")
+    st.dataframe(pd.DataFrame({"class": ws.classes, "images": ws.labels.sum(axis=0)}), hide_index=True)
+    st.subheader("Vocabulary")
+    st.dataframe(pd.DataFrame({"concept": ws.vocabulary}), hide_index=True, height=240)

@@ -1,0 +1,61 @@
+"""Tuning view: sliders and up/down/lock/remove for the selected class's concepts; instant re-fit."""
+
+import streamlit as st
+
+from conceptkd_core.explorer import top_concepts
+from conceptkd_core.tuning import TuningError
+from pages.common import current, selected_class
+
+st.title("Tune")
+state = current()
+
+
+def act(session, op: str, c: int, j: int, **args) -> None:
+    """Widget callback: runs before the rerun, so everything then drawn shows the re-fitted bank."""
+    if op == "set":
+        args["value"] = float(st.session_state[args.pop("widget")])
+    try:
+        session.apply(op, c, j, **args)
+        st.session_state.pop("tune_error", None)
+    except TuningError as exc:
+        st.session_state["tune_error"] = str(exc)
+
+
+@st.fragment
+def tuning_panel(explorer, session, c: int) -> None:
+    top = top_concepts(session, c, n=8)
+    factor = st.number_input("Scale factor x for up/down", min_value=1.05, max_value=10.0, value=2.0, step=0.25,
+                             key="factor")
+    for row in top.itertuples():
+        j = int(row.concept_index)
+        w = float(session.bank.coef_[c, j])
+        span = max(1.0, round(3 * abs(w), 2))
+        cols = st.columns([4, 1, 1, 1, 1], vertical_alignment="bottom")
+        key = f"w_{c}_{j}_{len(session.audit)}"  # a fresh widget after every change shows the re-fitted value
+        cols[0].slider(row.concept, -span, span, w, key=key, on_change=act, args=(session, "set", c, j),
+                       kwargs={"widget": key})
+        cols[1].button("⬆", key=key + "_up", help=f"up-tune ×{factor}", on_click=act,
+                       args=(session, "upweight", c, j), kwargs={"factor": factor})
+        cols[2].button("⬇", key=key + "_down", help=f"down-tune ×{1 / factor:.2f}", on_click=act,
+                       args=(session, "downweight", c, j), kwargs={"factor": 1 / factor})
+        cols[3].button("🔒", key=key + "_lock", help="lock at the current value", on_click=act, args=(session, "lock", c, j))
+        cols[4].button("✖", key=key + "_remove", help="remove (weight 0)", on_click=act, args=(session, "remove", c, j))
+    if st.session_state.get("tune_error"):
+        st.error(st.session_state["tune_error"])
+    if session.events and session.cursor and c in session.events[session.cursor - 1].metrics_after:
+        last = session.events[session.cursor - 1]
+        before, after = last.metrics_before[c], last.metrics_after[c]
+        cols = st.columns(3)
+        cols[0].metric("Student AP", f"{after['student_ap'] or 0:.3f}",
+                       f"{(after['student_ap'] or 0) - (before['student_ap'] or 0):+.3f}")
+        cols[1].metric("Fidelity", f"{after['agreement']:.3f}", f"{after['agreement'] - before['agreement']:+.3f}")
+        cols[2].metric("Images that changed side", last.flipped.get(c, 0))
+    if session.autosave_error:
+        st.warning(session.autosave_error)
+
+
+if state:
+    explorer, session = state
+    c = selected_class(explorer)
+    st.caption(f"Class “{explorer.classes[c]}”: drag a weight or use ⬆ ⬇ 🔒 ✖; the other weights re-fit at once.")
+    tuning_panel(explorer, session, c)
