@@ -13,6 +13,7 @@ pages = [
     st.Page("pages/setup.py", title="Setup", icon="🗂️", default=True),
     st.Page("pages/students.py", title="Students", icon="📊"),
     st.Page("pages/concepts.py", title="Concepts", icon="🧩"),
+    st.Page("pages/images.py", title="Images", icon="🖼️"),
     st.Page("pages/tune.py", title="Tune", icon="🎚️"),
     st.Page("pages/history.py", title="History", icon="🕘"),
 ]

@@ -140,7 +140,54 @@ def bench_extract(model_name: str = "ViT-B-16", batch_size: int = 8, batches: in
             "ratio": round(rates["dense"] / rates["plain"], 3)}
 
 
-BENCHMARKS = {"refit": bench_refit, "extract": bench_extract}
+def bench_app(workspace: str | None = None, moves: int = 10) -> dict:
+    """The app on a workspace (default: the embedded demo), driven in-process by Streamlit's AppTest.
+
+    Page times are full script reruns after one warm-up visit each (caches filled). A slider
+    move is timed as AppTest runs it: the whole page rerun, an upper bound on the fragment
+    rerun a browser triggers. Resident memory is the process peak after visiting every page;
+    ``torch_imported`` checks that browsing never loaded CLIP.
+    """
+    import resource
+    import sys
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    root = Path(__file__).resolve().parent.parent
+    pages = ["pages/setup.py", "pages/students.py", "pages/concepts.py", "pages/images.py", "pages/tune.py",
+             "pages/history.py"]
+    at = AppTest.from_file(str(root / "app.py"), default_timeout=300)
+    if workspace:
+        at.session_state["workspace_root"] = str(Path(workspace).resolve())
+    t0 = time.perf_counter()
+    at.run()
+    first_load = time.perf_counter() - t0
+    page_s = {}
+    for page in pages * 2:  # the first pass warms caches; the second is timed
+        t0 = time.perf_counter()
+        at.switch_page(page).run()
+        page_s[page] = time.perf_counter() - t0
+        if at.exception:
+            raise RuntimeError(f"{page}: {at.exception[0].message}")
+    at.switch_page("pages/tune.py").run()
+    move_s = []
+    for i in range(moves):
+        slider = at.slider[0]
+        value = slider.value * (0.5 if i % 2 else 1.5) if slider.value else 0.1
+        slider.set_value(max(min(value, slider.max), slider.min))
+        t0 = time.perf_counter()
+        at.run()
+        move_s.append(time.perf_counter() - t0)
+    slowest = max(page_s, key=page_s.get)
+    return {"bench": "app", "first_load_ms": _ms(first_load), "slider_move_ms_p50": _ms(float(np.median(move_s))),
+            "slowest_page": slowest, "slowest_page_ms": _ms(page_s[slowest]),
+            "page_ms": {Path(p).stem: _ms(v) for p, v in page_s.items()},
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "torch_imported": "torch" in sys.modules}
+
+
+BENCHMARKS = {"refit": bench_refit, "extract": bench_extract, "app": bench_app}
 
 
 def run(name: str, **kwargs) -> dict:

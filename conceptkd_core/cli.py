@@ -25,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     ext.add_argument("--batch-size", type=int, default=8)
     ext.add_argument("--batches", type=int, default=4)
     ext.add_argument("--device", default="cpu")
+    app = bench_sub.add_parser("app", help="page and slider timings, memory, on a workspace (default: the demo)")
+    app.add_argument("--workspace", default=None)
+    app.add_argument("--moves", type=int, default=10)
     extract = sub.add_parser("extract", help="images -> workspace (CLIP concept scores, segments, teacher logits)")
     extract.add_argument("--images", required=True, help="image folder, or a VOCdevkit/VOC2012 root")
     extract.add_argument("--labels", help="labels CSV for a folder of images (omit for the VOC layout)")
@@ -41,6 +44,18 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--segments", type=int, default=24, help="superpixels asked of SLIC per image")
     extract.add_argument("--device", default="cpu")
     extract.add_argument("--limit", type=int, help="only the first N images (a quick try)")
+    demo = sub.add_parser("demo", help="the embedded demo workspace (Clipart Scenes)")
+    demo_sub = demo.add_subparsers(dest="demo_command", required=True)
+    build = demo_sub.add_parser("build", help="render scenes, train mini CLIP + teacher, extract (needs fonts-noto-color-emoji)")
+    build.add_argument("--out", default=None, help="folder (default data/demo)")
+    build.add_argument("--clip-minutes", type=float, default=15.0)
+    build.add_argument("--teacher-minutes", type=float, default=5.0)
+    build.add_argument("--val", type=int, default=300)
+    build.add_argument("--test", type=int, default=500)
+    build.add_argument("--single", type=int, default=200, help="single-object scenes within the test split")
+    build.add_argument("--seed", type=int, default=0)
+    evaluate = demo_sub.add_parser("eval", help="measure the demo's goals; one JSON line")
+    evaluate.add_argument("--demo", default=None, help="folder (default data/demo)")
     return parser
 
 
@@ -113,12 +128,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("interrupted: finished batches are kept; run the same command again to resume", file=sys.stderr)
             return 130
+    if args.command == "demo":
+        import json
+
+        from . import demo
+
+        if args.demo_command == "build":
+            result = demo.build(args.out or demo.DEMO_DIR, clip_minutes=args.clip_minutes,
+                                teacher_minutes=args.teacher_minutes, n_val=args.val, n_test=args.test,
+                                n_single=args.single, seed=args.seed)
+        else:
+            result = demo.evaluate(args.demo or demo.DEMO_DIR)
+        print(json.dumps(result), flush=True)
+        return 0
     if args.command == "bench":
         from . import bench
 
         if args.benchmark == "refit":
             bench.run("refit", n_images=args.n_images, n_concepts=args.n_concepts, n_classes=args.n_classes,
                       alpha=args.alpha, moves=args.moves, seed=args.seed)
+        elif args.benchmark == "app":
+            bench.run("app", workspace=args.workspace, moves=args.moves)
         elif args.benchmark == "extract":
             bench.run("extract", model_name=args.model, batch_size=args.batch_size, batches=args.batches,
                       device=args.device)

@@ -213,6 +213,31 @@ def _check_dense_support(clip: ClipModel) -> None:
         raise NotImplementedError(f"Dense patch features are not supported for {clip.name!r}'s attention/pooling variant")
 
 
+def dense_and_global(visual: torch.nn.Module, batch: torch.Tensor, with_global: bool = True):
+    """MaskCLIP dense patch tokens (B, N, D) and, optionally, the usual pooled embedding (B, D),
+    both projected but not normalised; differentiable (the demo's training uses it)."""
+    x = visual._embeds(batch)
+    transformer = visual.transformer
+    if not transformer.batch_first:
+        x = x.transpose(0, 1)
+    for block in transformer.resblocks[:-1]:
+        x = block(x)
+    last = transformer.resblocks[-1]
+    attn = last.attn
+    width = attn.embed_dim
+    values = F.linear(last.ln_1(x), attn.in_proj_weight[2 * width:], attn.in_proj_bias[2 * width:])
+    if not transformer.batch_first:
+        values = values.transpose(0, 1)
+    dense = (visual.ln_post(attn.out_proj(values)) @ visual.proj)[:, 1:, :]
+    if not with_global:
+        return dense, None
+    full = last(x)
+    if not transformer.batch_first:
+        full = full.transpose(0, 1)
+    pooled, _ = visual._pool(full)
+    return dense, pooled @ visual.proj
+
+
 @torch.inference_mode()
 def dense_patch_features(clip: ClipModel, batch: torch.Tensor, with_global: bool = False):
     """Text-aligned patch embeddings (MaskCLIP), L2-normalised, shape (B, grid, grid, D).
@@ -224,29 +249,10 @@ def dense_patch_features(clip: ClipModel, batch: torch.Tensor, with_global: bool
     (B, D) is returned too: ``(patches, global)``, for one pass instead of two.
     """
     _check_dense_support(clip)
-    visual = clip.model.visual
-    x = visual._embeds(batch)
-    transformer = visual.transformer
-    if not transformer.batch_first:
-        x = x.transpose(0, 1)
-    for block in transformer.resblocks[:-1]:
-        x = block(x)
-    if not transformer.batch_first:
-        x = x.transpose(0, 1)
-    last = transformer.resblocks[-1]
-    attn = last.attn
-    width = attn.embed_dim
-    values = F.linear(last.ln_1(x), attn.in_proj_weight[2 * width:], attn.in_proj_bias[2 * width:])
-    dense = visual.ln_post(attn.out_proj(values)) @ visual.proj
+    dense, pooled = dense_and_global(clip.model.visual, batch, with_global)
     g = clip.grid_size
-    patches = F.normalize(dense[:, 1:, :], dim=-1).reshape(batch.shape[0], g, g, -1)
-    if not with_global:
-        return patches
-    full = last(x.transpose(0, 1) if not transformer.batch_first else x)
-    if not transformer.batch_first:
-        full = full.transpose(0, 1)
-    pooled, _ = visual._pool(full)
-    return patches, F.normalize(pooled @ visual.proj, dim=-1)
+    patches = F.normalize(dense, dim=-1).reshape(batch.shape[0], g, g, -1)
+    return (patches, F.normalize(pooled, dim=-1)) if with_global else patches
 
 
 # ----------------------------------------------------------------------------- text

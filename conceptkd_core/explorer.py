@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 
 from .atomic_io import atomic_write_json
-from .extraction import load_segments
 from .gram import GramStats
 from .metrics import class_metrics, disagreements, summary
+from .segments import load_segments
 from .students import StudentBank
 from .tuning import TuningSession
 from .workspace import SESSIONS_DIR, STUDENTS_FILE, Workspace, WorkspaceError, check_stamp, load_workspace, read_json, stamp

@@ -22,14 +22,13 @@ from .atomic_io import atomic_write, atomic_write_json, atomic_write_npy
 from .clip_backend import ClipModel, concept_embeddings, dense_patch_features, to_model_input
 from .datasets import ImageSet
 from .images import ImageError, load_rgb, square_resize
-from .segments import concepts_for_image, superpixels
+from .segments import SEGMENT_FILES, concepts_for_image, superpixels
 from .teachers import ClipZeroShotTeacher, Teacher
 from .vocabulary import vocabulary_hash
 from .workspace import SEGMENTS_DIR, Workspace, write_workspace
 
 PARTIAL_DIR = ".extract"
 REPORT_FILE = "extraction_report.json"
-SEGMENT_FILES = ("segment_maps.npy", "top_concepts.npy", "top_scores.npy", "best_segment.npy")
 
 
 class ExtractionError(RuntimeError):
@@ -173,14 +172,3 @@ def _assemble(images, out, clip, teacher, vocabulary, starts, computed, resumed,
     atomic_write_json(out / REPORT_FILE, {"images": len(images), "extracted": int(len(rows)), "skipped": failures})
     shutil.rmtree(partial, ignore_errors=True)
     return ExtractionResult(workspace, failures, computed, resumed)
-
-
-def load_segments(workspace: Workspace) -> dict[str, np.ndarray] | None:
-    """The compact segment data of a workspace (memory-mapped), or None if it has none."""
-    folder = workspace.root / SEGMENTS_DIR
-    if not all((folder / name).is_file() for name in SEGMENT_FILES):
-        return None
-    data = {name[:-4]: np.load(folder / name, mmap_mode="r", allow_pickle=False) for name in SEGMENT_FILES}
-    if any(len(v) != workspace.n_images for v in data.values()):
-        return None
-    return data

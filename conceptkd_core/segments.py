@@ -17,6 +17,8 @@ from skimage.segmentation import slic
 MAX_SEGMENTS = 32  # segment ids fit uint8 maps; SLIC is asked for fewer
 TOP_CONCEPTS_PER_SEGMENT = 8
 SEGMENT_MAP_SIZE = 56
+# Files under a workspace's segments/ folder, one row per image.
+SEGMENT_FILES = ("segment_maps.npy", "top_concepts.npy", "top_scores.npy", "best_segment.npy")
 
 
 def superpixels(image: np.ndarray, n_segments: int = 24, compactness: float = 12.0) -> np.ndarray:
@@ -139,3 +141,16 @@ def _palette(n: int) -> np.ndarray:
     hues = np.linspace(0, 1, max(n, 1), endpoint=False)
     hsv = np.stack([hues, np.full_like(hues, 0.75), np.full_like(hues, 0.95)], axis=1)
     return np.asarray(Image.fromarray((hsv[None] * 255).astype(np.uint8), "HSV").convert("RGB"))[0].astype(np.float32)
+
+
+def load_segments(workspace) -> dict[str, np.ndarray] | None:
+    """The compact segment data of a workspace (memory-mapped), or None if it has none."""
+    from .workspace import SEGMENTS_DIR
+
+    folder = workspace.root / SEGMENTS_DIR
+    if not all((folder / name).is_file() for name in SEGMENT_FILES):
+        return None
+    data = {name[:-4]: np.load(folder / name, mmap_mode="r", allow_pickle=False) for name in SEGMENT_FILES}
+    if any(len(v) != workspace.n_images for v in data.values()):
+        return None
+    return data

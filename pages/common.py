@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import altair as alt
+import pandas as pd
 import streamlit as st
 
 from conceptkd_core.explorer import Explorer, new_session, open_explorer
@@ -56,3 +58,11 @@ def current() -> tuple[Explorer, TuningSession] | None:
 def selected_class(explorer: Explorer) -> int:
     name = st.session_state.get("class")
     return explorer.classes.index(name) if name in explorer.classes else 0
+
+
+def diverging_bars(table: pd.DataFrame, value: str, tooltip: list) -> alt.Chart:
+    """Horizontal bars per concept, green when ``value`` pushes the score up, orange when down."""
+    return alt.Chart(table).mark_bar().encode(
+        x=alt.X(f"{value}:Q"), y=alt.Y("concept:N", sort="-x", title=None),
+        color=alt.condition(f"datum.{value} > 0", alt.value("#2a9d8f"), alt.value("#e76f51")),
+        tooltip=tooltip)

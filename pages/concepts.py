@@ -4,7 +4,7 @@ import altair as alt
 import streamlit as st
 
 from conceptkd_core.explorer import heatmap_table, top_concepts
-from pages.common import current, selected_class
+from pages.common import current, diverging_bars, selected_class
 
 st.title("Concepts")
 state = current()
@@ -16,11 +16,9 @@ if state:
     if top.empty:
         st.info("This student uses no concept (all weights are zero).")
     else:
-        bars = alt.Chart(top).mark_bar().encode(
-            x=alt.X("weight:Q"), y=alt.Y("concept:N", sort="-x", title=None),
-            color=alt.condition("datum.weight > 0", alt.value("#2a9d8f"), alt.value("#e76f51")),
-            tooltip=["concept", alt.Tooltip("weight:Q", format=".3f"), alt.Tooltip("mean_contribution:Q", format=".3f")])
-        st.altair_chart(bars, use_container_width=True)
+        st.altair_chart(diverging_bars(top, "weight", ["concept", alt.Tooltip("weight:Q", format=".3f"),
+                                                        alt.Tooltip("mean_contribution:Q", format=".3f")]),
+                        use_container_width=True)
     st.subheader("Top concepts across classes")
     heat = heatmap_table(session)
     chart = alt.Chart(heat).mark_rect().encode(

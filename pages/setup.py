@@ -10,6 +10,13 @@ state = current()
 if state:
     explorer, _ = state
     ws = explorer.workspace
+    if ws.meta.get("extra", {}).get("demo"):
+        st.info(
+            "**This is the embedded demo, “Clipart Scenes”:** synthetic scenes of emoji clipart, a mini CLIP "
+            "trained on them inside this project (no pretrained weights ship or can be downloaded here), and a "
+            "small CNN as the teacher. Everything you see is computed for real, but it explains a toy classifier. "
+            "For real work, extract your own images with a real CLIP (e.g. `--model ViT-B-16 --pretrained openai`, "
+            "see README) and enter that workspace's folder in the sidebar.", icon="🧪")
     cols = st.columns(4)
     cols[0].metric("Images", f"{ws.n_images:,}")
     cols[1].metric("Classes", ws.n_classes)

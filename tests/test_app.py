@@ -15,7 +15,7 @@ from conceptkd_core.vocabulary import load_vocabulary
 from tiny_clip import make_tiny_checkpoint, write_scene
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = ["pages/setup.py", "pages/students.py", "pages/concepts.py", "pages/tune.py", "pages/history.py"]
+PAGES = ["pages/setup.py", "pages/students.py", "pages/concepts.py", "pages/images.py", "pages/tune.py", "pages/history.py"]
 
 
 @pytest.fixture(scope="module")
@@ -83,3 +83,14 @@ def test_missing_workspace_says_how_to_make_one(tmp_path):
     at.run()
     assert not at.exception
     assert "No workspace to show" in at.warning[0].value
+
+
+def test_browsing_never_imports_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, runpy\n"
+            "import conceptkd_core.explorer, conceptkd_core.images, conceptkd_core.segments, conceptkd_core.tuning\n"
+            "import pages.common\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=120)

@@ -11,7 +11,8 @@ import torch
 from conceptkd_core.clip_backend import (ClipLoadError, concept_embeddings, dense_patch_features,
                                          encode_image, load_clip, to_model_input)
 from conceptkd_core.datasets import DatasetError, load_dataset, load_folder, load_voc
-from conceptkd_core.extraction import ExtractionError, extract, load_segments
+from conceptkd_core.extraction import ExtractionError, extract
+from conceptkd_core.segments import load_segments
 from conceptkd_core.images import ImageError, load_rgb, square_resize
 from conceptkd_core.segments import concept_overlay, concepts_for_image, label_overlay, segment_scores_for_concept, superpixels
 from conceptkd_core.teachers import ClipZeroShotTeacher, LogitsFileTeacher, TeacherError

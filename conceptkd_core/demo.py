@@ -1,0 +1,317 @@
+"""The embedded demo, "Clipart Scenes": built offline by the project's own pipeline.
+
+``python -m conceptkd_core demo build`` renders emoji scenes, trains a mini CLIP from scratch
+(open_clip, custom config) and a small CNN teacher on them, then runs the normal extraction
+over held-out scenes into ``data/demo/workspace``. ``demo eval`` measures it. Deterministic
+for a seed up to torch's CPU kernels; the time budgets bound the training length.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .atomic_io import atomic_write_json, atomic_write_text
+from .datasets import VOC_CLASSES, load_folder
+from .vocabulary import normalise_words, vocabulary_text
+
+DEMO_DIR = Path(__file__).resolve().parent.parent / "data" / "demo"
+MODEL_NAME = "conceptkd-mini-clip"
+MODEL_CONFIG = {
+    "embed_dim": 128,
+    "vision_cfg": {"image_size": 96, "layers": 4, "width": 192, "patch_size": 12, "head_width": 32},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 96, "heads": 4, "layers": 2},
+}
+TEACHER_SIZE = 64
+BACKGROUND_WORDS = ("sky", "grass", "sea", "road", "room")
+
+
+def class_words() -> tuple[str, ...]:
+    from .demo_scenes import CLASS_EMOJI
+
+    return tuple(CLASS_EMOJI[c][0] for c in VOC_CLASSES)
+
+
+def demo_vocabulary(sprites) -> list[str]:
+    """Every word the mini CLIP saw in training: class words, object names, backgrounds."""
+    return normalise_words(list(class_words()) + sorted({s.words for s in sprites}) + list(BACKGROUND_WORDS))
+
+
+def _log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _images_tensor(images, size: int, mean=(0.48145466, 0.4578275, 0.40821073), std=(0.26862954, 0.26130258, 0.27577711)):
+    arr = np.stack([np.asarray(im.resize((size, size))) for im in images])
+    x = torch.from_numpy(arr).permute(0, 3, 1, 2).float().div_(255)
+    return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+
+
+# ----------------------------------------------------------------------------- mini CLIP
+def train_clip(sprites, minutes: float, seed: int = 0, batch_size: int = 128, lr: float = 1e-3):
+    """Sigmoid (multi-positive) contrastive training on scene-text pairs, plus a dense term.
+
+    Texts per step: one per image (a full caption, or a prompt for one of its objects) and the
+    20 class prompts. A pair is positive when every object the text names is in the image, so
+    same-label pairs are never pushed apart. The dense term scores each class prompt by its
+    best patch (MaskCLIP value path) against the scene's labels, which teaches the patch
+    tokens to live in the text space: what extraction's segments rely on.
+    """
+    from .clip_backend import PROMPT_TEMPLATES, dense_and_global
+    from .demo_scenes import compose_scene
+    from .torch_compat import import_open_clip
+
+    open_clip = import_open_clip()
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = open_clip.create_model(MODEL_NAME, pretrained=None)
+    tokenizer = open_clip.get_tokenizer(MODEL_NAME)
+    model.train()
+    words = class_words()
+    k = len(words)
+    scale = torch.nn.Parameter(torch.tensor(math.log(10.0)))
+    bias = torch.nn.Parameter(torch.tensor(-5.0))
+    dense_scale = torch.nn.Parameter(torch.tensor(math.log(10.0)))
+    dense_bias = torch.nn.Parameter(torch.tensor(-5.0))
+    params = list(model.parameters()) + [scale, bias, dense_scale, dense_bias]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.05)
+    budget, start, step = minutes * 60, time.time(), 0
+    while time.time() - start < budget:
+        progress = (time.time() - start) / budget
+        for group in optimizer.param_groups:
+            group["lr"] = lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * progress))
+        scenes = [compose_scene(sprites, k, rng, single=rng.random() < 0.3, class_words=words) for _ in range(batch_size)]
+        texts, text_sets = [], []
+        for scene in scenes:
+            present = [c for c in np.flatnonzero(scene.labels)]
+            if rng.random() < 0.5:
+                texts.append(scene.caption(rng, words))
+                text_sets.append(set(present))
+            else:
+                c = int(rng.choice(present))
+                texts.append(PROMPT_TEMPLATES[rng.integers(len(PROMPT_TEMPLATES))].format(words[c]))
+                text_sets.append({c})
+        class_prompts = [PROMPT_TEMPLATES[rng.integers(len(PROMPT_TEMPLATES))].format(w) for w in words]
+        labels = torch.from_numpy(np.stack([s.labels for s in scenes])).float()
+        targets = torch.tensor([[float(ts <= set(np.flatnonzero(s.labels))) for ts in text_sets] for s in scenes])
+        targets = torch.cat([targets, labels], dim=1)
+        images = _images_tensor([s.image for s in scenes], MODEL_CONFIG["vision_cfg"]["image_size"])
+        dense, pooled = dense_and_global(model.visual, images)
+        text_emb = F.normalize(model.encode_text(tokenizer(texts + class_prompts)), dim=-1)
+        img_emb = F.normalize(pooled, dim=-1)
+        logits = img_emb @ text_emb.T * scale.exp() + bias
+        loss_global = F.binary_cross_entropy_with_logits(logits, targets)
+        patch = F.normalize(dense, dim=-1)  # (B, N, D)
+        best = torch.einsum("bnd,kd->bkn", patch, text_emb[-k:]).amax(dim=-1)
+        loss_dense = F.binary_cross_entropy_with_logits(best * dense_scale.exp() + dense_bias, labels)
+        loss = loss_global + loss_dense
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        with torch.no_grad():
+            scale.clamp_(max=math.log(100.0))
+            dense_scale.clamp_(max=math.log(100.0))
+        step += 1
+        if step % 25 == 0:
+            rate = step * batch_size / (time.time() - start)
+            _log(f"clip step {step}: loss {loss_global.item():.3f} + dense {loss_dense.item():.3f}, {rate:.0f} scenes/s")
+    model.eval()
+    return model, {"steps": step, "scenes_seen": step * batch_size, "minutes": round((time.time() - start) / 60, 2)}
+
+
+def save_clip(model, folder: Path) -> tuple[Path, Path]:
+    from safetensors.torch import save_file
+
+    config = folder / f"{MODEL_NAME}.json"
+    atomic_write_text(config, json.dumps(MODEL_CONFIG, indent=1) + "\n")
+    weights = folder / f"{MODEL_NAME}.safetensors"
+    # float16 on disk halves the checkpoint; loading casts back into the float32 model.
+    save_file({k: v.detach().half().contiguous() for k, v in model.state_dict().items()}, str(weights))
+    return config, weights
+
+
+# ----------------------------------------------------------------------------- teacher
+class SceneCNN(torch.nn.Module):
+    """A small multi-label CNN over 64 px scenes: the demo's teacher."""
+
+    def __init__(self, n_classes: int):
+        super().__init__()
+        layers, channels = [], 3
+        for width in (32, 64, 128, 192):
+            layers += [torch.nn.Conv2d(channels, width, 3, padding=1), torch.nn.BatchNorm2d(width), torch.nn.ReLU(),
+                       torch.nn.Conv2d(width, width, 3, padding=1), torch.nn.BatchNorm2d(width), torch.nn.ReLU(),
+                       torch.nn.MaxPool2d(2)]
+            channels = width
+        self.features = torch.nn.Sequential(*layers)
+        self.head = torch.nn.Linear(channels, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).amax(dim=(2, 3)))
+
+
+TEACHER_MEAN, TEACHER_STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+
+
+def train_teacher(sprites, minutes: float, seed: int = 0, batch_size: int = 64, lr: float = 2e-3):
+    from .demo_scenes import compose_scene
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed + 1)
+    k = len(VOC_CLASSES)
+    model = SceneCNN(k)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    budget, start, step = minutes * 60, time.time(), 0
+    model.train()
+    while time.time() - start < budget:
+        progress = (time.time() - start) / budget
+        for group in optimizer.param_groups:
+            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * progress))
+        scenes = [compose_scene(sprites, k, rng) for _ in range(batch_size)]
+        x = _images_tensor([s.image for s in scenes], TEACHER_SIZE, TEACHER_MEAN, TEACHER_STD)
+        y = torch.from_numpy(np.stack([s.labels for s in scenes])).float()
+        loss = F.binary_cross_entropy_with_logits(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step += 1
+        if step % 50 == 0:
+            _log(f"teacher step {step}: loss {loss.item():.4f}")
+    model.eval()
+    return torch.jit.script(model), {"steps": step, "scenes_seen": step * batch_size}
+
+
+# ----------------------------------------------------------------------------- build
+def render_split(sprites, folder: Path, n_multi: int, n_single: int, seed: int, split: str, writer, masks_out) -> None:
+    from .demo_scenes import compose_scene
+    from .segments import SEGMENT_MAP_SIZE
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    k = len(VOC_CLASSES)
+    for i in range(n_multi + n_single):
+        single = i >= n_multi
+        scene = compose_scene(sprites, k, rng, single=single, class_words=class_words())
+        image_id = f"{split}-{i:04d}"
+        scene.image.save(folder / f"{image_id}.png", optimize=True)
+        writer.writerow({"image": f"{image_id}.png", "image_id": image_id, "split": split,
+                         "kind": "single" if single else "multi",
+                         "labels": ";".join(VOC_CLASSES[c] for c in np.flatnonzero(scene.labels))})
+        for c in np.flatnonzero(scene.labels):
+            union = np.zeros((scene.image.size[1], scene.image.size[0]), bool)
+            for cls, mask in scene.masks:
+                if cls == c:
+                    union |= mask
+            small = Image.fromarray(union.astype(np.uint8) * 255).resize((SEGMENT_MAP_SIZE, SEGMENT_MAP_SIZE), Image.Resampling.BOX)
+            masks_out.append((image_id, int(c), np.packbits(np.asarray(small) >= 128)))
+
+
+def build(out: Path = DEMO_DIR, clip_minutes: float = 15.0, teacher_minutes: float = 5.0, n_val: int = 300,
+          n_test: int = 500, n_single: int = 200, seed: int = 0) -> dict:
+    """Build the whole demo into ``out`` (images, mini CLIP, teacher, workspace, eval.json)."""
+    from .clip_backend import load_clip, register_model_config
+    from .demo_scenes import load_sprites
+    from .extraction import extract
+    from .teachers import TorchTeacher
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    out = Path(out)
+    images_dir = out / "images"
+    images_dir.mkdir(parents=True, exist_ok=True)
+    sprites = load_sprites(VOC_CLASSES, seed)
+    vocabulary = demo_vocabulary(sprites)
+    atomic_write_text(out / "vocabulary.txt", vocabulary_text(vocabulary))
+    _log(f"{len(sprites)} objects, {len(vocabulary)} vocabulary words")
+
+    masks = []
+    with open(out / "labels.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["image", "image_id", "split", "kind", "labels"])
+        writer.writeheader()
+        render_split(sprites, images_dir, n_val, 0, seed + 100, "val", writer, masks)
+        render_split(sprites, images_dir, n_test - n_single, n_single, seed + 200, "test", writer, masks)
+    np.savez_compressed(out / "masks.npz", image_id=np.array([m[0] for m in masks]), class_index=np.array([m[1] for m in masks]),
+                        bits=np.stack([m[2] for m in masks]))
+    _log(f"rendered {n_val + n_test} held-out scenes")
+
+    config_path = out / f"{MODEL_NAME}.json"
+    atomic_write_text(config_path, json.dumps(MODEL_CONFIG, indent=1) + "\n")
+    register_model_config(config_path)
+    clip_model, clip_info = train_clip(sprites, clip_minutes, seed)
+    config, weights = save_clip(clip_model, out)
+    teacher_model, teacher_info = train_teacher(sprites, teacher_minutes, seed)
+    teacher_path = out / "teacher.pt"
+    torch.jit.save(teacher_model, str(teacher_path))
+
+    clip = load_clip(str(config), checkpoint=weights)
+    images = load_folder(images_dir, out / "labels.csv")
+    teacher = TorchTeacher(teacher_path, images.classes, image_size=TEACHER_SIZE, mean=TEACHER_MEAN, std=TEACHER_STD)
+    _log("extracting the demo workspace")
+    extract(images, out / "workspace", clip, teacher, vocabulary, batch_size=32, text_cache=None,
+            extra_meta={"demo": "Clipart Scenes", "clip_training": clip_info, "teacher_training": teacher_info})
+    result = evaluate(out)
+    atomic_write_json(out / "eval.json", result | {"clip_training": clip_info, "teacher_training": teacher_info})
+    return result
+
+
+# ----------------------------------------------------------------------------- eval
+def evaluate(demo: Path = DEMO_DIR) -> dict:
+    """The demo's goals, measured on its held-out scenes (students fit on val, scored on test)."""
+    from .clip_backend import concept_embeddings, encode_image, load_clip, register_model_config, to_model_input
+    from .segments import load_segments
+    from .images import load_rgb, square_resize
+    from .metrics import agreement, average_precision, mean_ap
+    from .students import StudentBank, sigmoid
+    from .workspace import load_workspace
+
+    demo = Path(demo)
+    ws = load_workspace(demo / "workspace")
+    config = demo / f"{MODEL_NAME}.json"
+    register_model_config(config)
+    clip = load_clip(str(config), checkpoint=demo / f"{MODEL_NAME}.safetensors")
+    kinds = {row["image_id"]: row["kind"] for row in csv.DictReader(open(demo / "labels.csv"))}
+    test = ws.split_mask("test")
+    single = np.array([kinds.get(i) == "single" for i in ws.image_ids]) & test
+
+    # Zero-shot over the class words on single-object scenes.
+    text = concept_embeddings(clip, list(class_words()))
+    rows = np.flatnonzero(single)
+    batch = to_model_input(clip, [square_resize(load_rgb(ws.image_path(r)), clip.image_size) for r in rows])
+    predicted = (encode_image(clip, batch).numpy() @ text.T).argmax(axis=1)
+    top1 = float((ws.labels[rows, predicted] == 1).mean())
+
+    teacher_ap = average_precision(ws.labels[test], ws.teacher_logits[test])
+    X = np.asarray(ws.concept_matrix, dtype=np.float32)
+    val = ws.split_mask("val")
+    bank = StudentBank(alpha=1e-3).fit(X[val], ws.teacher_logits[val])
+    scores = bank.decision_function(X[test])
+    student_ap = average_precision(ws.labels[test], scores)
+    fidelity = float(agreement(sigmoid(ws.teacher_logits[test].astype(np.float64)), sigmoid(scores)).mean())
+
+    # Pointing game: the segment that gives a present class's word its score overlaps the object.
+    segments = load_segments(ws)
+    masks = np.load(demo / "masks.npz")
+    vocab_index = {w: j for j, w in enumerate(ws.vocabulary)}
+    words = class_words()
+    test_ids = set(ws.image_ids[test])
+    hits = total = 0
+    for image_id, c, bits in zip(masks["image_id"], masks["class_index"], masks["bits"]):
+        if str(image_id) not in test_ids:
+            continue
+        r = ws.row_of(str(image_id))
+        j = vocab_index[words[int(c)]]
+        seg = segments["best_segment"][r, j]
+        region = segments["segment_maps"][r] == seg
+        mask = np.unpackbits(bits)[: region.size].reshape(region.shape).astype(bool)
+        hits += bool((region & mask).any())
+        total += 1
+    return {"clip_zero_shot_top1": round(top1, 4), "teacher_map": round(mean_ap(teacher_ap), 4),
+            "student_map": round(mean_ap(student_ap), 4), "fidelity": round(fidelity, 4),
+            "pointing_game": round(hits / max(total, 1), 4), "single_object_scenes": int(rows.size),
+            "test_images": int(test.sum()), "vocabulary_words": ws.n_concepts}

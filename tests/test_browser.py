@@ -1,0 +1,92 @@
+"""The real app in a real browser: `streamlit run` on loopback, driven by Debian's headless Chromium.
+
+Screenshots land in $CONCEPTKD_SCREENSHOTS (default: the test's temporary folder).
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+PAGES = ["Setup", "Students", "Concepts", "Images", "Tune", "History"]
+
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1", "--server.port", str(port),
+         "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        pytest.fail("streamlit did not start: " + proc.stdout.read().decode()[-2000:])
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def settle(page) -> None:
+    """Wait until Streamlit has finished running the script."""
+    page.wait_for_selector('[data-testid="stApp"]', timeout=60000)
+    page.wait_for_timeout(500)
+    page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60000)
+    page.wait_for_timeout(300)
+
+
+def test_every_page_and_a_slider_in_chromium(server, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    shots = Path(os.environ.get("CONCEPTKD_SCREENSHOTS", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(server)
+        settle(page)
+        for name in PAGES:
+            page.locator('[data-testid="stSidebarNav"] a', has_text=name).first.click()
+            settle(page)
+            assert page.locator("h1", has_text=name).count() == 1, name
+            assert page.locator('[data-testid="stException"]').count() == 0, name
+            page.screenshot(path=str(shots / f"{name.lower()}.png"), full_page=True)
+        # Tune: move the first weight slider one step with the keyboard.
+        page.locator('[data-testid="stSidebarNav"] a', has_text="Tune").first.click()
+        settle(page)
+        page.locator('[role="slider"]').first.focus()
+        page.keyboard.press("ArrowRight")
+        settle(page)
+        assert page.locator('[data-testid="stMetric"]', has_text="Student AP").count() == 1
+        assert page.locator('[data-testid="stException"]').count() == 0
+        page.screenshot(path=str(shots / "tune-after-move.png"), full_page=True)
+        page.locator('[data-testid="stSidebarNav"] a', has_text="History").first.click()
+        settle(page)
+        assert page.get_by_text("set").count() >= 1
+        page.screenshot(path=str(shots / "history-after-move.png"), full_page=True)
+        browser.close()
