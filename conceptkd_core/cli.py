@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--test", type=int, default=500)
     build.add_argument("--single", type=int, default=200, help="single-object scenes within the test split")
     build.add_argument("--seed", type=int, default=0)
+    reextract = demo_sub.add_parser("extract", help="only the last build step: re-extract the workspace and re-measure")
+    reextract.add_argument("--out", default=None, help="folder (default data/demo)")
     evaluate = demo_sub.add_parser("eval", help="measure the demo's goals; one JSON line")
     evaluate.add_argument("--demo", default=None, help="folder (default data/demo)")
     return parser
@@ -137,6 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = demo.build(args.out or demo.DEMO_DIR, clip_minutes=args.clip_minutes,
                                 teacher_minutes=args.teacher_minutes, n_val=args.val, n_test=args.test,
                                 n_single=args.single, seed=args.seed)
+        elif args.demo_command == "extract":
+            result = demo.extract_and_evaluate(args.out or demo.DEMO_DIR)
         else:
             result = demo.evaluate(args.demo or demo.DEMO_DIR)
         print(json.dumps(result), flush=True)

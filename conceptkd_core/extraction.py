@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -166,8 +167,9 @@ def _assemble(images, out, clip, teacher, vocabulary, starts, computed, resumed,
         out, image_ids=[images.image_ids[r] for r in rows], paths=[images.paths[r] for r in rows],
         splits=[images.splits[r] for r in rows], labels=images.labels[rows], classes=images.classes,
         vocabulary=list(vocabulary), concept_matrix=merged["concepts"], teacher_logits=merged["logits"],
-        model=clip.identity, teacher=teacher.identity, image_root=str(images.root),
-        extra=(extra_meta or {}) | {"segments": list(SEGMENT_FILES), "skipped_images": len(failures)},
+        model=clip.identity, teacher=teacher.identity, image_root=os.path.relpath(images.root, out.resolve()),
+        extra=(extra_meta or {}) | {"segments": list(SEGMENT_FILES), "skipped_images": len(failures),
+                                    "image_root_absolute": str(images.root)},
     )
     atomic_write_json(out / REPORT_FILE, {"images": len(images), "extracted": int(len(rows)), "skipped": failures})
     shutil.rmtree(partial, ignore_errors=True)

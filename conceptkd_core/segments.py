@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 from skimage.segmentation import slic
 
-MAX_SEGMENTS = 32  # segment ids fit uint8 maps; SLIC is asked for fewer
+MAX_SEGMENTS = 64  # segment ids fit uint8 maps; SLIC is asked for fewer
 TOP_CONCEPTS_PER_SEGMENT = 8
 SEGMENT_MAP_SIZE = 56
 # Files under a workspace's segments/ folder, one row per image.

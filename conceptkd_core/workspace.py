@@ -109,12 +109,20 @@ class Workspace:
     def split_mask(self, split: str) -> np.ndarray:
         return self.splits == split
 
+    @property
+    def image_root(self) -> Path:
+        """Where the images are: the recorded root (relative to the workspace, so a workspace moved
+        together with its images still finds them), else the absolute root recorded at extraction."""
+        recorded = Path(self.meta.get("image_root") or ".")
+        root = recorded if recorded.is_absolute() else (self.root / recorded).resolve()
+        fallback = self.meta.get("extra", {}).get("image_root_absolute")
+        if not root.is_dir() and fallback and Path(fallback).is_dir():
+            return Path(fallback)
+        return root
+
     def image_path(self, row: int) -> Path:
-        """Absolute path of the image in ``row``, resolved under the recorded image root."""
-        root = Path(self.meta.get("image_root") or self.root)
-        if not root.is_absolute():
-            root = (self.root / root).resolve()
-        return safe_join(root, str(self.paths[row]))
+        """Absolute path of the image in ``row``, resolved under the image root (never outside it)."""
+        return safe_join(self.image_root, str(self.paths[row]))
 
 
 def safe_join(root: Path, relative: str) -> Path:

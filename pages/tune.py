@@ -26,10 +26,11 @@ def tuning_panel(explorer, session, c: int) -> None:
     top = top_concepts(session, c, n=8)
     factor = st.number_input("Scale factor x for up/down", min_value=1.05, max_value=10.0, value=2.0, step=0.25,
                              key="factor")
+    # One range for the class's sliders, so their positions compare at a glance.
+    span = max(1.0, round(1.5 * float(top["weight"].abs().max()), 2)) if len(top) else 1.0
     for row in top.itertuples():
         j = int(row.concept_index)
         w = float(session.bank.coef_[c, j])
-        span = max(1.0, round(3 * abs(w), 2))
         cols = st.columns([4, 1, 1, 1, 1], vertical_alignment="bottom")
         key = f"w_{c}_{j}_{len(session.audit)}"  # a fresh widget after every change shows the re-fitted value
         cols[0].slider(row.concept, -span, span, w, key=key, on_change=act, args=(session, "set", c, j),

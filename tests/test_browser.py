@@ -51,8 +51,9 @@ def server():
 
 
 def settle(page) -> None:
-    """Wait until Streamlit has finished running the script."""
+    """Wait until app.py has run (its sidebar is there) and Streamlit has finished the script."""
     page.wait_for_selector('[data-testid="stApp"]', timeout=60000)
+    page.get_by_text("Workspace folder").wait_for(timeout=60000)
     page.wait_for_timeout(500)
     page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60000)
     page.wait_for_timeout(300)
@@ -79,8 +80,8 @@ def test_every_page_and_a_slider_in_chromium(server, tmp_path):
         # Tune: move the first weight slider one step with the keyboard.
         page.locator('[data-testid="stSidebarNav"] a', has_text="Tune").first.click()
         settle(page)
-        page.locator('[role="slider"]').first.focus()
-        page.keyboard.press("ArrowRight")
+        page.locator('[data-testid="stSlider"] input[type="range"]').first.focus()
+        page.keyboard.press("PageUp")
         settle(page)
         assert page.locator('[data-testid="stMetric"]', has_text="Student AP").count() == 1
         assert page.locator('[data-testid="stException"]').count() == 0

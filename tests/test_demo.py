@@ -9,7 +9,7 @@ import pytest
 from conceptkd_core.atomic_io import sha256_file
 from conceptkd_core.clip_backend import load_clip
 from conceptkd_core.datasets import load_folder
-from conceptkd_core.demo import DEMO_DIR, MODEL_NAME, TEACHER_MEAN, TEACHER_SIZE, TEACHER_STD, evaluate
+from conceptkd_core.demo import DEMO_DIR, DEMO_SEGMENTS, MODEL_NAME, TEACHER_MEAN, TEACHER_SIZE, TEACHER_STD, evaluate
 from conceptkd_core.extraction import extract
 from conceptkd_core.students import StudentBank
 from conceptkd_core.teachers import TorchTeacher
@@ -41,7 +41,8 @@ def test_real_path_end_to_end_on_three_shipped_scenes(shipped, tmp_path):
     rows = [images.image_ids.index(i) for i in shipped.image_ids[:3]]
     subset = images.subset(rows)
     teacher = TorchTeacher(DEMO_DIR / "teacher.pt", subset.classes, image_size=TEACHER_SIZE, mean=TEACHER_MEAN, std=TEACHER_STD)
-    ws = extract(subset, tmp_path / "ws", clip, teacher, list(shipped.vocabulary), batch_size=2).workspace
+    ws = extract(subset, tmp_path / "ws", clip, teacher, list(shipped.vocabulary), batch_size=2,
+                 n_segments=DEMO_SEGMENTS).workspace
     # the same code on the same images reproduces the shipped rows
     np.testing.assert_allclose(np.asarray(ws.concept_matrix, np.float32), np.asarray(shipped.concept_matrix[:3], np.float32), atol=2e-3)
     np.testing.assert_allclose(ws.teacher_logits, shipped.teacher_logits[:3], atol=1e-3)

@@ -197,6 +197,9 @@ def test_extract_resume_and_corrupt_images(tiny, folder_set, tmp_path):
                                 superpixels(image, 24), text).concept_vector
     np.testing.assert_allclose(ws.concept_matrix[ws.row_of("img0")], direct, atol=1e-3)
     assert ws.meta["model"]["checkpoint_sha256"] == clip.checkpoint_sha256
+    # the image root is recorded relative to the workspace, so moving both together keeps it working
+    assert not Path(ws.meta["image_root"]).is_absolute()
+    assert ws.image_path(ws.row_of("img0")) == folder_set.absolute_path(0)
 
 
 def test_logits_file_teacher_validates_against_the_manifest(tmp_path, folder_set):
