@@ -245,21 +245,17 @@ def test_voc_layout(tmp_path):
         load_dataset(tmp_path)
 
 
-def test_folder_csv_errors(tmp_path):
+@pytest.mark.parametrize("csv_text, message", [
+    ("path,cat\na.png,1\n", "missing column 'image'"),
+    ("image,cat\na.png,2\n", "label for image 'a.png', class 'cat' is '2'; expected 0 or 1"),
+    ("image,cat\n../../etc/passwd,1\n", "escapes the image root"),
+    ("image,image_id,cat\na.png,x,1\nb.png,x,0\n", "duplicate image id 'x'"),
+])
+def test_folder_csv_errors(tmp_path, csv_text, message):
     (tmp_path / "im").mkdir()
-    bad = tmp_path / "l.csv"
-    bad.write_text("path,cat\na.png,1\n")
-    with pytest.raises(DatasetError, match="missing column 'image'"):
-        load_folder(tmp_path / "im", bad)
-    bad.write_text("image,cat\na.png,2\n")
-    with pytest.raises(DatasetError, match="label for image 'a.png', class 'cat' is '2'; expected 0 or 1"):
-        load_folder(tmp_path / "im", bad)
-    bad.write_text("image,cat\n../../etc/passwd,1\n")
-    with pytest.raises(DatasetError, match="escapes the image root"):
-        load_folder(tmp_path / "im", bad)
-    bad.write_text("image,image_id,cat\na.png,x,1\nb.png,x,0\n")
-    with pytest.raises(DatasetError, match="duplicate image id 'x'"):
-        load_folder(tmp_path / "im", bad)
+    (tmp_path / "l.csv").write_text(csv_text)
+    with pytest.raises(DatasetError, match=message):
+        load_folder(tmp_path / "im", tmp_path / "l.csv")
 
 
 def test_bad_images_get_clear_messages(tmp_path):
