@@ -4,7 +4,7 @@ import streamlit as st
 
 from conceptkd_core.explorer import top_concepts
 from conceptkd_core.tuning import TuningError
-from pages.common import current, selected_class
+from pages.common import current, diverging_bars, selected_class
 
 st.title("Tune")
 state = current()
@@ -24,6 +24,13 @@ def act(session, op: str, c: int, j: int, **args) -> None:
 @st.fragment
 def tuning_panel(explorer, session, c: int) -> None:
     top = top_concepts(session, c, n=8)
+    with st.sidebar:
+        st.subheader(f"Tune “{explorer.classes[c]}”")
+        controls(session, c, top)
+    results(session, c)
+
+
+def controls(session, c: int, top) -> None:
     factor = st.number_input("Scale factor x for up/down", min_value=1.05, max_value=10.0, value=2.0, step=0.25,
                              key="factor")
     # One range for the class's sliders, so their positions compare at a glance.
@@ -31,16 +38,25 @@ def tuning_panel(explorer, session, c: int) -> None:
     for row in top.itertuples():
         j = int(row.concept_index)
         w = float(session.bank.coef_[c, j])
-        cols = st.columns([4, 1, 1, 1, 1], vertical_alignment="bottom")
         key = f"w_{c}_{j}_{len(session.audit)}"  # a fresh widget after every change shows the re-fitted value
-        cols[0].slider(row.concept, -span, span, w, key=key, on_change=act, args=(session, "set", c, j),
-                       kwargs={"widget": key})
-        cols[1].button("⬆", key=key + "_up", help=f"up-tune ×{factor}", on_click=act,
+        st.slider(row.concept, -span, span, w, key=key, on_change=act, args=(session, "set", c, j),
+                  kwargs={"widget": key})
+        cols = st.columns(4)
+        cols[0].button("⬆", key=key + "_up", help=f"up-tune ×{factor}", on_click=act,
                        args=(session, "upweight", c, j), kwargs={"factor": factor})
-        cols[2].button("⬇", key=key + "_down", help=f"down-tune ×{1 / factor:.2f}", on_click=act,
+        cols[1].button("⬇", key=key + "_down", help=f"down-tune ×{1 / factor:.2f}", on_click=act,
                        args=(session, "downweight", c, j), kwargs={"factor": 1 / factor})
-        cols[3].button("🔒", key=key + "_lock", help="lock at the current value", on_click=act, args=(session, "lock", c, j))
-        cols[4].button("✖", key=key + "_remove", help="remove (weight 0)", on_click=act, args=(session, "remove", c, j))
+        cols[2].button("🔒", key=key + "_lock", help="lock at the current value", on_click=act, args=(session, "lock", c, j))
+        cols[3].button("✖", key=key + "_remove", help="remove (weight 0)", on_click=act, args=(session, "remove", c, j))
+    st.button("Refine (exact BCE fit of this class)", key=f"refine_{c}", on_click=refine, args=(session, c),
+              help="The paper's objective, same bounds; takes a moment. The next slider move returns to the fast fit.")
+
+
+def refine(session, c: int) -> None:
+    session.refine([c])
+
+
+def results(session, c: int) -> None:
     if st.session_state.get("tune_error"):
         st.error(st.session_state["tune_error"])
     if session.events and session.cursor and c in session.events[session.cursor - 1].metrics_after:
@@ -53,10 +69,14 @@ def tuning_panel(explorer, session, c: int) -> None:
         cols[2].metric("Images that changed side", last.flipped.get(c, 0))
     if session.autosave_error:
         st.warning(session.autosave_error)
+    st.subheader("Weights now")
+    st.altair_chart(diverging_bars(top_concepts(session, c), "weight", ["concept", "weight", "lower", "upper"]),
+                    use_container_width=True)
 
 
 if state:
     explorer, session = state
     c = selected_class(explorer)
-    st.caption(f"Class “{explorer.classes[c]}”: drag a weight or use ⬆ ⬇ 🔒 ✖; the other weights re-fit at once.")
+    st.caption(f"Class “{explorer.classes[c]}”: drag a weight in the sidebar or use ⬆ ⬇ 🔒 ✖; "
+               "the other weights re-fit at once.")
     tuning_panel(explorer, session, c)
