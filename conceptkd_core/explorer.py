@@ -138,3 +138,28 @@ def disagreement_table(session: TuningSession, class_index: int | None, top: int
     table.insert(1, "class", [session.classes[c] for c in table["class_index"]])
     table["row"] = ws_ids
     return table
+
+
+def saved_sessions(explorer: Explorer) -> pd.DataFrame:
+    """Autosaved tuning sessions of this workspace, newest first: path, session_id, modified, edits."""
+    folder = explorer.workspace.root / SESSIONS_DIR
+    rows = []
+    for path in sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True) if folder.is_dir() else []:
+        try:
+            document = read_json(path)
+            rows.append({"path": str(path), "session_id": document.get("session_id", path.stem),
+                         "modified": pd.Timestamp(path.stat().st_mtime, unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M:%S"),
+                         "edits": len(document.get("events", [])), "applied": document.get("cursor", 0)})
+        except (WorkspaceError, OSError, AttributeError):
+            continue  # unreadable or truncated autosave: not offered
+    return pd.DataFrame(rows, columns=["path", "session_id", "modified", "edits", "applied"])
+
+
+def resume_session(explorer: Explorer, path: str | os.PathLike) -> TuningSession:
+    """Reopen an autosaved session (validated like an import); it keeps autosaving to the same file."""
+    ws = explorer.workspace
+    session = TuningSession.from_json(Path(path).read_text(encoding="utf-8"), explorer.base_bank.copy(),
+                                      ws.concept_matrix, ws.teacher_logits, ws.labels, ws.classes, ws.vocabulary,
+                                      stamp={"workspace_id": ws.workspace_id, "vocabulary_sha256": ws.vocabulary_sha256})
+    session.autosave_path = Path(path)
+    return session

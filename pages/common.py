@@ -9,7 +9,10 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+import numpy as np
+
 from conceptkd_core.explorer import Explorer, new_session, open_explorer
+from conceptkd_core.images import ImageError, load_rgb
 from conceptkd_core.tuning import TuningSession
 from conceptkd_core.workspace import WorkspaceError
 
@@ -66,3 +69,14 @@ def diverging_bars(table: pd.DataFrame, value: str, tooltip: list) -> alt.Chart:
         x=alt.X(f"{value}:Q"), y=alt.Y("concept:N", sort="-x", title=None),
         color=alt.condition(f"datum.{value} > 0", alt.value("#2a9d8f"), alt.value("#e76f51")),
         tooltip=tooltip)
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def thumbnail(path: str, size: int = 160) -> np.ndarray | None:
+    """A small RGB copy of an image for grids, or None if it cannot be read."""
+    try:
+        image = load_rgb(path)
+    except ImageError:
+        return None
+    image.thumbnail((size, size))
+    return np.asarray(image)

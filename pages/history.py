@@ -3,6 +3,7 @@
 import pandas as pd
 import streamlit as st
 
+from conceptkd_core.explorer import resume_session, saved_sessions
 from conceptkd_core.tuning import TuningError, TuningSession
 from pages.common import current
 
@@ -44,3 +45,18 @@ if state:
             st.success(f"Imported {len(restored.events)} edits.")
         except TuningError as exc:
             st.error(str(exc))
+
+    st.subheader("Autosaved sessions")
+    saved = saved_sessions(explorer)
+    others = saved[saved["session_id"] != session.session_id]
+    if others.empty:
+        st.caption("No other autosaved session of this workspace.")
+    else:
+        st.dataframe(others.drop(columns=["path"]), hide_index=True)
+        pick = st.selectbox("Session to resume", others["session_id"], key="resume_pick")
+        if st.button("Resume it"):
+            try:
+                st.session_state["tuning"] = resume_session(explorer, others.set_index("session_id").loc[pick, "path"])
+                st.rerun()
+            except TuningError as exc:
+                st.error(str(exc))

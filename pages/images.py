@@ -9,17 +9,7 @@ from conceptkd_core.explorer import image_contributions, rows_where_concept_fire
 from conceptkd_core.images import ImageError, load_rgb
 from conceptkd_core.segments import concept_overlay, label_overlay, segment_scores_for_concept
 from conceptkd_core.metrics import DECISION_THRESHOLD
-from pages.common import current, diverging_bars, selected_class
-
-
-@st.cache_data(max_entries=512, show_spinner=False)
-def thumbnail(path: str, size: int = 160) -> np.ndarray | None:
-    try:
-        image = load_rgb(path)
-    except ImageError:
-        return None
-    image.thumbnail((size, size))
-    return np.asarray(image)
+from pages.common import current, diverging_bars, selected_class, thumbnail
 
 
 st.title("Images")

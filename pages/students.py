@@ -4,7 +4,7 @@ import altair as alt
 import streamlit as st
 
 from conceptkd_core.explorer import disagreement_table, metrics_summary, metrics_table
-from pages.common import current, selected_class
+from pages.common import current, selected_class, thumbnail
 
 st.title("Students")
 state = current()
@@ -27,4 +27,10 @@ if state:
     c = selected_class(explorer) if scope == "selected class" else None
     worst = disagreement_table(session, c)
     worst.insert(0, "image_id", [explorer.workspace.image_ids[r] for r in worst["row"]])
+    tiles = st.columns(6)
+    for n, (_, item) in enumerate(worst.head(6).iterrows()):
+        thumb = thumbnail(str(explorer.workspace.image_path(int(item["row"]))))
+        if thumb is not None:
+            tiles[n].image(thumb, caption=f"{item['image_id']} · {item['class']}: teacher {item['teacher_prob']:.2f}, "
+                                          f"student {item['student_prob']:.2f}")
     st.dataframe(worst.drop(columns=["class_index"]), hide_index=True)

@@ -94,3 +94,30 @@ def test_browsing_never_imports_torch():
             "import pages.common\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=120)
+
+
+def test_an_autosaved_session_can_be_resumed(workspace):
+    at = open_page(workspace, "pages/tune.py")
+    first = at.session_state["tuning"]
+    at.slider[0].set_value(0.25).run()
+    assert first.autosave_path.is_file() and len(first.events) == 1
+    other = open_page(workspace, "pages/history.py")  # a new browser session
+    assert other.session_state["tuning"].session_id != first.session_id
+    other.selectbox(key="resume_pick").set_value(first.session_id).run()
+    next(b for b in other.button if b.label == "Resume it").click().run()
+    assert not other.exception
+    resumed = other.session_state["tuning"]
+    assert resumed.session_id == first.session_id
+    np.testing.assert_array_equal(resumed.bank.coef_, first.bank.coef_)
+
+
+def test_a_picked_concept_filters_the_image_views(workspace):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.session_state["workspace_root"] = str(workspace)
+    at.session_state["concept"] = "dog"
+    at.run()
+    at.switch_page("pages/concepts.py").run()
+    assert not at.exception
+    assert any("Where “dog” fires most" in m.value for m in at.markdown)
+    at.switch_page("pages/images.py").run()
+    assert at.selectbox(key="concept_input").value == "dog"
