@@ -143,6 +143,7 @@ def extract(images: ImageSet, out: str | Path, clip: ClipModel, teacher: Teacher
         if progress:
             rate = computed / max(time.perf_counter() - t0, 1e-9)
             progress(Progress(done, len(images), skipped, rate, (len(images) - done) / rate if rate else float("inf")))
+    extra_meta = (extra_meta or {}) | {"n_segments": n_segments}
     return _assemble(images, out, clip, teacher, vocabulary, starts, computed, resumed * batch_size, extra_meta)
 
 

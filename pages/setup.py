@@ -3,7 +3,64 @@
 import pandas as pd
 import streamlit as st
 
+from conceptkd_core.rescore import find_checkpoint, rescore, rescored_folder
+from conceptkd_core.vocabulary import VocabularyError, parse_vocabulary
 from pages.common import current
+
+
+@st.cache_resource(show_spinner="Loading CLIP…", max_entries=1)
+def get_clip(model: str, checkpoint: str):
+    from conceptkd_core.clip_backend import load_clip  # imports torch: only when re-scoring
+
+    return load_clip(model, checkpoint=checkpoint)
+
+
+@st.cache_data(show_spinner=False)
+def checkpoint_of(root: str, workspace_id: str):
+    from conceptkd_core.workspace import load_workspace
+
+    return find_checkpoint(load_workspace(root, verify="size"))
+
+
+def vocabulary_editor(explorer) -> None:
+    ws = explorer.workspace
+    st.subheader("Vocabulary")
+    text = st.text_area("Concept words, one per line (edit, then re-score)", "\n".join(ws.vocabulary), height=220,
+                        key=f"vocab_{ws.workspace_id}")
+    try:
+        words = parse_vocabulary(text)
+    except VocabularyError as exc:
+        st.error(str(exc))
+        return
+    added = [w for w in words if w not in ws.vocabulary]
+    removed = [w for w in ws.vocabulary if w not in words]
+    if not added and not removed:
+        st.caption(f"{len(words)} concepts.")
+        return
+    st.write(f"{len(added)} added ({', '.join(added[:8])}{'…' if len(added) > 8 else ''}), "
+             f"{len(removed)} removed ({', '.join(removed[:8])}{'…' if len(removed) > 8 else ''}).")
+    found = checkpoint_of(str(ws.root), ws.workspace_id)
+    if found is None:
+        model = ws.meta["model"]
+        st.info(f"Concept scores need this workspace's CLIP ({model.get('name')}, {model.get('pretrained') or 'a local checkpoint'}), "
+                "which this server cannot find, so they cannot be recomputed here. Save the words to a file and run "
+                "`python -m conceptkd_core extract … --vocabulary FILE` (see README).")
+        return
+    target = rescored_folder(ws, words)
+    if st.button(f"Re-score {ws.n_images} images with this vocabulary → {target.name}"):
+        bar = st.progress(0.0, text="Loading CLIP…")
+        clip = get_clip(*map(str, found))
+
+        def progress(p):
+            bar.progress(p.done / p.total, text=f"{p.done}/{p.total} images · {p.images_per_s:.1f} images/s · "
+                                                 f"ETA {p.eta_s:.0f} s")
+
+        result = rescore(ws, words, clip, progress)
+        bar.progress(1.0, text="Done")
+        st.session_state["workspace_root"] = str(result.workspace.root)
+        st.session_state["workspace_input"] = str(result.workspace.root)
+        st.success(f"New workspace {result.workspace.root.name} with {result.workspace.n_concepts} concepts; "
+                   "it is now the open workspace (the original is unchanged).")
 
 st.title("Setup")
 state = current()
@@ -27,5 +84,4 @@ if state:
                 f"**teacher:** `{ws.meta['teacher'].get('kind')}`")
     st.subheader("Classes")
     st.dataframe(pd.DataFrame({"class": ws.classes, "images": ws.labels.sum(axis=0)}), hide_index=True)
-    st.subheader("Vocabulary")
-    st.dataframe(pd.DataFrame({"concept": ws.vocabulary}), hide_index=True, height=240)
+    vocabulary_editor(explorer)

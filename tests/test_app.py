@@ -121,3 +121,33 @@ def test_a_picked_concept_filters_the_image_views(workspace):
     assert any("Where “dog” fires most" in m.value for m in at.markdown)
     at.switch_page("pages/images.py").run()
     assert at.selectbox(key="concept_input").value == "dog"
+
+
+def test_vocabulary_edit_rescores_into_a_new_workspace(workspace, tmp_path):
+    import shutil
+
+    from conceptkd_core.workspace import load_workspace
+
+    # the tiny model lives next to the workspace's parent folder in this fixture
+    copy = tmp_path / "ws"
+    shutil.copytree(workspace, copy)
+    for f in (workspace.parent / "model").iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.session_state["workspace_root"] = str(copy)
+    at.run()
+    ws = load_workspace(copy)
+    area = at.text_area[0]
+    area.set_value(area.value + "\nunicorn\n").run()
+    assert not at.exception
+    button = next(b for b in at.button if b.label.startswith("Re-score"))
+    button.click().run()
+    assert not at.exception, at.exception
+    new_root = at.session_state["workspace_root"]
+    new = load_workspace(new_root)
+    assert new.n_concepts == ws.n_concepts + 1 and new.vocabulary[-1] == "unicorn"
+    assert new.n_images == ws.n_images
+    np.testing.assert_array_equal(new.teacher_logits, ws.teacher_logits)  # the teacher's logits are reused
+    # the words both share keep their scores (same model, same segments)
+    np.testing.assert_allclose(np.asarray(new.concept_matrix[:, :-1], np.float32),
+                               np.asarray(ws.concept_matrix, np.float32), atol=2e-3)

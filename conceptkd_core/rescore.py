@@ -1,0 +1,62 @@
+"""Re-scoring a workspace with another vocabulary, from the app, when its CLIP can be found.
+
+Concept scores need CLIP (segment embeddings are not stored), so a vocabulary edit re-runs the
+extraction over the workspace's own images into a new workspace beside it; the teacher's
+logits are reused as they are, so no teacher model is needed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .atomic_io import sha256_file
+from .datasets import ImageSet
+from .vocabulary import normalise_words, vocabulary_hash
+from .workspace import TEACHER_LOGITS_FILE, Workspace
+
+CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
+
+
+def find_checkpoint(workspace: Workspace, search: Sequence[str | os.PathLike] = ()) -> tuple[str, Path] | None:
+    """(model name or config path, checkpoint file) whose SHA-256 is the one the workspace records.
+
+    Looks in ``search`` folders, the workspace's folder and its parent (where the demo keeps its
+    mini CLIP). Returns None when the workspace was made from a pretrained tag or nothing matches.
+    """
+    model = workspace.meta.get("model", {})
+    wanted = model.get("checkpoint_sha256")
+    if not wanted:
+        return None
+    folders = [Path(p) for p in search] + [workspace.root, workspace.root.parent]
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for candidate in sorted(folder.iterdir()):
+            if candidate.suffix in CHECKPOINT_SUFFIXES and candidate.is_file() and sha256_file(candidate) == wanted:
+                config = candidate.with_name(f"{model.get('name')}.json")
+                return (str(config) if config.is_file() else str(model.get("name"))), candidate
+    return None
+
+
+def workspace_images(workspace: Workspace) -> ImageSet:
+    return ImageSet(workspace.image_root, [str(i) for i in workspace.image_ids], [str(p) for p in workspace.paths],
+                    [str(s) for s in workspace.splits], workspace.labels, workspace.classes)
+
+
+def rescored_folder(workspace: Workspace, words: Sequence[str]) -> Path:
+    return workspace.root.with_name(f"{workspace.root.name}-vocab-{vocabulary_hash(words)[:8]}")
+
+
+def rescore(workspace: Workspace, words: Sequence[str], clip, progress: Callable | None = None):
+    """Extract the workspace's images again with ``words`` into ``rescored_folder``; returns the result."""
+    from .extraction import extract
+    from .teachers import LogitsFileTeacher
+
+    words = normalise_words(words)
+    teacher = LogitsFileTeacher(workspace.root / TEACHER_LOGITS_FILE, workspace.classes, image_ids=list(workspace.image_ids))
+    extra = {k: v for k, v in workspace.meta.get("extra", {}).items() if k in ("demo",)}
+    return extract(workspace_images(workspace), rescored_folder(workspace, words), clip, teacher, words,
+                   n_segments=int(workspace.meta.get("extra", {}).get("n_segments", 24)), progress=progress,
+                   extra_meta=extra | {"rescored_from": workspace.workspace_id})
