@@ -65,7 +65,11 @@ class TorchTeacher:
 
     @property
     def identity(self) -> dict:
-        return {"kind": "torch", "source": self.source, "image_size": self.image_size, "classes": list(self.classes)}
+        from .atomic_io import sha256_file
+
+        return {"kind": "torch", "source": self.source, "sha256": sha256_file(self.source) if self.source else None,
+                "image_size": self.image_size, "mean": self.mean.flatten().tolist(), "std": self.std.flatten().tolist(),
+                "classes": list(self.classes)}
 
     def logits(self, images, image_ids=None) -> np.ndarray:
         import torch

@@ -3,6 +3,7 @@
 import pandas as pd
 import streamlit as st
 
+from conceptkd_core.add_images import ALLOWED_SUFFIXES, MAX_UPLOAD_BYTES, add_images, check_uploads, find_teacher
 from conceptkd_core.rescore import find_checkpoint, rescore, rescored_folder
 from conceptkd_core.vocabulary import VocabularyError, parse_vocabulary
 from pages.common import current
@@ -20,6 +21,66 @@ def checkpoint_of(root: str, workspace_id: str):
     from conceptkd_core.workspace import load_workspace
 
     return find_checkpoint(load_workspace(root, verify="size"))
+
+
+@st.cache_resource(show_spinner="Loading the teacher…", max_entries=1)
+def get_teacher(path: str, classes: tuple, image_size: int, mean: tuple, std: tuple):
+    from conceptkd_core.teachers import TorchTeacher  # imports torch: only when adding images
+
+    return TorchTeacher(path, classes, image_size=image_size, mean=mean, std=std)
+
+
+def progress_bar():
+    bar = st.progress(0.0, text="Loading CLIP…")
+
+    def update(p):
+        bar.progress(p.done / p.total, text=f"{p.done}/{p.total} images · {p.images_per_s:.1f} images/s · "
+                                             f"ETA {p.eta_s:.0f} s")
+
+    return bar, update
+
+
+def switch_to(workspace, message: str) -> None:
+    st.session_state["workspace_root"] = str(workspace.root)
+    st.session_state["workspace_input"] = str(workspace.root)
+    st.success(message)
+
+
+def image_adder(explorer) -> None:
+    ws = explorer.workspace
+    st.subheader("Add images")
+    files = st.file_uploader(f"Images ({', '.join(s[1:] for s in ALLOWED_SUFFIXES)}; up to "
+                             f"{MAX_UPLOAD_BYTES // 2**20} MiB each)", type=[s[1:] for s in ALLOWED_SUFFIXES],
+                             accept_multiple_files=True, key=f"upload_{ws.workspace_id}")
+    if not files:
+        return
+    checked = check_uploads([(f.name, f.getvalue()) for f in files])
+    for name, reason in checked.refused:
+        st.error(f"{name}: {reason}")
+    if not checked.accepted:
+        return
+    present = st.multiselect("Classes these images show (their labels)", list(ws.classes), key="upload_labels")
+    found = checkpoint_of(str(ws.root), ws.workspace_id)
+    teacher_path = find_teacher(ws)
+    if found is None or teacher_path is None:
+        missing = " and ".join(x for x, ok in (("CLIP checkpoint", found), ("teacher model", teacher_path)) if ok is None)
+        st.info(f"This server cannot find the workspace's {missing}, so new images cannot be scored here; "
+                "use `python -m conceptkd_core extract` (see README).")
+        return
+    target = ws.root.with_name(f"{ws.root.name}-plus-{ws.n_images + len(checked.accepted)}")
+    if st.button(f"Add {len(checked.accepted)} images → {target.name}"):
+        bar, update = progress_bar()
+        meta = ws.meta["teacher"]
+        teacher = get_teacher(str(teacher_path), ws.classes, int(meta.get("image_size", 224)),
+                              tuple(meta.get("mean", (0.485, 0.456, 0.406))), tuple(meta.get("std", (0.229, 0.224, 0.225))))
+        try:
+            merged = add_images(ws, checked.accepted, present, get_clip(*map(str, found)), teacher, target, update)
+        except (ValueError, OSError) as exc:
+            st.error(f"Could not add the images: {exc}")
+            return
+        bar.progress(1.0, text="Done")
+        switch_to(merged, f"New workspace {merged.root.name} with {merged.n_images} images; it is now open "
+                          "(the original is unchanged).")
 
 
 def vocabulary_editor(explorer) -> None:
@@ -48,19 +109,11 @@ def vocabulary_editor(explorer) -> None:
         return
     target = rescored_folder(ws, words)
     if st.button(f"Re-score {ws.n_images} images with this vocabulary → {target.name}"):
-        bar = st.progress(0.0, text="Loading CLIP…")
-        clip = get_clip(*map(str, found))
-
-        def progress(p):
-            bar.progress(p.done / p.total, text=f"{p.done}/{p.total} images · {p.images_per_s:.1f} images/s · "
-                                                 f"ETA {p.eta_s:.0f} s")
-
-        result = rescore(ws, words, clip, progress)
+        bar, update = progress_bar()
+        result = rescore(ws, words, get_clip(*map(str, found)), update)
         bar.progress(1.0, text="Done")
-        st.session_state["workspace_root"] = str(result.workspace.root)
-        st.session_state["workspace_input"] = str(result.workspace.root)
-        st.success(f"New workspace {result.workspace.root.name} with {result.workspace.n_concepts} concepts; "
-                   "it is now the open workspace (the original is unchanged).")
+        switch_to(result.workspace, f"New workspace {result.workspace.root.name} with {result.workspace.n_concepts} "
+                                    "concepts; it is now the open workspace (the original is unchanged).")
 
 st.title("Setup")
 state = current()
@@ -85,3 +138,4 @@ if state:
     st.subheader("Classes")
     st.dataframe(pd.DataFrame({"class": ws.classes, "images": ws.labels.sum(axis=0)}), hide_index=True)
     vocabulary_editor(explorer)
+    image_adder(explorer)
