@@ -19,7 +19,7 @@ if state:
         pick = alt.selection_point(fields=["concept"], name="pick")
         bars = diverging_bars(top, "weight", ["concept", alt.Tooltip("weight:Q", format=".3f"),
                                               alt.Tooltip("mean_contribution:Q", format=".3f")]).add_params(pick)
-        event = st.altair_chart(bars, use_container_width=True, on_select="rerun", key="concept_chart")
+        event = st.altair_chart(bars, width="stretch", on_select="rerun", key="concept_chart")
         picked = (event.selection.get("pick") or [{}])[0].get("concept") if event else None
         if picked:
             st.session_state["concept"] = picked  # the Images page opens filtered on it
@@ -41,4 +41,4 @@ if state:
         x=alt.X("concept:N", title=None), y=alt.Y("class:N", title=None),
         color=alt.Color("weight:Q", scale=alt.Scale(scheme="redblue", domainMid=0, reverse=True)),
         tooltip=["class", "concept", alt.Tooltip("weight:Q", format=".3f")])
-    st.altair_chart(chart, use_container_width=True)
+    st.altair_chart(chart, width="stretch")

@@ -59,12 +59,12 @@ if state:
             scores = segment_scores_for_concept(j, float(ws.concept_matrix[r, j]), int(seg["best_segment"][r, j]),
                                                 np.asarray(seg["top_concepts"][r]), np.asarray(seg["top_scores"][r]))
             left.image(concept_overlay(image, np.asarray(seg["segment_maps"][r]), scores),
-                       caption=f"segments by their score for “{concept}”", use_container_width=True)
+                       caption=f"segments by their score for “{concept}”", width="stretch")
         else:
-            left.image(image, caption="pick a concept to see where it fires", use_container_width=True)
+            left.image(image, caption="pick a concept to see where it fires", width="stretch")
         labelled, legend = label_overlay(image, np.asarray(seg["segment_maps"][r]), np.asarray(seg["top_concepts"][r]),
                                          explorer.vocabulary)
-        right.image(labelled, caption="segments labelled by their top concept", use_container_width=True)
+        right.image(labelled, caption="segments labelled by their top concept", width="stretch")
         right.markdown(" ".join(f"<span style='color:rgb{rgb}'>■</span> {word}" for word, rgb in legend.items()),
                        unsafe_allow_html=True)
     decided = "yes" if probs[r] > DECISION_THRESHOLD else "no"
@@ -75,4 +75,4 @@ if state:
     else:
         st.altair_chart(diverging_bars(table, "contribution", [
             "concept", alt.Tooltip("score:Q", format=".3f"), alt.Tooltip("weight:Q", format=".3f"),
-            alt.Tooltip("contribution:Q", format=".3f")]), use_container_width=True)
+            alt.Tooltip("contribution:Q", format=".3f")]), width="stretch")

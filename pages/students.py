@@ -20,7 +20,7 @@ if state:
     chart = alt.Chart(long).mark_bar().encode(
         x=alt.X("class:N", title=None), xOffset="model:N", y=alt.Y("AP:Q", scale=alt.Scale(domain=[0, 1])),
         color=alt.Color("model:N", title=None), tooltip=["class", "model", alt.Tooltip("AP:Q", format=".3f")])
-    st.altair_chart(chart, use_container_width=True)
+    st.altair_chart(chart, width="stretch")
     st.dataframe(table, hide_index=True)
     st.subheader("Where teacher and student disagree")
     scope = st.radio("Class", ["selected class", "all classes"], horizontal=True, key="disagree_scope")

@@ -71,7 +71,7 @@ def results(session, c: int) -> None:
         st.warning(session.autosave_error)
     st.subheader("Weights now")
     st.altair_chart(diverging_bars(top_concepts(session, c), "weight", ["concept", "weight", "lower", "upper"]),
-                    use_container_width=True)
+                    width="stretch")
 
 
 if state:

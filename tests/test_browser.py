@@ -3,6 +3,7 @@
 Screenshots land in $CONCEPTKD_SCREENSHOTS (default: the test's temporary folder).
 """
 
+import json
 import os
 import shutil
 import socket
@@ -91,3 +92,38 @@ def test_every_page_and_a_slider_in_chromium(server, tmp_path):
         assert page.get_by_text("set").count() >= 1
         page.screenshot(path=str(shots / "history-after-move.png"), full_page=True)
         browser.close()
+
+
+def test_three_browsers_tune_at_once_without_seeing_each_other(server):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from playwright.sync_api import sync_playwright
+
+    sessions_dir = ROOT / "data" / "demo" / "workspace" / "sessions"
+    before = set(sessions_dir.glob("*.json")) if sessions_dir.is_dir() else set()
+
+    def one_browser(presses: int) -> int:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"])
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(server)
+            settle(page)
+            page.locator('[data-testid="stSidebarNav"] a', has_text="Tune").first.click()
+            settle(page)
+            for _ in range(presses):  # each press is one edit, re-rendering a fresh slider
+                page.locator('[data-testid="stSlider"] input[type="range"]').first.focus()
+                page.keyboard.press("PageUp")
+                settle(page)
+            page.locator('[data-testid="stSidebarNav"] a', has_text="History").first.click()
+            settle(page)
+            rows = page.locator('[data-testid="stDataFrame"]').first.get_attribute("data-testid")
+            assert rows and page.locator('[data-testid="stException"]').count() == 0
+            browser.close()
+        return presses
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        assert list(pool.map(one_browser, [1, 2, 3])) == [1, 2, 3]
+    new = set(sessions_dir.glob("*.json")) - before
+    edits = sorted(len(json.loads(p.read_text())["events"]) for p in new)
+    assert edits[-3:] == [1, 2, 3]  # each browser's log holds exactly its own edits

@@ -1,0 +1,127 @@
+"""Many sessions at once, and crashes mid-write: nobody sees another's edits, nothing is lost."""
+
+import hashlib
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conceptkd_core.demo import DEMO_DIR
+from conceptkd_core.explorer import open_explorer
+from conceptkd_core.tuning import TuningSession
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def demo_copy(tmp_path_factory):
+    copy = tmp_path_factory.mktemp("reliability") / "demo"
+    shutil.copytree(DEMO_DIR, copy, ignore=shutil.ignore_patterns("sessions"))
+    return copy / "workspace"
+
+
+def digest(*arrays) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def shared_digest(explorer) -> str:
+    return digest(explorer.workspace.concept_matrix, explorer.workspace.teacher_logits, explorer.base_bank.coef_,
+                  explorer.stats.gram, explorer.stats.xty)
+
+
+def check_isolated(explorer, sessions) -> None:
+    assert len({s.session_id for s in sessions}) == len(sessions)
+    for i, session in enumerate(sessions):
+        assert [e.classes for e in session.events] == [[i]]  # only its own edit
+        untouched = [c for c in range(len(explorer.classes)) if c != i]
+        np.testing.assert_array_equal(session.bank.coef_[untouched], explorer.base_bank.coef_[untouched])
+        saved = json.loads(session.autosave_path.read_text())
+        assert saved["session_id"] == session.session_id and len(saved["events"]) == 1
+
+
+def test_twenty_threads_tuning_one_shared_workspace(demo_copy):
+    """20 sessions over one cached workspace, each in its own thread, each tuning its own class."""
+    from conceptkd_core.explorer import new_session
+
+    explorer = open_explorer(demo_copy)
+    before = shared_digest(explorer)
+
+    def tune(i: int):
+        session = new_session(explorer)
+        j = int(np.argmax(np.abs(session.bank.coef_[i])))
+        for value in (0.5, -0.25, 0.0, 1.0):  # several edits, then back to one
+            session.set_weight(i, j, value)
+        session.revert(0)
+        session.set_weight(i, j, 0.5 * float(session.bank.coef_[i, j]))  # drops the reverted edits
+        return session
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        sessions = list(pool.map(tune, range(20)))
+    check_isolated(explorer, sessions)
+    assert shared_digest(explorer) == before
+
+
+def test_twenty_app_sessions_interleaved(demo_copy):
+    """20 AppTest sessions of one server process, opened together, each moving a slider of its own class.
+
+    (AppTest itself is not thread-safe, so its runs interleave on one thread; the threaded case
+    is the test above, and real concurrent browsers are in test_browser.)"""
+    from pages.common import get_explorer
+
+    explorer = get_explorer(str(demo_copy.resolve()))
+    before = shared_digest(explorer)
+    apps = []
+    for i, name in enumerate(explorer.classes):
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+        at.session_state["workspace_root"] = str(demo_copy.resolve())
+        at.session_state["class"] = name
+        at.run()
+        at.switch_page("pages/tune.py").run()
+        apps.append(at)
+    for at in apps:
+        slider = at.slider[0]
+        slider.set_value(round(slider.value * 0.5, 2)).run()
+        assert not at.exception, at.exception
+    check_isolated(explorer, [at.session_state["tuning"] for at in apps])
+    assert shared_digest(explorer) == before
+
+
+AUTOSAVER = """
+import sys
+from conceptkd_core.explorer import open_explorer, new_session
+explorer = open_explorer(sys.argv[1])
+session = new_session(explorer)
+session.autosave_path = __import__("pathlib").Path(sys.argv[2])
+print("ready", flush=True)
+i = 0
+while True:  # edits until killed
+    session.set_weight(i % 20, int(abs(session.bank.coef_[i % 20]).argmax()), 0.1 * (i % 7))
+    i += 1
+"""
+
+
+@pytest.mark.parametrize("delay", [0.3, 0.7, 1.1])
+def test_sigkill_during_autosave_leaves_a_loadable_log(demo_copy, tmp_path, delay):
+    target = tmp_path / "session.json"
+    proc = subprocess.Popen([sys.executable, "-c", AUTOSAVER, str(demo_copy), str(target)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline().strip() == b"ready"
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    explorer = open_explorer(demo_copy)
+    ws = explorer.workspace
+    restored = TuningSession.from_json(target.read_text(), explorer.base_bank.copy(), ws.concept_matrix,
+                                       ws.teacher_logits, ws.labels, ws.classes, ws.vocabulary)
+    assert len(restored.events) >= 1
