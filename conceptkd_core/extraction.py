@@ -125,10 +125,12 @@ def extract(images: ImageSet, out: str | Path, clip: ClipModel, teacher: Teacher
                 f"size. Use another --out, or delete {partial} to start over.")
     else:
         atomic_write_json(plan_path, plan)
+    for leftover in partial.glob(".*.tmp"):  # temp files of writes a crash cut short
+        leftover.unlink(missing_ok=True)
     text = concept_embeddings(clip, vocabulary, cache_dir=text_cache or partial)
     starts = list(range(0, len(images), batch_size))
-    resumed = sum(_shard_path(partial, s).is_file() for s in starts)
-    done = resumed * batch_size
+    resumed = sum(min(s + batch_size, len(images)) - s for s in starts if _shard_path(partial, s).is_file())
+    done = resumed
     skipped, computed, t0 = 0, 0, time.perf_counter()
     for start in starts:
         path = _shard_path(partial, start)
@@ -144,7 +146,7 @@ def extract(images: ImageSet, out: str | Path, clip: ClipModel, teacher: Teacher
             rate = computed / max(time.perf_counter() - t0, 1e-9)
             progress(Progress(done, len(images), skipped, rate, (len(images) - done) / rate if rate else float("inf")))
     extra_meta = (extra_meta or {}) | {"n_segments": n_segments}
-    return _assemble(images, out, clip, teacher, vocabulary, starts, computed, resumed * batch_size, extra_meta)
+    return _assemble(images, out, clip, teacher, vocabulary, starts, computed, resumed, extra_meta)
 
 
 def _assemble(images, out, clip, teacher, vocabulary, starts, computed, resumed, extra_meta) -> ExtractionResult:

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -125,3 +126,69 @@ def test_sigkill_during_autosave_leaves_a_loadable_log(demo_copy, tmp_path, dela
     restored = TuningSession.from_json(target.read_text(), explorer.base_bank.copy(), ws.concept_matrix,
                                        ws.teacher_logits, ws.labels, ws.classes, ws.vocabulary)
     assert len(restored.events) >= 1
+
+
+KILLER = """
+import os, random, signal, sys
+import conceptkd_core.atomic_io as aio
+import conceptkd_core.extraction as ex
+from conceptkd_core.cli import main
+rng = random.Random(int(os.environ["KILL_SEED"]))
+shards, point = rng.randint(0, 3), rng.choice(["before", "mid", "after"])
+real_write, real_replace, count = ex._write_shard, os.replace, [0]
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+def write(path, arrays):
+    if count[0] == shards and point == "before":
+        die()
+    if count[0] == shards and point == "mid":
+        aio.os.replace = lambda *a: die()  # the temp file is written, the rename never happens
+    real_write(path, arrays)
+    count[0] += 1
+    if count[0] == shards + 1 and point == "after":
+        die()
+ex._write_shard = write
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_extraction_killed_at_random_points_loses_and_repeats_nothing(tmp_path):
+    from tiny_clip import make_tiny_checkpoint
+
+    from conceptkd_core.workspace import load_workspace
+
+    config, weights = make_tiny_checkpoint(tmp_path / "model")
+    (tmp_path / "im").mkdir()
+    from tiny_clip import write_scene
+
+    for i in range(9):
+        write_scene(tmp_path / "im" / f"{i}.png", i)
+    (tmp_path / "labels.csv").write_text("image,labels\n" + "".join(f"{i}.png,{'ab'[i % 2]}\n" for i in range(9)))
+    args = ["-m", "conceptkd_core", "extract", "--images", str(tmp_path / "im"), "--labels", str(tmp_path / "labels.csv"),
+            "--model", str(config), "--checkpoint", str(weights), "--vocabulary", str(ROOT / "data/vocabulary/davis2017.txt"),
+            "--batch-size", "2"]
+    baseline = tmp_path / "baseline"
+    subprocess.run([sys.executable] + args + ["--out", str(baseline)], cwd=ROOT, check=True, capture_output=True, timeout=300)
+    out = tmp_path / "ws"
+    partial = out / ".extract"
+    kills = 0
+    for seed in range(4):
+        finished = {p.name: p.stat().st_mtime_ns for p in partial.glob("shard-*.npz")} if partial.is_dir() else {}
+        run = subprocess.run([sys.executable, "-c", KILLER] + args[2:] + ["--out", str(out)], cwd=ROOT, capture_output=True,
+                             timeout=300, env={**__import__("os").environ, "KILL_SEED": str(seed)})
+        kills += run.returncode == -signal.SIGKILL
+        if run.returncode == 0:
+            break
+        for name, mtime in finished.items():  # a finished shard is never computed again
+            assert (partial / name).stat().st_mtime_ns == mtime
+    assert kills >= 1
+    if partial.is_dir():  # finish what the kills left
+        final = subprocess.run([sys.executable] + args + ["--out", str(out)], cwd=ROOT, capture_output=True, text=True,
+                               timeout=300)
+        assert final.returncode == 0, final.stderr
+        computed, resumed = map(int, re.search(r"computed (\d+), resumed (\d+)", final.stdout).groups())
+        assert resumed > 0 and computed + resumed == 9  # every image exactly once across the runs
+    ws, ref = load_workspace(out), load_workspace(baseline)
+    assert list(ws.image_ids) == list(ref.image_ids)
+    np.testing.assert_array_equal(np.asarray(ws.concept_matrix), np.asarray(ref.concept_matrix))
+    assert not partial.exists() and not list(out.glob(".*.tmp"))
