@@ -382,7 +382,7 @@ class StudentBank:
         return {
             "alpha": self.alpha, "target": self.target, "tol": self.tol, "max_iter": self.max_iter,
             "coef": self.coef_.tolist(), "intercept": self.intercept_.tolist(),
-            "lower": _bounds_to_json(self.lower_), "upper": _bounds_to_json(self.upper_),
+            "lower": bounds_to_json(self.lower_), "upper": bounds_to_json(self.upper_),
         }
 
     @classmethod
@@ -415,7 +415,7 @@ class StudentBank:
         return other
 
 
-def _bounds_to_json(bounds: np.ndarray) -> list:
+def bounds_to_json(bounds: np.ndarray) -> list:
     # JSON has no infinity: write the finite entries sparsely, everything else is unbounded.
     return [[int(c), int(j), float(bounds[c, j])] for c, j in np.argwhere(np.isfinite(bounds))]
 

@@ -38,7 +38,7 @@ import numpy as np
 
 from .atomic_io import atomic_write_text
 from .metrics import agreement, average_precision, decisions
-from .students import StudentBank, check_bounds, sigmoid
+from .students import StudentBank, bounds_to_json, check_bounds, sigmoid
 
 FORMAT = "conceptkd.tuning"
 FORMAT_VERSION = 1
@@ -346,7 +346,7 @@ class TuningSession:
             "stamp": self.stamp, "classes": self.classes, "vocabulary_size": len(self.vocabulary),
             "students": self.bank.to_dict(),
             "base": {"coef": self.base_coef.tolist(), "intercept": self.base_intercept.tolist(),
-                     "lower": _bounds_list(self.base_lower), "upper": _bounds_list(self.base_upper)},
+                     "lower": bounds_to_json(self.base_lower), "upper": bounds_to_json(self.base_upper)},
             "events": [_event_to_json(e) for e in self.events], "cursor": self.cursor, "audit": self.audit,
         }
         payload["sha256"] = _digest(payload)
@@ -425,10 +425,6 @@ def _nan_to_none(x: float) -> float | None:
 def _sparse(row: np.ndarray) -> list:
     idx = np.flatnonzero(row)
     return [idx.tolist(), row[idx].tolist()]
-
-
-def _bounds_list(bounds: np.ndarray) -> list:
-    return [[int(c), int(j), float(bounds[c, j])] for c, j in np.argwhere(np.isfinite(bounds))]
 
 
 def _digest(payload: Mapping[str, Any]) -> str:
