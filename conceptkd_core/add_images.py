@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .atomic_io import atomic_write_bytes, atomic_write_npy, sha256_file
+from .atomic_io import atomic_write_bytes, atomic_write_npy, find_by_sha256
 from .datasets import ImageSet
 from .images import ImageError, load_rgb
 from .segments import SEGMENT_FILES, load_segments
@@ -69,14 +70,9 @@ def find_teacher(workspace: Workspace, search: Sequence[str | os.PathLike] = ())
     wanted = teacher.get("sha256")
     if teacher.get("kind") != "torch" or not wanted:
         return None
-    candidates = [Path(teacher["source"])] if teacher.get("source") else []
-    for folder in [Path(p) for p in search] + [workspace.root, workspace.root.parent]:
-        if folder.is_dir():
-            candidates += sorted(p for p in folder.iterdir() if p.suffix in (".pt", ".ts", ".pth", ".jit"))
-    for candidate in candidates:
-        if candidate.is_file() and sha256_file(candidate) == wanted:
-            return candidate
-    return None
+    recorded = [Path(teacher["source"])] if teacher.get("source") else []
+    folders = [Path(p) for p in search] + [workspace.root, workspace.root.parent]
+    return find_by_sha256(wanted, folders, (".pt", ".ts", ".pth", ".jit"), first=recorded)
 
 
 def add_images(workspace: Workspace, accepted: Sequence[tuple[str, bytes]], present_classes: Sequence[str],
@@ -123,7 +119,5 @@ def add_images(workspace: Workspace, accepted: Sequence[tuple[str, bytes]], pres
         concept_dtype=workspace.meta.get("concept_dtype", "float16"),
         extra=extra | {"image_root_absolute": str(root), "added_images": len(new) + int(extra.get("added_images", 0))},
     )
-    import shutil
-
     shutil.rmtree(out / ".added", ignore_errors=True)
     return merged

@@ -11,7 +11,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, IO
+from typing import Any, Callable, IO, Iterable, Sequence
 
 import numpy as np
 
@@ -73,3 +73,13 @@ def sha256_file(path: str | os.PathLike) -> str:
         for block in iter(lambda: handle.read(4 * 2**20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def find_by_sha256(wanted: str, folders: Iterable[Path], suffixes: Sequence[str],
+                   first: Iterable[Path] = ()) -> Path | None:
+    """The first file with SHA-256 ``wanted``: among ``first``, then files with ``suffixes`` in ``folders``."""
+    candidates = list(first)
+    for folder in folders:
+        if Path(folder).is_dir():
+            candidates += sorted(p for p in Path(folder).iterdir() if p.suffix in suffixes)
+    return next((c for c in candidates if c.is_file() and sha256_file(c) == wanted), None)

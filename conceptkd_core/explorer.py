@@ -134,9 +134,7 @@ def rows_where_concept_fires(X: np.ndarray, concept_index: int, top: int = 24) -
 
 def disagreement_table(session: TuningSession, class_index: int | None, top: int = 12) -> pd.DataFrame:
     table = disagreements(session.teacher_logits, session.student_probs(), class_index, top)
-    ws_ids = table["row"].to_numpy()
     table.insert(1, "class", [session.classes[c] for c in table["class_index"]])
-    table["row"] = ws_ids
     return table
 
 

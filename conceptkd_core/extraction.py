@@ -22,7 +22,7 @@ import numpy as np
 from .atomic_io import atomic_write, atomic_write_json, atomic_write_npy
 from .clip_backend import ClipModel, concept_embeddings, dense_patch_features, to_model_input
 from .datasets import ImageSet
-from .images import ImageError, load_rgb, square_resize
+from .images import load_rgb, square_resize
 from .segments import SEGMENT_FILES, concepts_for_image, superpixels
 from .teachers import ClipZeroShotTeacher, Teacher
 from .vocabulary import vocabulary_hash
@@ -76,7 +76,7 @@ def _extract_batch(clip: ClipModel, teacher: Teacher, text: np.ndarray, images: 
         try:
             loaded.append(load_rgb(images.absolute_path(r)))
             ok_rows.append(r)
-        except (ImageError, Exception) as exc:  # any unreadable image is skipped, never fatal
+        except Exception as exc:  # any unreadable image (ImageError, a path outside the root, …) is skipped
             failures.append({"image_id": images.image_ids[r], "path": images.paths[r], "error": str(exc)})
     m = text.shape[0]
     result = {"rows": np.asarray(ok_rows, dtype=np.int64),

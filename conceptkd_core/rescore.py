@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .atomic_io import sha256_file
+from .atomic_io import find_by_sha256
 from .datasets import ImageSet
 from .vocabulary import normalise_words, vocabulary_hash
 from .workspace import TEACHER_LOGITS_FILE, Workspace
@@ -26,18 +26,14 @@ def find_checkpoint(workspace: Workspace, search: Sequence[str | os.PathLike] = 
     mini CLIP). Returns None when the workspace was made from a pretrained tag or nothing matches.
     """
     model = workspace.meta.get("model", {})
-    wanted = model.get("checkpoint_sha256")
-    if not wanted:
+    if not model.get("checkpoint_sha256"):
         return None
     folders = [Path(p) for p in search] + [workspace.root, workspace.root.parent]
-    for folder in folders:
-        if not folder.is_dir():
-            continue
-        for candidate in sorted(folder.iterdir()):
-            if candidate.suffix in CHECKPOINT_SUFFIXES and candidate.is_file() and sha256_file(candidate) == wanted:
-                config = candidate.with_name(f"{model.get('name')}.json")
-                return (str(config) if config.is_file() else str(model.get("name"))), candidate
-    return None
+    found = find_by_sha256(model["checkpoint_sha256"], folders, CHECKPOINT_SUFFIXES)
+    if found is None:
+        return None
+    config = found.with_name(f"{model.get('name')}.json")
+    return (str(config) if config.is_file() else str(model.get("name"))), found
 
 
 def workspace_images(workspace: Workspace) -> ImageSet:

@@ -38,10 +38,10 @@ def patch_weights(labels: np.ndarray, grid: int) -> np.ndarray:
     k = int(labels.max()) + 1
     cells = labels[: grid * patch, : grid * patch].reshape(grid, patch, grid, patch).transpose(0, 2, 1, 3)
     cells = cells.reshape(grid * grid, patch * patch)
-    weights = np.zeros((k, grid * grid))
-    for p in range(grid * grid):
-        weights[:, p] = np.bincount(cells[p], minlength=k)
-    return weights / (patch * patch)
+    # One bincount over (patch, segment) pairs counts every patch's pixels per segment at once.
+    pairs = np.arange(grid * grid)[:, None] * k + cells
+    counts = np.bincount(pairs.ravel(), minlength=grid * grid * k).reshape(grid * grid, k)
+    return counts.T / (patch * patch)
 
 
 def segment_embeddings(patch_features: np.ndarray, labels: np.ndarray) -> np.ndarray:

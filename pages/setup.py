@@ -17,10 +17,9 @@ def get_clip(model: str, checkpoint: str):
 
 
 @st.cache_data(show_spinner=False)
-def checkpoint_of(root: str, workspace_id: str):
-    from conceptkd_core.workspace import load_workspace
-
-    return find_checkpoint(load_workspace(root, verify="size"))
+def checkpoint_of(workspace_id: str, _workspace):
+    """Hashing candidate checkpoints costs a read of each: once per workspace (keyed by its id)."""
+    return find_checkpoint(_workspace)
 
 
 @st.cache_resource(show_spinner="Loading the teacher…", max_entries=1)
@@ -60,7 +59,7 @@ def image_adder(explorer) -> None:
     if not checked.accepted:
         return
     present = st.multiselect("Classes these images show (their labels)", list(ws.classes), key="upload_labels")
-    found = checkpoint_of(str(ws.root), ws.workspace_id)
+    found = checkpoint_of(ws.workspace_id, ws)
     teacher_path = find_teacher(ws)
     if found is None or teacher_path is None:
         missing = " and ".join(x for x, ok in (("CLIP checkpoint", found), ("teacher model", teacher_path)) if ok is None)
@@ -100,7 +99,7 @@ def vocabulary_editor(explorer) -> None:
         return
     st.write(f"{len(added)} added ({', '.join(added[:8])}{'…' if len(added) > 8 else ''}), "
              f"{len(removed)} removed ({', '.join(removed[:8])}{'…' if len(removed) > 8 else ''}).")
-    found = checkpoint_of(str(ws.root), ws.workspace_id)
+    found = checkpoint_of(ws.workspace_id, ws)
     if found is None:
         model = ws.meta["model"]
         st.info(f"Concept scores need this workspace's CLIP ({model.get('name')}, {model.get('pretrained') or 'a local checkpoint'}), "
