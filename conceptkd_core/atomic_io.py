@@ -66,6 +66,32 @@ def atomic_write_npy(path: str | os.PathLike, array: np.ndarray) -> Path:
     return atomic_write(path, lambda handle: np.save(handle, np.ascontiguousarray(array), allow_pickle=False))
 
 
+def atomic_write_npy_rows(path: str | os.PathLike, shape: tuple[int, ...], dtype,
+                          fill: Callable[[np.ndarray], None]) -> Path:
+    """Write a .npy too large to build in memory: ``fill(array)`` writes into a memory-mapped
+    temporary file, which is then flushed, fsynced and renamed into place like any atomic write."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        target = np.lib.format.open_memmap(tmp_name, mode="w+", dtype=dtype, shape=tuple(shape))
+        fill(target)
+        target.flush()
+        del target
+        with open(tmp_name, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     """Hex SHA-256 of a file, read in 4 MiB blocks."""
     digest = hashlib.sha256()

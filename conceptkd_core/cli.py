@@ -61,25 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _make_teacher(spec: str, clip, images):
-    from .teachers import ClipZeroShotTeacher, LogitsFileTeacher, TorchTeacher
-
-    if spec == "clip-zero-shot":
-        return ClipZeroShotTeacher(clip, images.classes)
-    suffix = spec.rsplit(".", 1)[-1].lower()
-    if suffix in ("csv", "parquet", "npy"):
-        return LogitsFileTeacher(spec, images.classes, image_ids=images.image_ids)
-    if suffix in ("pt", "ts", "pth", "jit"):
-        return TorchTeacher(spec, images.classes, device=clip.device)
-    raise ValueError(f"--teacher {spec!r}: expected clip-zero-shot, a TorchScript file or a logits file")
-
-
 def run_extract(args) -> int:
     from tqdm import tqdm
 
-    from .clip_backend import load_clip
     from .datasets import load_dataset
-    from .extraction import extract
+    from .extraction import ExtractorSpec, extract
     from .vocabulary import DEFAULT_VOCABULARY, load_vocabulary
 
     if args.batch_size < 1:
@@ -88,8 +74,9 @@ def run_extract(args) -> int:
     if args.limit:
         images = images.subset(range(min(args.limit, len(images))))
     vocabulary = load_vocabulary(args.vocabulary or DEFAULT_VOCABULARY)
-    clip = load_clip(args.model, pretrained=args.pretrained, checkpoint=args.checkpoint, device=args.device)
-    teacher = _make_teacher(args.teacher, clip, images)
+    spec = ExtractorSpec(args.model, args.pretrained, args.checkpoint, args.teacher, args.device)
+    clip = spec.load_clip()
+    teacher = spec.make_teacher(clip, images)
     print(f"{len(images)} images, {len(images.classes)} classes, {len(vocabulary)} concepts, model {clip.name}", flush=True)
     bar = tqdm(total=len(images), unit="img", dynamic_ncols=True)
 

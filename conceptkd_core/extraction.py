@@ -3,7 +3,13 @@
 Resumable: the work is split into batches and every finished batch is written atomically as a
 shard under ``OUT/.extract/``; a rerun with the same inputs skips finished shards, so a crash
 or Ctrl-C loses at most the batch in flight. Unreadable images are skipped, counted and listed
-(``OUT/extraction_report.json``), never fatal. The last step assembles a normal workspace.
+(``OUT/extraction_report.json``), never fatal. The last step assembles a normal workspace,
+streaming shard by shard so a million images never sit in memory at once.
+
+Who computes the shards is pluggable (an *engine*): by default this process, one batch after
+the other; ``ray_engine.RayEngine`` spreads them over a Ray cluster. Both return the same shard
+contents, and everything around them (plan, resume, assembly) is this module's, so the
+workspace is the same whichever engine made it.
 """
 
 from __future__ import annotations
@@ -15,16 +21,16 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 
-from .atomic_io import atomic_write, atomic_write_json, atomic_write_npy
-from .clip_backend import ClipModel, concept_embeddings, dense_patch_features, to_model_input
+from .atomic_io import atomic_write, atomic_write_json, atomic_write_npy_rows
+from .clip_backend import ClipModel, concept_embeddings, dense_patch_features, load_clip, to_model_input
 from .datasets import ImageSet
 from .images import load_rgb, square_resize
 from .segments import SEGMENT_FILES, concepts_for_image, superpixels
-from .teachers import ClipZeroShotTeacher, Teacher
+from .teachers import ClipZeroShotTeacher, LogitsFileTeacher, Teacher, TorchTeacher
 from .vocabulary import vocabulary_hash
 from .workspace import SEGMENTS_DIR, Workspace, write_workspace
 
@@ -53,6 +59,77 @@ class ExtractionResult:
     resumed: int = 0
 
 
+@dataclass(frozen=True)
+class ExtractorSpec:
+    """How to build the CLIP model and the teacher, so another process (a Ray actor) can build them too.
+
+    model : open_clip model name or JSON config path; pretrained / checkpoint : its weights
+    teacher : "clip-zero-shot", a TorchScript file (.pt/.ts/.pth/.jit) or a logits file (.csv/.parquet/.npy)
+    """
+
+    model: str = "ViT-B-16"
+    pretrained: str | None = None
+    checkpoint: str | None = None
+    teacher: str = "clip-zero-shot"
+    device: str = "cpu"
+
+    def load_clip(self, device: str | None = None) -> ClipModel:
+        return load_clip(self.model, pretrained=self.pretrained, checkpoint=self.checkpoint, device=device or self.device)
+
+    def make_teacher(self, clip: ClipModel, images: ImageSet) -> Teacher:
+        if self.teacher == "clip-zero-shot":
+            return ClipZeroShotTeacher(clip, images.classes)
+        suffix = self.teacher.rsplit(".", 1)[-1].lower()
+        if suffix in ("csv", "parquet", "npy"):
+            return LogitsFileTeacher(self.teacher, images.classes, image_ids=images.image_ids)
+        if suffix in ("pt", "ts", "pth", "jit"):
+            return TorchTeacher(self.teacher, images.classes, device=clip.device)
+        raise ValueError(f"teacher {self.teacher!r}: expected clip-zero-shot, a TorchScript file (.pt, .ts, .pth, .jit) "
+                         "or a logits file (.csv, .parquet, .npy)")
+
+
+@dataclass(frozen=True)
+class ExtractionJob:
+    """Everything a worker needs to compute shards besides the models: small and picklable."""
+
+    images: ImageSet
+    text: np.ndarray  # (n_concepts, embed_dim) concept text embeddings
+    batch_size: int
+    n_segments: int
+
+    def rows(self, start: int) -> range:
+        return range(start, min(start + self.batch_size, len(self.images)))
+
+    def run(self, clip: ClipModel, teacher: Teacher, start: int) -> dict:
+        """The shard of the batch that begins at row ``start``: a dict of arrays (see ``_extract_batch``)."""
+        return _extract_batch(clip, teacher, self.text, self.images, self.rows(start), self.n_segments)
+
+
+class Engine(Protocol):
+    """Computes the shards of ``starts`` (in any order), yielding ``(start, shard)`` as each is done."""
+
+    def __call__(self, job: ExtractionJob, starts: Sequence[int]) -> Iterable[tuple[int, dict]]: ...
+
+
+def local_engine(clip: ClipModel, teacher: Teacher) -> Engine:
+    """This process, one batch after the other."""
+    def run(job: ExtractionJob, starts: Sequence[int]) -> Iterator[tuple[int, dict]]:
+        for start in starts:
+            yield start, job.run(clip, teacher, start)
+    return run
+
+
+def shard_bytes(shard: dict) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **shard)
+    return buffer.getvalue()
+
+
+def shard_from_bytes(data: bytes) -> dict:
+    with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+        return {key: archive[key] for key in archive.files}
+
+
 def _plan(images: ImageSet, clip: ClipModel, teacher: Teacher, vocabulary: Sequence[str], batch_size: int) -> dict:
     return {"image_ids": list(images.image_ids), "model": clip.identity, "teacher": teacher.identity,
             "vocabulary_sha256": vocabulary_hash(vocabulary), "batch_size": batch_size}
@@ -63,9 +140,7 @@ def _shard_path(partial: Path, start: int) -> Path:
 
 
 def _write_shard(path: Path, arrays: dict) -> None:
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    data = buffer.getvalue()
+    data = shard_bytes(arrays)
     atomic_write(path, lambda handle: handle.write(data))
 
 
@@ -105,13 +180,20 @@ def _extract_batch(clip: ClipModel, teacher: Teacher, text: np.ndarray, images: 
 
 def extract(images: ImageSet, out: str | Path, clip: ClipModel, teacher: Teacher, vocabulary: Sequence[str], *,
             batch_size: int = 16, n_segments: int = 24, progress: Callable[[Progress], None] | None = None,
-            text_cache: str | Path | None = None, extra_meta: dict | None = None) -> ExtractionResult:
-    """Extract ``images`` into the workspace folder ``out`` (resuming a previous run there)."""
+            text_cache: str | Path | None = None, extra_meta: dict | None = None,
+            engine: Engine | None = None) -> ExtractionResult:
+    """Extract ``images`` into the workspace folder ``out`` (resuming a previous run there).
+
+    ``clip`` and ``teacher`` name the models in the workspace and make the concept text
+    embeddings; ``engine`` computes the shards (default: ``local_engine(clip, teacher)``).
+    """
     out = Path(out)
     if tuple(teacher.classes) != tuple(images.classes):
         raise ExtractionError(f"The teacher's classes {list(teacher.classes)} differ from the labels' classes {list(images.classes)}")
     if len(images) == 0:
         raise ExtractionError("No images to extract")
+    if batch_size < 1:
+        raise ExtractionError(f"batch size must be >= 1; got {batch_size}")
     check = getattr(teacher, "check_covers", None)
     if check:
         check(images.image_ids)
@@ -127,53 +209,72 @@ def extract(images: ImageSet, out: str | Path, clip: ClipModel, teacher: Teacher
         atomic_write_json(plan_path, plan)
     for leftover in partial.glob(".*.tmp"):  # temp files of writes a crash cut short
         leftover.unlink(missing_ok=True)
-    text = concept_embeddings(clip, vocabulary, cache_dir=text_cache or partial)
+    job = ExtractionJob(images, concept_embeddings(clip, vocabulary, cache_dir=text_cache or partial), batch_size, n_segments)
     starts = list(range(0, len(images), batch_size))
-    resumed = sum(min(s + batch_size, len(images)) - s for s in starts if _shard_path(partial, s).is_file())
-    done = resumed
-    skipped, computed, t0 = 0, 0, time.perf_counter()
-    for start in starts:
-        path = _shard_path(partial, start)
-        if path.is_file():
-            continue
-        rows = range(start, min(start + batch_size, len(images)))
-        shard = _extract_batch(clip, teacher, text, images, rows, n_segments)
-        _write_shard(path, shard)
-        computed += len(rows)
+    pending = [s for s in starts if not _shard_path(partial, s).is_file()]
+    resumed = len(images) - sum(len(job.rows(s)) for s in pending)
+    done, skipped, computed, t0 = resumed, 0, 0, time.perf_counter()
+    for start, shard in (engine or local_engine(clip, teacher))(job, pending):
+        _write_shard(_shard_path(partial, start), shard)
+        computed += len(job.rows(start))
         skipped += len(shard["failures"])
-        done = min(done + len(rows), len(images))
+        done += len(job.rows(start))
         if progress:
             rate = computed / max(time.perf_counter() - t0, 1e-9)
             progress(Progress(done, len(images), skipped, rate, (len(images) - done) / rate if rate else float("inf")))
+    missing = [s for s in starts if not _shard_path(partial, s).is_file()]
+    if missing:
+        raise ExtractionError(f"{len(missing)} batches were not computed (first at image {missing[0]}); run again to resume")
     extra_meta = (extra_meta or {}) | {"n_segments": n_segments}
     return _assemble(images, out, clip, teacher, vocabulary, starts, computed, resumed, extra_meta)
 
 
 def _assemble(images, out, clip, teacher, vocabulary, starts, computed, resumed, extra_meta) -> ExtractionResult:
+    """Merge the shards into a workspace, one shard in memory at a time."""
     partial = out / PARTIAL_DIR
-    parts = {key: [] for key in ("rows", "concepts", "logits") + tuple(f[:-4] for f in SEGMENT_FILES)}
-    failures = []
-    for start in starts:
-        with np.load(_shard_path(partial, start), allow_pickle=False) as shard:
+    paths = [_shard_path(partial, start) for start in starts]
+    failures, counts, shapes = [], [], {}
+    for path in paths:  # first pass: rows and array shapes only (npz members load lazily)
+        with np.load(path, allow_pickle=False) as shard:
             failures += [json.loads(f) for f in shard["failures"]]
-            if len(shard["rows"]):
-                for key in parts:
-                    parts[key].append(shard[key])
-    if not parts["rows"]:
+            counts.append(len(shard["rows"]))
+            if counts[-1]:
+                shapes = {key: (shard[key].shape[1:], shard[key].dtype) for key in shard.files if key != "failures"}
+    n_ok = sum(counts)
+    if not n_ok:
         raise ExtractionError(f"None of the {len(images)} images could be read; see {out / REPORT_FILE}")
-    merged = {key: np.concatenate(value) for key, value in parts.items()}
-    rows = merged["rows"]
+    rows = np.concatenate([np.load(p, allow_pickle=False)["rows"] for p in paths])
+
+    def stream(key: str) -> Callable[[np.ndarray], None]:
+        def fill(target: np.ndarray) -> None:
+            at = 0
+            for path, count in zip(paths, counts):
+                if count:
+                    with np.load(path, allow_pickle=False) as shard:
+                        target[at:at + count] = shard[key]
+                    at += count
+        return fill
+
+    def npy(path: Path, key: str, dtype=None) -> Path:
+        tail, native = shapes[key]
+        return atomic_write_npy_rows(path, (n_ok, *tail), dtype or native, stream(key))
+
     segments_dir = out / SEGMENTS_DIR
     for name in SEGMENT_FILES:
-        atomic_write_npy(segments_dir / name, merged[name[:-4]])
+        npy(segments_dir / name, name[:-4])
+    # The concept matrix goes to a memory map first (float16 as stored, converted shard by shard,
+    # which gives exactly the bytes of converting it whole); write_workspace then copies it in.
+    concepts = np.load(npy(partial / "concepts-merged.npy", "concepts", np.float16), mmap_mode="r")
+    logits = np.load(npy(partial / "logits-merged.npy", "logits"))
     workspace = write_workspace(
         out, image_ids=[images.image_ids[r] for r in rows], paths=[images.paths[r] for r in rows],
         splits=[images.splits[r] for r in rows], labels=images.labels[rows], classes=images.classes,
-        vocabulary=list(vocabulary), concept_matrix=merged["concepts"], teacher_logits=merged["logits"],
+        vocabulary=list(vocabulary), concept_matrix=concepts, teacher_logits=logits,
         model=clip.identity, teacher=teacher.identity, image_root=os.path.relpath(images.root, out.resolve()),
         extra=(extra_meta or {}) | {"segments": list(SEGMENT_FILES), "skipped_images": len(failures),
                                     "image_root_absolute": str(images.root)},
     )
-    atomic_write_json(out / REPORT_FILE, {"images": len(images), "extracted": int(len(rows)), "skipped": failures})
+    del concepts
+    atomic_write_json(out / REPORT_FILE, {"images": len(images), "extracted": n_ok, "skipped": failures})
     shutil.rmtree(partial, ignore_errors=True)
     return ExtractionResult(workspace, failures, computed, resumed)

@@ -242,14 +242,15 @@ def write_workspace(
     if not (len(paths) == len(splits) == len(image_ids)):
         raise WorkspaceError(root / MANIFEST_FILE, f"image_ids, paths and splits differ in length: {len(image_ids)}, {len(paths)}, {len(splits)}")
     labels = np.asarray(labels)
-    concept_matrix = np.asarray(concept_matrix)
     teacher_logits = np.asarray(teacher_logits)
+    if not isinstance(concept_matrix, np.ndarray):
+        concept_matrix = np.asarray(concept_matrix)
+    if concept_matrix.dtype.kind == "f":
+        # No copy when it already has the stored dtype (a memory map of a million rows stays on disk);
+        # a value too large for float16 becomes inf here and is refused by the check below.
+        concept_matrix = concept_matrix.astype(concept_dtype, copy=False)
     _validate_arrays(root, image_ids.astype(str), splits.astype(str), labels, classes, vocabulary,
-                     concept_matrix.astype(concept_dtype) if concept_matrix.dtype.kind == "f" else concept_matrix,
-                     teacher_logits)
-    concept_matrix = concept_matrix.astype(concept_dtype, copy=False)
-    if not np.isfinite(concept_matrix).all():
-        raise WorkspaceError(root / CONCEPTS_FILE, f"concept scores overflow {concept_dtype}")
+                     concept_matrix, teacher_logits)
     labels = labels.astype(np.uint8)
     teacher_logits = teacher_logits.astype(np.float32)
 
