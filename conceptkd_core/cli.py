@@ -25,6 +25,13 @@ def build_parser() -> argparse.ArgumentParser:
     ext.add_argument("--batch-size", type=int, default=8)
     ext.add_argument("--batches", type=int, default=4)
     ext.add_argument("--device", default="cpu")
+    scale = bench_sub.add_parser("scale", help="students at 10k..1M images: Gram build, re-fit, metrics after a move")
+    scale.add_argument("--sizes", default="10000,100000,1000000", help="numbers of images, comma-separated")
+    scale.add_argument("--n-concepts", type=int, default=584)
+    scale.add_argument("--n-classes", type=int, default=20)
+    scale.add_argument("--moves", type=int, default=20)
+    scale.add_argument("--folder", help="keep the synthetic workspaces here (reused by the next run); default: a temp folder")
+    scale.add_argument("--plot", help="write a log-log PNG of the results here")
     app = bench_sub.add_parser("app", help="page and slider timings, memory, on a workspace (default: the demo)")
     app.add_argument("--workspace", default=None)
     app.add_argument("--moves", type=int, default=10)
@@ -44,6 +51,17 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--segments", type=int, default=24, help="superpixels asked of SLIC per image")
     extract.add_argument("--device", default="cpu")
     extract.add_argument("--limit", type=int, help="only the first N images (a quick try)")
+    extract.add_argument("--engine", choices=("local", "ray"), default="local",
+                         help="local: this process (default); ray: a pool of Ray Data actors (pip install 'ray[data]')")
+    _ray_arguments(extract)
+    extract.add_argument("--actors", type=int, help="Ray actors (default: cluster GPUs / --gpus-per-actor, else CPUs)")
+    extract.add_argument("--gpus-per-actor", type=float, default=0.0, help="GPUs per Ray actor; > 0 runs CLIP on cuda")
+    extract.add_argument("--cpus-per-actor", type=float, default=1.0, help="CPUs per Ray actor (its torch threads)")
+    gram = sub.add_parser("gram", help="build (or rebuild) a workspace's Gram statistics, cached in the workspace")
+    gram.add_argument("workspace", help="workspace folder")
+    gram.add_argument("--engine", choices=("local", "ray"), default="local",
+                      help="ray: one Ray task per chunk of rows (the workspace must be on a path every node sees)")
+    _ray_arguments(gram)
     demo = sub.add_parser("demo", help="the embedded demo workspace (Clipart Scenes)")
     demo_sub = demo.add_subparsers(dest="demo_command", required=True)
     build = demo_sub.add_parser("build", help="render scenes, train mini CLIP + teacher, extract (needs fonts-noto-color-emoji)")
@@ -59,6 +77,20 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = demo_sub.add_parser("eval", help="measure the demo's goals; one JSON line")
     evaluate.add_argument("--demo", default=None, help="folder (default data/demo)")
     return parser
+
+
+def _ray_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--address", help="Ray cluster address for --engine ray (e.g. auto, ray://head:10001); "
+                                          "default: the RAY_ADDRESS variable, else a Ray instance on this machine")
+    parser.add_argument("--no-ship-code", dest="ship_code", action="store_false",
+                        help="do not send conceptkd_core to the Ray workers (they already have it installed)")
+
+
+def _quiet_ray_logs() -> None:
+    import logging
+
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def run_extract(args) -> int:
@@ -77,7 +109,15 @@ def run_extract(args) -> int:
     spec = ExtractorSpec(args.model, args.pretrained, args.checkpoint, args.teacher, args.device)
     clip = spec.load_clip()
     teacher = spec.make_teacher(clip, images)
-    print(f"{len(images)} images, {len(images.classes)} classes, {len(vocabulary)} concepts, model {clip.name}", flush=True)
+    engine = None
+    if args.engine == "ray":
+        from .ray_engine import RayEngine
+
+        _quiet_ray_logs()
+        engine = RayEngine(spec, address=args.address, num_actors=args.actors, num_gpus=args.gpus_per_actor,
+                           num_cpus=args.cpus_per_actor, ship_code=args.ship_code)
+    print(f"{len(images)} images, {len(images.classes)} classes, {len(vocabulary)} concepts, model {clip.name}, "
+          f"engine {args.engine}", flush=True)
     bar = tqdm(total=len(images), unit="img", dynamic_ncols=True)
 
     def progress(p):
@@ -87,7 +127,7 @@ def run_extract(args) -> int:
 
     try:
         result = extract(images, args.out, clip, teacher, vocabulary, batch_size=args.batch_size,
-                         n_segments=args.segments, progress=progress)
+                         n_segments=args.segments, progress=progress, engine=engine)
     finally:
         bar.close()
     print(f"{result.workspace.n_images} images extracted, {len(result.failures)} skipped "
@@ -99,9 +139,31 @@ def run_extract(args) -> int:
     return 0
 
 
+def run_gram(args) -> int:
+    import time
+
+    from .explorer import GRAM_FILE, workspace_stats
+    from .workspace import load_workspace
+
+    workspace = load_workspace(args.workspace)
+    t0 = time.perf_counter()
+    if args.engine == "ray":
+        from .ray_engine import gram_stats_on_ray
+        from .workspace import CONCEPTS_FILE
+
+        _quiet_ray_logs()
+        stats = workspace_stats(workspace, rebuild=True, build=lambda: gram_stats_on_ray(
+            workspace.root / CONCEPTS_FILE, workspace.teacher_logits, address=args.address, ship_code=args.ship_code))
+    else:
+        stats = workspace_stats(workspace, rebuild=True)
+    print(f"Gram statistics of {stats.n_samples} images x {stats.gram.shape[0]} concepts built in "
+          f"{time.perf_counter() - t0:.1f} s ({args.engine}) -> {workspace.root / GRAM_FILE}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "extract":
+    if args.command in ("extract", "gram"):
         from .clip_backend import ClipLoadError
         from .datasets import DatasetError
         from .extraction import ExtractionError
@@ -109,9 +171,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .vocabulary import VocabularyError
         from .workspace import WorkspaceError
 
+        from .ray_engine import RayUnavailable
+
         try:
-            return run_extract(args)
-        except (ClipLoadError, DatasetError, ExtractionError, TeacherError, VocabularyError, WorkspaceError, ValueError) as exc:
+            return run_extract(args) if args.command == "extract" else run_gram(args)
+        except (ClipLoadError, DatasetError, ExtractionError, TeacherError, VocabularyError, WorkspaceError,
+                RayUnavailable, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
@@ -138,6 +203,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.benchmark == "refit":
             bench.run("refit", n_images=args.n_images, n_concepts=args.n_concepts, n_classes=args.n_classes,
                       alpha=args.alpha, moves=args.moves, seed=args.seed)
+        elif args.benchmark == "scale":
+            bench.run("scale", sizes=tuple(int(n) for n in args.sizes.split(",") if n), n_concepts=args.n_concepts,
+                      n_classes=args.n_classes, moves=args.moves, folder=args.folder, plot=args.plot)
         elif args.benchmark == "app":
             bench.run("app", workspace=args.workspace, moves=args.moves)
         elif args.benchmark == "extract":

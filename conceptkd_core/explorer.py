@@ -7,16 +7,19 @@ loads) the base students; every browser session then tunes its own copy through
 
 from __future__ import annotations
 
+import io
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 
-from .atomic_io import atomic_write_json
+from .atomic_io import atomic_write_bytes, atomic_write_json
 from .gram import GramStats
-from .metrics import class_metrics, disagreements, summary
+from .metrics import average_precision, disagreements, summary
+from .scores import SharedScores
 from .segments import load_segments
 from .students import StudentBank
 from .tuning import TuningSession
@@ -24,14 +27,19 @@ from .workspace import SESSIONS_DIR, STUDENTS_FILE, Workspace, WorkspaceError, c
 
 DEFAULT_ALPHA = 1e-3
 STUDENTS_KIND = "conceptkd.students"
+GRAM_FILE = "gram.npz"  # cached GramStats of the workspace (a 1M-image build takes tens of seconds)
 
 
 @dataclass(frozen=True)
 class Explorer:
+    """One workspace opened for browsing: read-only, shared by every browser session."""
+
     workspace: Workspace
     stats: GramStats
     base_bank: StudentBank
     segments: dict | None
+    shared: SharedScores  # base scores, teacher probabilities, metric cache
+    teacher_ap: np.ndarray  # (n_classes,) AP of the teacher's logits against the labels
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -57,10 +65,38 @@ def load_students(workspace: Workspace, stats: GramStats) -> StudentBank:
         raise WorkspaceError(path, f"students are malformed: {exc}") from None
 
 
+def workspace_stats(workspace: Workspace, rebuild: bool = False,
+                    build: Callable[[], GramStats] | None = None) -> GramStats:
+    """The workspace's Gram statistics: read from ``gram.npz`` when it was made for this very
+    workspace (same id, same shapes), else built (``build``, default ``GramStats.from_arrays``)
+    and saved there. A read-only workspace still works: the statistics are then not cached."""
+    path = workspace.root / GRAM_FILE
+    m, k = workspace.n_concepts, workspace.n_classes
+    if not rebuild and path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                if str(saved["workspace_id"]) == workspace.workspace_id and saved["gram"].shape == (m, m) \
+                        and saved["xty"].shape == (m, k) and int(saved["n_samples"]) == workspace.n_images:
+                    return GramStats(**{f.name: saved[f.name] for f in fields(GramStats)
+                                        if f.name not in ("n_samples", "lipschitz")},
+                                     n_samples=int(saved["n_samples"]), lipschitz=float(saved["lipschitz"]))
+        except (OSError, ValueError, KeyError, EOFError):
+            pass  # damaged or foreign cache: rebuilt below
+    stats = build() if build else GramStats.from_arrays(workspace.concept_matrix, workspace.teacher_logits)
+    buffer = io.BytesIO()
+    np.savez(buffer, workspace_id=np.asarray(workspace.workspace_id),
+             **{f.name: np.asarray(getattr(stats, f.name)) for f in fields(GramStats)})
+    try:
+        atomic_write_bytes(path, buffer.getvalue())
+    except OSError:
+        pass
+    return stats
+
+
 def open_explorer(root: str | os.PathLike, alpha: float = DEFAULT_ALPHA) -> Explorer:
     """Load a workspace and its base students (fitted and saved beside it on first open)."""
     workspace = load_workspace(root)
-    stats = GramStats.from_arrays(workspace.concept_matrix, workspace.teacher_logits)
+    stats = workspace_stats(workspace)
     bank = None
     if (workspace.root / STUDENTS_FILE).is_file():
         try:
@@ -73,27 +109,37 @@ def open_explorer(root: str | os.PathLike, alpha: float = DEFAULT_ALPHA) -> Expl
             save_students(workspace, bank)
         except OSError:
             pass  # a read-only workspace still browses; students are re-fitted on each open
-    return Explorer(workspace, stats, bank, load_segments(workspace))
+    shared = SharedScores.build(bank, workspace.concept_matrix, workspace.teacher_logits)
+    teacher_ap = np.atleast_1d(average_precision(workspace.labels, workspace.teacher_logits))
+    teacher_ap.setflags(write=False)
+    return Explorer(workspace, stats, bank, load_segments(workspace), shared, teacher_ap)
 
 
 def new_session(explorer: Explorer, user: str | None = None, autosave: bool = True) -> TuningSession:
     """A private tuning session over a copy of the base students, autosaved under sessions/."""
     ws = explorer.workspace
     session = TuningSession(explorer.base_bank.copy(), ws.concept_matrix, ws.teacher_logits, ws.labels,
-                            ws.classes, ws.vocabulary, user=user,
+                            ws.classes, ws.vocabulary, user=user, shared=explorer.shared,
                             stamp={"workspace_id": ws.workspace_id, "vocabulary_sha256": ws.vocabulary_sha256})
     if autosave:
         session.autosave_path = ws.root / SESSIONS_DIR / f"{session.session_id}.json"
     return session
 
 
-def metrics_table(session: TuningSession) -> pd.DataFrame:
-    return class_metrics(session.labels, session.teacher_logits, session.student_scores, session.student_probs(),
-                         session.classes)
+def metrics_table(explorer: Explorer, session: TuningSession) -> pd.DataFrame:
+    """One row per class, as ``metrics.class_metrics``: the teacher's AP from the explorer, the
+    students' figures from the session's cache (only classes changed since are recomputed)."""
+    rows = [session.class_metrics(c) for c in range(len(session.classes))]
+    return pd.DataFrame({
+        "class": session.classes, "positives": session.labels.sum(axis=0).astype(int),
+        "teacher_ap": explorer.teacher_ap,
+        **{name: np.array([np.nan if r[name] is None else r[name] for r in rows], dtype=np.float64)
+           for name in ("student_ap", "agreement", "logit_corr", "fidelity_ap")},
+    })
 
 
-def metrics_summary(session: TuningSession) -> dict:
-    return summary(metrics_table(session))
+def metrics_summary(explorer: Explorer, session: TuningSession) -> dict:
+    return summary(metrics_table(explorer, session))
 
 
 def top_concepts(session: TuningSession, class_index: int, n: int = 15) -> pd.DataFrame:
@@ -133,7 +179,12 @@ def rows_where_concept_fires(X: np.ndarray, concept_index: int, top: int = 24) -
 
 
 def disagreement_table(session: TuningSession, class_index: int | None, top: int = 12) -> pd.DataFrame:
-    table = disagreements(session.teacher_logits, session.student_probs(), class_index, top)
+    if class_index is None:
+        table = disagreements(session.teacher_probs, session.student_probs(), None, top, probabilities=True)
+    else:
+        c = int(class_index)
+        table = disagreements(session.teacher_probs[:, [c]], session.class_probs(c)[:, None], 0, top, probabilities=True)
+        table["class_index"] = c
     table.insert(1, "class", [session.classes[c] for c in table["class_index"]])
     return table
 
@@ -158,6 +209,7 @@ def resume_session(explorer: Explorer, path: str | os.PathLike) -> TuningSession
     ws = explorer.workspace
     session = TuningSession.from_json(Path(path).read_text(encoding="utf-8"), explorer.base_bank.copy(),
                                       ws.concept_matrix, ws.teacher_logits, ws.labels, ws.classes, ws.vocabulary,
-                                      stamp={"workspace_id": ws.workspace_id, "vocabulary_sha256": ws.vocabulary_sha256})
+                                      stamp={"workspace_id": ws.workspace_id, "vocabulary_sha256": ws.vocabulary_sha256},
+                                      shared=explorer.shared)
     session.autosave_path = Path(path)
     return session

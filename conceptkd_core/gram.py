@@ -13,6 +13,53 @@ import numpy as np
 DEFAULT_CHUNK_ROWS = 32768
 
 
+def chunk_shifts(X: np.ndarray, Y: np.ndarray, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> tuple[np.ndarray, np.ndarray]:
+    """The shift subtracted from every row before accumulating: the first chunk's means."""
+    n = X.shape[0]
+    if Y.ndim != 2 or Y.shape[0] != n:
+        raise ValueError(f"Y must have shape ({n}, n_classes); got {Y.shape}")
+    if n == 0:
+        raise ValueError("Cannot build statistics from zero samples")
+    return (np.asarray(X[:chunk_rows], dtype=np.float64).mean(axis=0),
+            np.asarray(Y[:chunk_rows], dtype=np.float64).mean(axis=0))
+
+
+@dataclass
+class GramSums:
+    """Sums over a set of rows of shifted X and Y: what one worker hands back; sums of sums add up.
+
+    Adding the sums of consecutive chunks in row order repeats ``GramStats.from_arrays``'s own
+    float operations, so a split computation (e.g. one Ray task per chunk) gives the same bits.
+    """
+
+    n: int
+    sx: np.ndarray  # (m,)
+    sy: np.ndarray  # (k,)
+    sxx: np.ndarray  # (m, m)
+    sxy: np.ndarray  # (m, k)
+    syy: np.ndarray  # (k,)
+
+    @classmethod
+    def zeros(cls, m: int, k: int) -> "GramSums":
+        return cls(0, np.zeros(m), np.zeros(k), np.zeros((m, m)), np.zeros((m, k)), np.zeros(k))
+
+    @classmethod
+    def of_chunk(cls, x_chunk: np.ndarray, y_chunk: np.ndarray, shift_x: np.ndarray, shift_y: np.ndarray) -> "GramSums":
+        """Sums over the rows of ``x_chunk`` (r, m) and ``y_chunk`` (r, k), shifted, in float64."""
+        xc = np.asarray(x_chunk, dtype=np.float64) - shift_x
+        yc = np.asarray(y_chunk, dtype=np.float64) - shift_y
+        return cls(xc.shape[0], xc.sum(axis=0), yc.sum(axis=0), xc.T @ xc, xc.T @ yc, np.einsum("ij,ij->j", yc, yc))
+
+    def __iadd__(self, other: "GramSums") -> "GramSums":
+        self.n += other.n
+        self.sxx += other.sxx
+        self.sxy += other.sxy
+        self.syy += other.syy
+        self.sx += other.sx
+        self.sy += other.sy
+        return self
+
+
 @dataclass(frozen=True)
 class GramStats:
     """Centred second moments of concept scores X and targets Y.
@@ -42,32 +89,24 @@ class GramStats:
         Rows are shifted by the first chunk's mean before accumulating, which keeps the
         final centring free of cancellation error.
         """
-        n, m = X.shape
-        if Y.ndim != 2 or Y.shape[0] != n:
-            raise ValueError(f"Y must have shape ({n}, n_classes); got {Y.shape}")
+        shift_x, shift_y = chunk_shifts(X, Y, chunk_rows)
+        total = GramSums.zeros(X.shape[1], Y.shape[1])
+        for start in range(0, X.shape[0], chunk_rows):
+            stop = start + chunk_rows
+            total += GramSums.of_chunk(X[start:stop], Y[start:stop], shift_x, shift_y)
+        return cls.from_sums(total, shift_x, shift_y)
+
+    @classmethod
+    def from_sums(cls, sums: "GramSums", shift_x: np.ndarray, shift_y: np.ndarray) -> "GramStats":
+        """The statistics from sums of shifted rows (``GramSums``), however those were split up."""
+        n, m = sums.n, sums.sx.size
         if n == 0:
             raise ValueError("Cannot build statistics from zero samples")
-        k = Y.shape[1]
-        shift_x = np.asarray(X[:chunk_rows], dtype=np.float64).mean(axis=0)
-        shift_y = np.asarray(Y[:chunk_rows], dtype=np.float64).mean(axis=0)
-        sxx = np.zeros((m, m))
-        sxy = np.zeros((m, k))
-        syy = np.zeros(k)
-        sx = np.zeros(m)
-        sy = np.zeros(k)
-        for start in range(0, n, chunk_rows):
-            xc = np.asarray(X[start:start + chunk_rows], dtype=np.float64) - shift_x
-            yc = np.asarray(Y[start:start + chunk_rows], dtype=np.float64) - shift_y
-            sxx += xc.T @ xc
-            sxy += xc.T @ yc
-            syy += np.einsum("ij,ij->j", yc, yc)
-            sx += xc.sum(axis=0)
-            sy += yc.sum(axis=0)
-        dx, dy = sx / n, sy / n
-        gram = sxx / n - np.outer(dx, dx)
+        dx, dy = sums.sx / n, sums.sy / n
+        gram = sums.sxx / n - np.outer(dx, dx)
         gram = (gram + gram.T) / 2
-        xty = sxy / n - np.outer(dx, dy)
-        yty = syy / n - dy**2
+        xty = sums.sxy / n - np.outer(dx, dy)
+        yty = sums.syy / n - dy**2
         lipschitz = float(np.linalg.eigvalsh(gram)[-1]) if m else 0.0
         return cls(n_samples=n, x_mean=shift_x + dx, y_mean=shift_y + dy, gram=gram, xty=xty,
                    yty=yty, lipschitz=max(lipschitz, 1e-12))

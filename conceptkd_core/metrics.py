@@ -89,6 +89,22 @@ def class_metrics(labels: np.ndarray, teacher_logits: np.ndarray, student_scores
     })
 
 
+def student_class_metrics(labels: np.ndarray, teacher_logits: np.ndarray, teacher_probs: np.ndarray,
+                          student_scores: np.ndarray, student_probs: np.ndarray) -> dict:
+    """The student's columns of ``class_metrics`` for one class; every argument of shape (n_images,).
+
+    Returns floats (NaN where undefined): student_ap, agreement, logit_corr, fidelity_ap.
+    """
+    scores = np.asarray(student_scores, dtype=np.float64)[:, None]
+    teacher_probs = np.asarray(teacher_probs)[:, None]
+    return {
+        "student_ap": float(average_precision(np.asarray(labels)[:, None], scores)[0]),
+        "agreement": float(agreement(teacher_probs, np.asarray(student_probs)[:, None])[0]),
+        "logit_corr": float(logit_correlation(np.asarray(teacher_logits, dtype=np.float64)[:, None], scores)[0]),
+        "fidelity_ap": float(average_precision(decisions(teacher_probs).astype(np.uint8), scores)[0]),
+    }
+
+
 def summary(table: pd.DataFrame) -> dict:
     """Bank-level figures from a ``class_metrics`` table."""
     return {
@@ -100,13 +116,16 @@ def summary(table: pd.DataFrame) -> dict:
 
 
 def disagreements(teacher_logits: np.ndarray, student_probs: np.ndarray, class_index: int | None = None,
-                  top: int = 20) -> pd.DataFrame:
+                  top: int = 20, probabilities: bool = False) -> pd.DataFrame:
     """Images where teacher and student differ most, largest gap first.
 
     The gap is ``|p_teacher - p_student|`` for ``class_index``, or the largest gap over all
-    classes when it is None. Columns: row, class_index, teacher_prob, student_prob, gap.
+    classes when it is None. ``probabilities``: the first argument already holds the teacher's
+    probabilities (saves a sigmoid over every image). Columns: row, class_index, teacher_prob,
+    student_prob, gap.
     """
-    teacher_probs = sigmoid(np.asarray(teacher_logits, dtype=np.float64))
+    teacher = np.asarray(teacher_logits, dtype=np.float64)
+    teacher_probs = teacher if probabilities else sigmoid(teacher)
     student_probs = np.asarray(student_probs, dtype=np.float64)
     gaps = np.abs(teacher_probs - student_probs)
     if class_index is None:

@@ -37,8 +37,9 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from .atomic_io import atomic_write_text
-from .metrics import agreement, average_precision, decisions
-from .students import StudentBank, bounds_to_json, check_bounds, sigmoid
+from .metrics import decisions, student_class_metrics
+from .scores import SharedScores, class_scores, state_key
+from .students import StudentBank, bounds_to_json, check_bounds
 
 FORMAT = "conceptkd.tuning"
 FORMAT_VERSION = 1
@@ -96,16 +97,22 @@ class TuningSession:
     teacher_logits, labels : ndarray of shape (n_images, n_classes)
     classes, vocabulary : names of the classes and concepts
     autosave_path : if given, the session is written there (atomically) after every change
+    shared : base scores, teacher probabilities and metric cache shared by every session of one
+        workspace (``SharedScores.build``); built for this session alone when not given or when
+        it was built for other base weights
     """
 
     def __init__(self, bank: StudentBank, X: np.ndarray, teacher_logits: np.ndarray, labels: np.ndarray,
                  classes: Sequence[str], vocabulary: Sequence[str], *, user: str | None = None,
                  autosave_path: str | os.PathLike | None = None, stamp: Mapping[str, Any] | None = None,
-                 session_id: str | None = None):
+                 session_id: str | None = None, shared: SharedScores | None = None):
         self.bank = bank
         self.X = X
-        self.teacher_logits = np.asarray(teacher_logits, dtype=np.float64)
-        self.teacher_probs = sigmoid(self.teacher_logits)
+        self.teacher_logits = np.asarray(teacher_logits)
+        if shared is None or not shared.matches(bank):
+            shared = SharedScores.build(bank, X, teacher_logits)
+        self.shared = shared
+        self.teacher_probs = shared.teacher_probs
         self.labels = np.asarray(labels)
         self.classes = list(classes)
         self.vocabulary = list(vocabulary)
@@ -124,8 +131,7 @@ class TuningSession:
         self.cursor = 0
         self.audit: list[dict] = []
         self.autosave_error: str | None = None
-        self._scores = bank.decision_function(X)
-        self._metric_cache: dict[int, dict] = {}
+        self._scores = shared.base_scores.copy()
 
     # ------------------------------------------------------------------ lookup
     def class_index(self, name_or_index: str | int) -> int:
@@ -159,21 +165,27 @@ class TuningSession:
     def student_probs(self) -> np.ndarray:
         return self.bank.predict_proba_from_scores(self._scores)
 
+    def class_probs(self, c: int) -> np.ndarray:
+        return self.bank.predict_proba_from_scores(self._scores[:, c])
+
     def class_metrics(self, c: int) -> dict:
-        if c not in self._metric_cache:
-            scores = self._scores[:, c]
-            probs = self.bank.predict_proba_from_scores(scores)
-            self._metric_cache[c] = {
-                "student_ap": _nan_to_none(average_precision(self.labels[:, c], scores)),
-                "agreement": float(agreement(self.teacher_probs[:, c], probs)),
-            }
-        return self._metric_cache[c]
+        """student_ap, agreement, logit_corr, fidelity_ap of class ``c`` now (None where undefined),
+        cached by the class's exact weights."""
+        key = state_key(c, self.bank.coef_[c], self.bank.intercept_[c])
+        metrics = self.shared.metric_cache.get(key)
+        if metrics is None:
+            raw = student_class_metrics(self.labels[:, c], self.teacher_logits[:, c], self.teacher_probs[:, c],
+                                        self._scores[:, c], self.class_probs(c))
+            metrics = {name: _nan_to_none(value) for name, value in raw.items()}
+            self.shared.metric_cache.put(key, metrics)
+        return metrics
+
+    def _event_metrics(self, c: int) -> dict:
+        metrics = self.class_metrics(c)
+        return {"student_ap": metrics["student_ap"], "agreement": metrics["agreement"]}
 
     def _decisions(self, c: int) -> np.ndarray:
-        return decisions(self.bank.predict_proba_from_scores(self._scores[:, c]))
-
-    def _class_scores(self, c: int) -> np.ndarray:
-        return self.bank.decision_function(self.X, classes=[c])[:, 0]
+        return decisions(self.class_probs(c))
 
     # ------------------------------------------------------------------ operations
     def upweight(self, class_, concept, factor: float = 2.0) -> TuningEvent:
@@ -260,7 +272,7 @@ class TuningSession:
 
     def _commit(self, op: str, cols: list[int], j: int | None, args: dict, bounds: list,
                 change: Callable[[], Any]) -> TuningEvent:
-        before = {c: self.class_metrics(c) for c in cols}
+        before = {c: self._event_metrics(c) for c in cols}
         old_decisions = {c: self._decisions(c) for c in cols}
         saved = (self.bank.coef_.copy(), self.bank.intercept_.copy(), self.bank.lower_.copy(), self.bank.upper_.copy())
         try:
@@ -275,7 +287,7 @@ class TuningSession:
             bounds=[[c_, j_, _json_float(lo), _json_float(hi)] for c_, j_, lo, hi in bounds],
             coef={c: _sparse(self.bank.coef_[c]) for c in cols},
             intercept={c: float(self.bank.intercept_[c]) for c in cols},
-            metrics_before=before, metrics_after={c: self.class_metrics(c) for c in cols},
+            metrics_before=before, metrics_after={c: self._event_metrics(c) for c in cols},
             flipped={c: int((self._decisions(c) != old_decisions[c]).sum()) for c in cols},
             time=_now(), user=self.user,
         )
@@ -286,8 +298,7 @@ class TuningSession:
         return event
 
     def _refresh_class(self, c: int) -> None:
-        self._scores[:, c] = self._class_scores(c)
-        self._metric_cache.pop(c, None)
+        self._scores[:, c] = class_scores(self.X, self.shared, c, self.bank.coef_[c], self.bank.intercept_[c])
 
     # ------------------------------------------------------------------ history
     def state_at(self, cursor: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -413,8 +424,8 @@ class TuningSession:
             raise TuningError(f"The tuning file is malformed: {exc}") from None
         session.cursor = cursor
         session.bank.coef_, session.bank.intercept_, session.bank.lower_, session.bank.upper_ = coef, intercept, lower, upper
-        session._scores = session.bank.decision_function(X)
-        session._metric_cache.clear()
+        for c in range(len(classes)):
+            session._refresh_class(c)
         return session
 
 

@@ -5,7 +5,7 @@ import altair as alt
 import numpy as np
 import streamlit as st
 
-from conceptkd_core.explorer import image_contributions, rows_where_concept_fires
+from conceptkd_core.explorer import disagreement_table, image_contributions, rows_where_concept_fires
 from conceptkd_core.images import ImageError, load_rgb
 from conceptkd_core.segments import concept_overlay, label_overlay, segment_scores_for_concept
 from conceptkd_core.metrics import DECISION_THRESHOLD
@@ -24,12 +24,11 @@ if state:
     mode = cols[0].radio("Show", ["class members", "where a concept fires", "disagreements"], horizontal=True, key="grid_mode")
     concept = cols[1].selectbox("Concept", concepts, index=concepts.index(chosen), key="concept_input")
     st.session_state["concept"] = concept
-    probs = session.student_probs()[:, c]
-    teacher = 1 / (1 + np.exp(-ws.teacher_logits[:, c].astype(np.float64)))
+    probs, teacher = session.class_probs(c), session.teacher_probs[:, c]
     if mode == "where a concept fires" and concept != "(none)":
         rows = rows_where_concept_fires(ws.concept_matrix, explorer.vocabulary.index(concept))
     elif mode == "disagreements":
-        rows = np.argsort(-np.abs(teacher - probs), kind="stable")[:24]
+        rows = disagreement_table(session, c, top=24)["row"].to_numpy()
     else:
         rows = np.flatnonzero(ws.labels[:, c])[:24]
     if len(rows) == 0:

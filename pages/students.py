@@ -10,8 +10,8 @@ st.title("Students")
 state = current()
 if state:
     explorer, session = state
-    table = metrics_table(session)
-    overall = metrics_summary(session)
+    table = metrics_table(explorer, session)
+    overall = metrics_summary(explorer, session)
     cols = st.columns(3)
     cols[0].metric("Teacher mAP", f"{overall['teacher_map']:.3f}")
     cols[1].metric("Student mAP", f"{overall['student_map']:.3f}")
