@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-DEFAULT_CHUNK_ROWS = 32768
+from .rows import DEFAULT_CHUNK_ROWS, read_rows, row_chunks
 
 
 def chunk_shifts(X: np.ndarray, Y: np.ndarray, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> tuple[np.ndarray, np.ndarray]:
@@ -20,7 +20,7 @@ def chunk_shifts(X: np.ndarray, Y: np.ndarray, chunk_rows: int = DEFAULT_CHUNK_R
         raise ValueError(f"Y must have shape ({n}, n_classes); got {Y.shape}")
     if n == 0:
         raise ValueError("Cannot build statistics from zero samples")
-    return (np.asarray(X[:chunk_rows], dtype=np.float64).mean(axis=0),
+    return (read_rows(X, 0, chunk_rows).astype(np.float64).mean(axis=0),
             np.asarray(Y[:chunk_rows], dtype=np.float64).mean(axis=0))
 
 
@@ -91,9 +91,8 @@ class GramStats:
         """
         shift_x, shift_y = chunk_shifts(X, Y, chunk_rows)
         total = GramSums.zeros(X.shape[1], Y.shape[1])
-        for start in range(0, X.shape[0], chunk_rows):
-            stop = start + chunk_rows
-            total += GramSums.of_chunk(X[start:stop], Y[start:stop], shift_x, shift_y)
+        for start, rows in row_chunks(X, chunk_rows):
+            total += GramSums.of_chunk(rows, Y[start:start + len(rows)], shift_x, shift_y)
         return cls.from_sums(total, shift_x, shift_y)
 
     @classmethod

@@ -27,6 +27,7 @@ import numpy as np
 
 from .extraction import ExtractionJob, ExtractorSpec, shard_bytes, shard_from_bytes
 from .gram import DEFAULT_CHUNK_ROWS, GramStats, GramSums, chunk_shifts
+from .rows import read_rows
 
 
 class RayUnavailable(RuntimeError):
@@ -166,8 +167,8 @@ def gram_stats_on_ray(concepts_path: str | os.PathLike, teacher_logits: np.ndarr
     with ray_session(address, ship_code) as ray:
         @ray.remote(num_cpus=1)
         def chunk_sums(start: int, y_chunk: np.ndarray) -> GramSums:
-            rows = np.load(concepts_path, mmap_mode="r")
-            return GramSums.of_chunk(rows[start:start + len(y_chunk)], y_chunk, shift_x, shift_y)
+            rows = read_rows(np.load(concepts_path, mmap_mode="r"), start, start + len(y_chunk))
+            return GramSums.of_chunk(rows, y_chunk, shift_x, shift_y)
 
         # Each task gets only its own rows of Y; the chunks are summed in row order.
         refs = [chunk_sums.remote(start, Y[start:start + chunk_rows]) for start in range(0, X.shape[0], chunk_rows)]

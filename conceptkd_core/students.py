@@ -25,6 +25,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .gram import GramStats
+from .rows import row_chunks
 
 TARGETS = ("logits", "probabilities")
 
@@ -358,8 +359,8 @@ class StudentBank:
         cols = np.arange(self.coef_.shape[0]) if classes is None else np.asarray(classes, dtype=int)
         out = np.empty((X.shape[0], cols.size), dtype=np.float64)
         W = self.coef_[cols].T.astype(np.float32)
-        for start in range(0, X.shape[0], chunk_rows):
-            out[start:start + chunk_rows] = np.asarray(X[start:start + chunk_rows], dtype=np.float32) @ W
+        for start, rows in row_chunks(X, chunk_rows):
+            out[start:start + len(rows)] = rows.astype(np.float32, copy=False) @ W
         return out + self.intercept_[cols]
 
     def predict_proba_from_scores(self, scores: np.ndarray) -> np.ndarray:

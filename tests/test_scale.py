@@ -129,3 +129,18 @@ def test_bench_scale_prints_the_table_and_plots(tmp_path):
         assert row["metrics_after_move_ms_p50"] > 0
     assert "refit_ratio_largest_vs_smallest" in result and "gram_time_per_row_ratio" in result
     assert (tmp_path / "scale.png").stat().st_size > 10_000
+
+
+def test_read_rows_reads_a_memory_map_without_mapping_it(tmp_path):
+    from conceptkd_core.rows import read_rows, row_chunks
+
+    array = np.arange(7 * 5 * 3, dtype=np.float16).reshape(7, 5, 3)
+    np.save(tmp_path / "a.npy", array)
+    mapped = np.load(tmp_path / "a.npy", mmap_mode="r")
+    for start, stop in ((0, 7), (2, 5), (6, 99), (4, 4)):
+        got = read_rows(mapped, start, stop)
+        assert not isinstance(got, np.memmap) or got.size == 0
+        np.testing.assert_array_equal(got, array[start:stop])
+    np.testing.assert_array_equal(read_rows(mapped[3:], 1, 3), array[4:6])  # a slice of a map: plain slicing
+    np.testing.assert_array_equal(np.concatenate([rows for _, rows in row_chunks(mapped, 3)]), array)
+    assert [start for start, _ in row_chunks(array, 3)] == [0, 3, 6]
