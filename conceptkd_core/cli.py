@@ -29,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     scale.add_argument("--sizes", default="10000,100000,1000000", help="numbers of images, comma-separated")
     scale.add_argument("--n-concepts", type=int, default=584)
     scale.add_argument("--n-classes", type=int, default=20)
-    scale.add_argument("--moves", type=int, default=20)
+    scale.add_argument("--moves", type=int, default=100, help="slider moves timed through the solver")
+    scale.add_argument("--session-moves", type=int, default=20, help="of those, moves also timed through a tuning session")
     scale.add_argument("--folder", help="keep the synthetic workspaces here (reused by the next run); default: a temp folder")
     scale.add_argument("--plot", help="write a log-log PNG of the results here")
     app = bench_sub.add_parser("app", help="page and slider timings, memory, on a workspace (default: the demo)")
@@ -205,7 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                       alpha=args.alpha, moves=args.moves, seed=args.seed)
         elif args.benchmark == "scale":
             bench.run("scale", sizes=tuple(int(n) for n in args.sizes.split(",") if n), n_concepts=args.n_concepts,
-                      n_classes=args.n_classes, moves=args.moves, folder=args.folder, plot=args.plot)
+                      n_classes=args.n_classes, moves=args.moves, session_moves=args.session_moves,
+                      folder=args.folder, plot=args.plot)
         elif args.benchmark == "app":
             bench.run("app", workspace=args.workspace, moves=args.moves)
         elif args.benchmark == "extract":
