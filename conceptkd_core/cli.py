@@ -56,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="local: this process (default); ray: a pool of Ray Data actors (pip install 'ray[data]')")
     _ray_arguments(extract)
     extract.add_argument("--actors", type=int, help="Ray actors (default: cluster GPUs / --gpus-per-actor, else CPUs)")
-    extract.add_argument("--gpus-per-actor", type=float, default=0.0, help="GPUs per Ray actor; > 0 runs CLIP on cuda")
+    extract.add_argument("--gpus-per-actor", type=float, default=None,
+                         help="GPUs per Ray actor; > 0 runs CLIP on cuda (default: 1 when the cluster has GPUs, else 0)")
     extract.add_argument("--cpus-per-actor", type=float, default=1.0, help="CPUs per Ray actor (its torch threads)")
     gram = sub.add_parser("gram", help="build (or rebuild) a workspace's Gram statistics, cached in the workspace")
     gram.add_argument("workspace", help="workspace folder")

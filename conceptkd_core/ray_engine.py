@@ -111,24 +111,30 @@ class RayEngine:
     address : Ray cluster address ("auto", "ray://head:10001", …); None: this process's
         connection, or a new local instance
     num_actors : actors in the pool; default: the cluster's GPUs / num_gpus, else CPUs / num_cpus
-    num_gpus, num_cpus : resources of one actor (an actor with a GPU runs CLIP on "cuda")
+    num_gpus, num_cpus : resources of one actor (an actor with a GPU runs CLIP on "cuda");
+        num_gpus None: one GPU per actor when the cluster has GPUs, else none
     """
 
     spec: ExtractorSpec
     address: str | None = None
     num_actors: int | None = None
-    num_gpus: float = 0.0
+    num_gpus: float | None = None
     num_cpus: float = 1.0
     ship_code: bool = True
 
-    def _pool_size(self, ray, pending: int) -> int:
+    def _gpus_per_actor(self, ray) -> float:
+        if self.num_gpus is not None:
+            return float(self.num_gpus)
+        return 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+
+    def _pool_size(self, ray, gpus: float, pending: int) -> int:
         if self.num_actors:
             return max(1, min(self.num_actors, pending))
         resources = ray.cluster_resources()
-        if self.num_gpus > 0:
-            fits = int(resources.get("GPU", 0) // self.num_gpus)
+        if gpus > 0:
+            fits = int(resources.get("GPU", 0) // gpus)
             if fits < 1:
-                raise RayUnavailable(f"The Ray cluster has no GPU for actors asking num_gpus={self.num_gpus}")
+                raise RayUnavailable(f"The Ray cluster has no GPU for actors asking {gpus} GPU each")
         else:
             fits = int(resources.get("CPU", 1) // self.num_cpus)
         return max(1, min(fits, pending))
@@ -140,15 +146,16 @@ class RayEngine:
             context = ray.data.DataContext.get_current()
             context.enable_progress_bars = False  # extract() reports progress as shards arrive
             context.enable_auto_log_stats = False
-            size = self._pool_size(ray, len(starts))
-            device = "cuda" if self.num_gpus > 0 else "cpu"
+            gpus = self._gpus_per_actor(ray)
+            size = self._pool_size(ray, gpus, len(starts))
+            device = "cuda" if gpus > 0 else "cpu"
             items = ray.data.from_items([{"start": int(s)} for s in starts], override_num_blocks=len(starts))
             shards = items.map_batches(
                 _ShardWorker, batch_size=1, batch_format="numpy",
                 compute=ray.data.ActorPoolStrategy(size=size),
                 fn_constructor_kwargs={"spec": self.spec, "job": job, "device": device,
                                        "threads": max(1, int(self.num_cpus))},
-                num_cpus=self.num_cpus, num_gpus=self.num_gpus or None)
+                num_cpus=self.num_cpus, num_gpus=gpus or None)
             for row in shards.iter_rows():
                 yield int(row["start"]), shard_from_bytes(row["shard"])
 
