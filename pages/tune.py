@@ -10,10 +10,20 @@ st.title("Tune")
 state = current()
 
 
+SLIDER_STEP = 0.01
+
+
 def act(session, op: str, c: int, j: int, **args) -> None:
     """Widget callback: runs before the rerun, so everything then drawn shows the re-fitted bank."""
     if op == "set":
         args["value"] = float(st.session_state[args.pop("widget")])
+        # Streamlit re-sends sliders as "changed" when a slow rerun (a big workspace) is cut short
+        # by the next one, with the value they were drawn with. Taken as edits, each drew new
+        # sliders that fired again: a chain of phantom edits. So a slider drawn before the last
+        # change, or reporting the weight it shows (within half a step), is not an edit.
+        if args.pop("drawn_at") != len(session.audit) or \
+                abs(args["value"] - float(session.bank.coef_[c, j])) <= SLIDER_STEP / 2 + 1e-9:
+            return
     try:
         session.apply(op, c, j, **args)
         st.session_state.pop("tune_error", None)
@@ -39,8 +49,8 @@ def controls(session, c: int, top) -> None:
         j = int(row.concept_index)
         w = float(session.bank.coef_[c, j])
         key = f"w_{c}_{j}_{len(session.audit)}"  # a fresh widget after every change shows the re-fitted value
-        st.slider(row.concept, -span, span, w, key=key, on_change=act, args=(session, "set", c, j),
-                  kwargs={"widget": key})
+        st.slider(row.concept, -span, span, w, step=SLIDER_STEP, key=key, on_change=act, args=(session, "set", c, j),
+                  kwargs={"widget": key, "drawn_at": len(session.audit)})
         cols = st.columns(4)
         cols[0].button("⬆", key=key + "_up", help=f"up-tune ×{factor}", on_click=act,
                        args=(session, "upweight", c, j), kwargs={"factor": factor})
