@@ -10,8 +10,9 @@ import hashlib
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, IO, Iterable, Sequence
+from typing import Any, Callable, IO, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -29,15 +30,16 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
-    """Call ``write(fileobj)`` on a temporary file next to ``path``, then rename it into place."""
-    path = Path(path)
+@contextmanager
+def _replacing(path: Path) -> Iterator[str]:
+    """A temporary file name next to ``path``: after the block it is fsynced and renamed over
+    ``path``; if the block fails it is removed and ``path`` is untouched."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
+        yield tmp_name
+        with open(tmp_name, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
     except BaseException:
@@ -47,6 +49,13 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
             pass
         raise
     _fsync_dir(path.parent)
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
+    """Call ``write(fileobj)`` on a temporary file next to ``path``, then rename it into place."""
+    path = Path(path)
+    with _replacing(path) as tmp_name, open(tmp_name, "wb") as handle:
+        write(handle)
     return path
 
 
@@ -69,26 +78,13 @@ def atomic_write_npy(path: str | os.PathLike, array: np.ndarray) -> Path:
 def atomic_write_npy_rows(path: str | os.PathLike, shape: tuple[int, ...], dtype,
                           fill: Callable[[np.ndarray], None]) -> Path:
     """Write a .npy too large to build in memory: ``fill(array)`` writes into a memory-mapped
-    temporary file, which is then flushed, fsynced and renamed into place like any atomic write."""
+    temporary file, which is then renamed into place like any atomic write."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with _replacing(path) as tmp_name:
         target = np.lib.format.open_memmap(tmp_name, mode="w+", dtype=dtype, shape=tuple(shape))
         fill(target)
         target.flush()
         del target
-        with open(tmp_name, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(path.parent)
     return path
 
 

@@ -18,7 +18,7 @@ from conceptkd_core.segments import concept_overlay, concepts_for_image, label_o
 from conceptkd_core.teachers import ClipZeroShotTeacher, LogitsFileTeacher, TeacherError
 from conceptkd_core.workspace import load_workspace
 
-from tiny_clip import make_tiny_checkpoint, write_scene
+from tiny_clip import make_tiny_checkpoint, write_labelled_scenes, write_scene
 
 ROOT = Path(__file__).resolve().parent.parent
 VOCAB = ["red square", "blue sky", "grass", "dog", "car", "tree"]
@@ -33,14 +33,9 @@ def tiny(tmp_path_factory):
 
 @pytest.fixture
 def folder_set(tmp_path):
-    images = tmp_path / "images"
-    images.mkdir()
-    rows = ["image,image_id,split,labels"]
-    for i in range(7):
-        write_scene(images / f"{i}.png", i)
-        rows.append(f"{i}.png,img{i},{'train' if i < 5 else 'test'},{'cat' if i % 2 else 'dog'}{';cat' if i == 3 else ''}")
-    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
-    return load_folder(images, tmp_path / "labels.csv")
+    labels = {f"img{i}": ("train" if i < 5 else "test", f"{'cat' if i % 2 else 'dog'}{';cat' if i == 3 else ''}")
+              for i in range(7)}
+    return load_folder(tmp_path / "images", write_labelled_scenes(tmp_path, labels))
 
 
 def reference_dense(model, images):

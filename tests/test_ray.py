@@ -18,7 +18,7 @@ from conceptkd_core.ray_engine import RayEngine, gram_stats_on_ray
 from conceptkd_core.segments import SEGMENT_FILES, load_segments
 from conceptkd_core.workspace import CONCEPTS_FILE, load_workspace
 
-from tiny_clip import make_tiny_checkpoint, write_scene
+from tiny_clip import make_tiny_checkpoint, write_labelled_scenes
 
 ROOT = Path(__file__).resolve().parent.parent
 VOCAB = ["red square", "blue sky", "grass", "dog", "car"]
@@ -36,17 +36,14 @@ def local_ray():
 def image_set(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ray")
     config, weights = make_tiny_checkpoint(folder / "model")
-    images = folder / "images"
-    images.mkdir()
-    rows = ["image,image_id,split,labels"]
-    for i in range(13):
-        write_scene(images / f"{i}.png", i)
-        rows.append(f"{i}.png,img{i},{'train' if i < 9 else 'test'},{'cat' if i % 3 else 'dog'}")
-    (images / "broken.png").write_bytes(b"not an image")
+    labels = {f"img{i}": ("train" if i < 9 else "test", "cat" if i % 3 else "dog") for i in range(13)}
+    csv = write_labelled_scenes(folder, labels)
+    (folder / "images" / "broken.png").write_bytes(b"not an image")
+    rows = csv.read_text().splitlines()
     rows.insert(5, "broken.png,broken,train,cat")
-    (folder / "labels.csv").write_text("\n".join(rows) + "\n")
+    csv.write_text("\n".join(rows) + "\n")
     spec = ExtractorSpec(str(config), checkpoint=str(weights))
-    return folder, spec, load_folder(images, folder / "labels.csv")
+    return folder, spec, load_folder(folder / "images", csv)
 
 
 def _assert_same_workspace(a, b):

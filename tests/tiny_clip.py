@@ -39,3 +39,16 @@ def write_scene(path: Path, seed: int, size=(80, 60)) -> None:
     x, y = rng.integers(0, size[0] // 2), rng.integers(0, size[1] // 2)
     image[y:y + 25, x:x + 30] = rng.integers(0, 255, 3, dtype=np.uint8)
     Image.fromarray(image).save(path)
+
+
+def write_labelled_scenes(folder: Path, labels: dict[str, tuple[str, str]]) -> Path:
+    """Scenes ``<i>.png`` in ``folder/images`` and ``folder/labels.csv``; ``labels`` maps an image
+    id to (split, ``;``-separated classes), in order. Returns the CSV's path."""
+    images = folder / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    rows = ["image,image_id,split,labels"]
+    for i, (image_id, (split, classes)) in enumerate(labels.items()):
+        write_scene(images / f"{i}.png", i)
+        rows.append(f"{i}.png,{image_id},{split},{classes}")
+    (folder / "labels.csv").write_text("\n".join(rows) + "\n")
+    return folder / "labels.csv"
