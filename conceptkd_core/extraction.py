@@ -233,17 +233,18 @@ def _assemble(images, out, clip, teacher, vocabulary, starts, computed, resumed,
     """Merge the shards into a workspace, one shard in memory at a time."""
     partial = out / PARTIAL_DIR
     paths = [_shard_path(partial, start) for start in starts]
-    failures, counts, shapes = [], [], {}
+    failures, row_parts, shapes = [], [], {}
     for path in paths:  # first pass: rows and array shapes only (npz members load lazily)
         with np.load(path, allow_pickle=False) as shard:
             failures += [json.loads(f) for f in shard["failures"]]
-            counts.append(len(shard["rows"]))
-            if counts[-1]:
+            row_parts.append(shard["rows"])
+            if len(row_parts[-1]):
                 shapes = {key: (shard[key].shape[1:], shard[key].dtype) for key in shard.files if key != "failures"}
-    n_ok = sum(counts)
+    counts = [len(part) for part in row_parts]
+    rows = np.concatenate(row_parts)
+    n_ok = len(rows)
     if not n_ok:
         raise ExtractionError(f"None of the {len(images)} images could be read; see {out / REPORT_FILE}")
-    rows = np.concatenate([np.load(p, allow_pickle=False)["rows"] for p in paths])
 
     def stream(key: str) -> Callable[[np.ndarray], None]:
         def fill(target: np.ndarray) -> None:
