@@ -163,27 +163,37 @@ def run_gram(args) -> int:
     return 0
 
 
+def _reporting_errors(run, args, errors: tuple[type[BaseException], ...], interrupted: str = "interrupted") -> int:
+    """Run a command; an expected error is one line on stderr and exit status 2, not a traceback."""
+    try:
+        return run(args)
+    except errors as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(interrupted, file=sys.stderr)
+        return 130
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command in ("extract", "gram"):
+    if args.command == "extract":
         from .clip_backend import ClipLoadError
         from .datasets import DatasetError
         from .extraction import ExtractionError
+        from .ray_engine import RayUnavailable
         from .teachers import TeacherError
         from .vocabulary import VocabularyError
         from .workspace import WorkspaceError
 
+        return _reporting_errors(run_extract, args, (ClipLoadError, DatasetError, ExtractionError, TeacherError,
+                                                     VocabularyError, WorkspaceError, RayUnavailable, ValueError),
+                                 "interrupted: finished batches are kept; run the same command again to resume")
+    if args.command == "gram":  # needs no torch: its own errors only
         from .ray_engine import RayUnavailable
+        from .workspace import WorkspaceError
 
-        try:
-            return run_extract(args) if args.command == "extract" else run_gram(args)
-        except (ClipLoadError, DatasetError, ExtractionError, TeacherError, VocabularyError, WorkspaceError,
-                RayUnavailable, ValueError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            print("interrupted: finished batches are kept; run the same command again to resume", file=sys.stderr)
-            return 130
+        return _reporting_errors(run_gram, args, (WorkspaceError, RayUnavailable, ValueError))
     if args.command == "demo":
         import json
 

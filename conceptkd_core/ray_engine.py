@@ -21,13 +21,15 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 
-from .extraction import ExtractionJob, ExtractorSpec, shard_bytes, shard_from_bytes
 from .gram import DEFAULT_CHUNK_ROWS, GramStats, GramSums, chunk_shifts
 from .rows import read_rows
+
+if TYPE_CHECKING:  # extraction imports torch; the Gram path and the errors here do not need it
+    from .extraction import ExtractionJob, ExtractorSpec
 
 
 class RayUnavailable(RuntimeError):
@@ -99,6 +101,8 @@ class _ShardWorker:
         self.job = job
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from .extraction import shard_bytes
+
         shards = [shard_bytes(self.job.run(self.clip, self.teacher, int(start))) for start in batch["start"]]
         return {"start": np.asarray(batch["start"], dtype=np.int64), "shard": np.asarray(shards, dtype=object)}
 
@@ -140,6 +144,8 @@ class RayEngine:
         return max(1, min(fits, pending))
 
     def __call__(self, job: ExtractionJob, starts: Sequence[int]) -> Iterator[tuple[int, dict]]:
+        from .extraction import shard_from_bytes
+
         if not starts:
             return
         with ray_session(self.address, self.ship_code) as ray:
