@@ -99,7 +99,7 @@ def run_extract(args) -> int:
     from tqdm import tqdm
 
     from .datasets import load_dataset
-    from .extraction import ExtractorSpec, extract
+    from .extract.pipeline import ExtractorSpec, extract
     from .vocabulary import DEFAULT_VOCABULARY, load_vocabulary
 
     if args.batch_size < 1:
@@ -113,7 +113,7 @@ def run_extract(args) -> int:
     teacher = spec.make_teacher(clip, images)
     engine = None
     if args.engine == "ray":
-        from .ray_engine import RayEngine
+        from .extract.ray_engine import RayEngine
 
         _quiet_ray_logs()
         engine = RayEngine(spec, address=args.address, num_actors=args.actors, num_gpus=args.gpus_per_actor,
@@ -145,13 +145,13 @@ def run_gram(args) -> int:
     import time
 
     from .explorer import GRAM_FILE, workspace_stats
-    from .workspace import load_workspace
+    from .store.workspace import load_workspace
 
     workspace = load_workspace(args.workspace)
     t0 = time.perf_counter()
     if args.engine == "ray":
-        from .ray_engine import gram_stats_on_ray
-        from .workspace import CONCEPTS_FILE
+        from .extract.ray_engine import gram_stats_on_ray
+        from .store.workspace import CONCEPTS_FILE
 
         _quiet_ray_logs()
         stats = workspace_stats(workspace, rebuild=True, build=lambda: gram_stats_on_ray(
@@ -178,26 +178,26 @@ def _reporting_errors(run, args, errors: tuple[type[BaseException], ...], interr
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "extract":
-        from .clip_backend import ClipLoadError
+        from .extract.clip_backend import ClipLoadError
         from .datasets import DatasetError
-        from .extraction import ExtractionError
-        from .ray_engine import RayUnavailable
-        from .teachers import TeacherError
+        from .extract.pipeline import ExtractionError
+        from .extract.ray_engine import RayUnavailable
+        from .extract.teachers import TeacherError
         from .vocabulary import VocabularyError
-        from .workspace import WorkspaceError
+        from .store.workspace import WorkspaceError
 
         return _reporting_errors(run_extract, args, (ClipLoadError, DatasetError, ExtractionError, TeacherError,
                                                      VocabularyError, WorkspaceError, RayUnavailable, ValueError),
                                  "interrupted: finished batches are kept; run the same command again to resume")
     if args.command == "gram":  # needs no torch: its own errors only
-        from .ray_engine import RayUnavailable
-        from .workspace import WorkspaceError
+        from .extract.ray_engine import RayUnavailable
+        from .store.workspace import WorkspaceError
 
         return _reporting_errors(run_gram, args, (WorkspaceError, RayUnavailable, ValueError))
     if args.command == "demo":
         import json
 
-        from . import demo
+        from conceptkd_tools import demo
 
         if args.demo_command == "build":
             result = demo.build(args.out or demo.DEMO_DIR, clip_minutes=args.clip_minutes,
@@ -210,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(result), flush=True)
         return 0
     if args.command == "bench":
-        from . import bench
+        from conceptkd_tools import bench
 
         if args.benchmark == "refit":
             bench.run("refit", n_images=args.n_images, n_concepts=args.n_concepts, n_classes=args.n_classes,

@@ -16,14 +16,14 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from .atomic_io import atomic_write_bytes, atomic_write_json
-from .gram import GramStats
-from .metrics import average_precision, disagreements, summary
-from .scores import SharedScores
-from .segments import load_segments
-from .students import StudentBank
-from .tuning import TuningSession
-from .workspace import SESSIONS_DIR, STUDENTS_FILE, Workspace, WorkspaceError, check_stamp, load_workspace, read_json, stamp
+from .store.atomic_io import atomic_write_bytes, atomic_write_json
+from .students.gram import GramStats
+from .students.metrics import average_precision, disagreements, summary
+from .students.scores import SharedScores
+from .extract.segments import load_segments
+from .students.bank import StudentBank
+from .students.session import TuningSession
+from .store.workspace import SESSIONS_DIR, STUDENTS_FILE, Workspace, WorkspaceError, check_stamp, load_workspace, read_json, stamp
 
 DEFAULT_ALPHA = 1e-3
 STUDENTS_KIND = "conceptkd.students"

@@ -13,8 +13,8 @@ import numpy as np
 
 from conceptkd_core.explorer import Explorer, new_session, open_explorer
 from conceptkd_core.images import ImageError, load_rgb
-from conceptkd_core.tuning import TuningSession
-from conceptkd_core.workspace import WorkspaceError
+from conceptkd_core.students.session import TuningSession
+from conceptkd_core.store.workspace import WorkspaceError
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_WORKSPACE = Path(os.environ.get("CONCEPTKD_WORKSPACE", ROOT / "data" / "demo" / "workspace"))

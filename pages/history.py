@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from conceptkd_core.explorer import resume_session, saved_sessions
-from conceptkd_core.tuning import TuningError, TuningSession
+from conceptkd_core.students.session import TuningError, TuningSession
 from pages.common import current
 
 st.title("History")

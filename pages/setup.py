@@ -3,15 +3,15 @@
 import pandas as pd
 import streamlit as st
 
-from conceptkd_core.add_images import ALLOWED_SUFFIXES, MAX_UPLOAD_BYTES, add_images, check_uploads, find_teacher
-from conceptkd_core.rescore import find_checkpoint, rescore, rescored_folder
+from conceptkd_core.extract.add_images import ALLOWED_SUFFIXES, MAX_UPLOAD_BYTES, add_images, check_uploads, find_teacher
+from conceptkd_core.extract.rescore import find_checkpoint, rescore, rescored_folder
 from conceptkd_core.vocabulary import VocabularyError, parse_vocabulary
 from pages.common import current
 
 
 @st.cache_resource(show_spinner="Loading CLIP…", max_entries=1)
 def get_clip(model: str, checkpoint: str):
-    from conceptkd_core.clip_backend import load_clip  # imports torch: only when re-scoring
+    from conceptkd_core.extract.clip_backend import load_clip  # imports torch: only when re-scoring
 
     return load_clip(model, checkpoint=checkpoint)
 
@@ -24,7 +24,7 @@ def checkpoint_of(workspace_id: str, _workspace):
 
 @st.cache_resource(show_spinner="Loading the teacher…", max_entries=1)
 def get_teacher(path: str, classes: tuple, image_size: int, mean: tuple, std: tuple):
-    from conceptkd_core.teachers import TorchTeacher  # imports torch: only when adding images
+    from conceptkd_core.extract.teachers import TorchTeacher  # imports torch: only when adding images
 
     return TorchTeacher(path, classes, image_size=image_size, mean=mean, std=std)
 

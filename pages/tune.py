@@ -3,7 +3,7 @@
 import streamlit as st
 
 from conceptkd_core.explorer import top_concepts
-from conceptkd_core.tuning import TuningError
+from conceptkd_core.students.session import TuningError
 from pages.common import current, diverging_bars, selected_class
 
 st.title("Tune")

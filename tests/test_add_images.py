@@ -6,13 +6,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conceptkd_core.add_images import add_images, check_uploads, find_teacher
-from conceptkd_core.clip_backend import load_clip
-from conceptkd_core.demo import DEMO_DIR, MODEL_NAME
-from conceptkd_core.rescore import find_checkpoint
-from conceptkd_core.segments import load_segments
-from conceptkd_core.teachers import TorchTeacher
-from conceptkd_core.workspace import load_workspace
+from conceptkd_core.extract.add_images import add_images, check_uploads, find_teacher
+from conceptkd_core.extract.clip_backend import load_clip
+from conceptkd_tools.demo import DEMO_DIR, MODEL_NAME
+from conceptkd_core.extract.rescore import find_checkpoint
+from conceptkd_core.extract.segments import load_segments
+from conceptkd_core.extract.teachers import TorchTeacher
+from conceptkd_core.store.workspace import load_workspace
 
 from tiny_clip import write_scene
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conceptkd_core.clip_backend import load_clip
+from conceptkd_core.extract.clip_backend import load_clip
 from conceptkd_core.datasets import load_folder
-from conceptkd_core.extraction import extract
-from conceptkd_core.teachers import ClipZeroShotTeacher
+from conceptkd_core.extract.pipeline import extract
+from conceptkd_core.extract.teachers import ClipZeroShotTeacher
 from conceptkd_core.vocabulary import load_vocabulary
 
 from tiny_clip import make_tiny_checkpoint, write_scene
@@ -104,7 +104,7 @@ def test_browsing_never_imports_torch():
     import sys
 
     code = ("import sys, runpy\n"
-            "import conceptkd_core.explorer, conceptkd_core.images, conceptkd_core.segments, conceptkd_core.tuning\n"
+            "import conceptkd_core.explorer, conceptkd_core.images, conceptkd_core.extract.segments, conceptkd_core.students.session\n"
             "import pages.common\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=120)
@@ -140,7 +140,7 @@ def test_a_picked_concept_filters_the_image_views(workspace):
 def test_vocabulary_edit_rescores_into_a_new_workspace(workspace, tmp_path):
     import shutil
 
-    from conceptkd_core.workspace import load_workspace
+    from conceptkd_core.store.workspace import load_workspace
 
     # the tiny model lives next to the workspace's parent folder in this fixture
     copy = tmp_path / "ws"

@@ -9,9 +9,9 @@ import pytest
 
 from conceptkd_core import explorer as explorer_mod
 from conceptkd_core.datasets import load_folder
-from conceptkd_core.demo import DEMO_DIR
-from conceptkd_core.extraction import ExtractionError, extract
-from conceptkd_core.teachers import LogitsFileTeacher, TeacherError
+from conceptkd_tools.demo import DEMO_DIR
+from conceptkd_core.extract.pipeline import ExtractionError, extract
+from conceptkd_core.extract.teachers import LogitsFileTeacher, TeacherError
 from conceptkd_core.vocabulary import MAX_WORD_LENGTH, VocabularyError, load_vocabulary, parse_vocabulary
 
 from tiny_clip import write_scene

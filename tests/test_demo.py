@@ -6,16 +6,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conceptkd_core.atomic_io import sha256_file
-from conceptkd_core.clip_backend import load_clip
+from conceptkd_core.store.atomic_io import sha256_file
+from conceptkd_core.extract.clip_backend import load_clip
 from conceptkd_core.datasets import load_folder
-from conceptkd_core.demo import DEMO_DIR, DEMO_SEGMENTS, MODEL_NAME, TEACHER_MEAN, TEACHER_SIZE, TEACHER_STD, evaluate
-from conceptkd_core.extraction import extract
-from conceptkd_core.students import StudentBank
-from conceptkd_core.teachers import TorchTeacher
-from conceptkd_core.tuning import TuningSession
+from conceptkd_tools.demo import DEMO_DIR, DEMO_SEGMENTS, MODEL_NAME, TEACHER_MEAN, TEACHER_SIZE, TEACHER_STD, evaluate
+from conceptkd_core.extract.pipeline import extract
+from conceptkd_core.students.bank import StudentBank
+from conceptkd_core.extract.teachers import TorchTeacher
+from conceptkd_core.students.session import TuningSession
 from conceptkd_core.vocabulary import load_vocabulary
-from conceptkd_core.workspace import load_workspace
+from conceptkd_core.store.workspace import load_workspace
 
 CONFIG = DEMO_DIR / f"{MODEL_NAME}.json"
 WEIGHTS = DEMO_DIR / f"{MODEL_NAME}.safetensors"

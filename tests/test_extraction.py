@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from conceptkd_core.clip_backend import (ClipLoadError, concept_embeddings, dense_patch_features,
+from conceptkd_core.extract.clip_backend import (ClipLoadError, concept_embeddings, dense_patch_features,
                                          encode_image, load_clip, to_model_input)
 from conceptkd_core.datasets import DatasetError, load_dataset, load_folder, load_voc
-from conceptkd_core.extraction import ExtractionError, extract
-from conceptkd_core.segments import load_segments
+from conceptkd_core.extract.pipeline import ExtractionError, extract
+from conceptkd_core.extract.segments import load_segments
 from conceptkd_core.images import ImageError, load_rgb, square_resize
-from conceptkd_core.segments import concept_overlay, concepts_for_image, label_overlay, segment_scores_for_concept, superpixels
-from conceptkd_core.teachers import ClipZeroShotTeacher, LogitsFileTeacher, TeacherError
-from conceptkd_core.workspace import load_workspace
+from conceptkd_core.extract.segments import concept_overlay, concepts_for_image, label_overlay, segment_scores_for_concept, superpixels
+from conceptkd_core.extract.teachers import ClipZeroShotTeacher, LogitsFileTeacher, TeacherError
+from conceptkd_core.store.workspace import load_workspace
 
 from tiny_clip import make_tiny_checkpoint, write_labelled_scenes, write_scene
 
@@ -299,7 +299,7 @@ def test_cli_extract_is_resumable_after_a_kill(tiny, folder_set, tmp_path):
     cmd2 = cmd[:-3] + [str(out2), "--batch-size", "2"]
     killer = (
         "import os, signal, sys\n"
-        "import conceptkd_core.extraction as ex\n"
+        "import conceptkd_core.extract.pipeline as ex\n"
         "from conceptkd_core.cli import main\n"
         "real, count = ex._write_shard, [0]\n"
         "def write_then_die(path, arrays):\n"

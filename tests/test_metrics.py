@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from conceptkd_core.metrics import (agreement, average_precision, class_metrics, disagreements,
+from conceptkd_core.students.metrics import (agreement, average_precision, class_metrics, disagreements,
                                     logit_correlation, mean_ap, summary)
 
 

@@ -12,11 +12,11 @@ ray = pytest.importorskip("ray", reason="Ray Data is in requirements.txt; this r
 
 from conceptkd_core.datasets import load_folder
 from conceptkd_core.explorer import GRAM_FILE, workspace_stats
-from conceptkd_core.extraction import PARTIAL_DIR, ExtractorSpec, extract
-from conceptkd_core.gram import GramStats
-from conceptkd_core.ray_engine import RayEngine, gram_stats_on_ray
-from conceptkd_core.segments import SEGMENT_FILES, load_segments
-from conceptkd_core.workspace import CONCEPTS_FILE, load_workspace
+from conceptkd_core.extract.pipeline import PARTIAL_DIR, ExtractorSpec, extract
+from conceptkd_core.students.gram import GramStats
+from conceptkd_core.extract.ray_engine import RayEngine, gram_stats_on_ray
+from conceptkd_core.extract.segments import SEGMENT_FILES, load_segments
+from conceptkd_core.store.workspace import CONCEPTS_FILE, load_workspace
 
 from tiny_clip import make_tiny_checkpoint, write_labelled_scenes
 
@@ -99,7 +99,7 @@ def test_ray_extraction_matches_local_and_resumes(local_ray, image_set, tmp_path
 
 
 def test_ray_gram_tasks_match_one_machine_bit_for_bit(local_ray, tmp_path):
-    from conceptkd_core.synthetic import write_synthetic_workspace
+    from conceptkd_tools.synthetic import write_synthetic_workspace
 
     workspace = write_synthetic_workspace(tmp_path / "ws", n_images=2500, n_concepts=40, n_classes=4, seed=3)
     local = GramStats.from_arrays(workspace.concept_matrix, workspace.teacher_logits, chunk_rows=700)

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conceptkd_core.demo import DEMO_DIR
+from conceptkd_tools.demo import DEMO_DIR
 from conceptkd_core.explorer import open_explorer
-from conceptkd_core.tuning import TuningSession
+from conceptkd_core.students.session import TuningSession
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -130,13 +130,13 @@ def test_sigkill_during_autosave_leaves_a_loadable_log(demo_copy, tmp_path, dela
 
 KILLER = """
 import os, random, signal, sys
-import conceptkd_core.atomic_io as aio
-import conceptkd_core.extraction as ex
+import conceptkd_core.store.atomic_io as aio
+import conceptkd_core.extract.pipeline as ex
 from conceptkd_core.cli import main
 rng = random.Random(int(os.environ["KILL_SEED"]))
 shards, point = rng.randint(0, 3), rng.choice(["before", "mid", "after", "assemble"])
 if point == "assemble":  # die while the finished workspace is written: arrays on disk, metadata not yet
-    import conceptkd_core.workspace as ws_mod
+    import conceptkd_core.store.workspace as ws_mod
     ws_mod.atomic_write_json = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
 real_write, real_replace, count = ex._write_shard, os.replace, [0]
 def die():
@@ -158,7 +158,7 @@ sys.exit(main(sys.argv[1:]))
 def test_extraction_killed_at_random_points_loses_and_repeats_nothing(tmp_path):
     from tiny_clip import make_tiny_checkpoint
 
-    from conceptkd_core.workspace import load_workspace
+    from conceptkd_core.store.workspace import load_workspace
 
     config, weights = make_tiny_checkpoint(tmp_path / "model")
     (tmp_path / "im").mkdir()

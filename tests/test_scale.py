@@ -11,12 +11,12 @@ import pytest
 
 from conceptkd_core.explorer import (GRAM_FILE, disagreement_table, metrics_table, new_session, open_explorer,
                                      workspace_stats)
-from conceptkd_core.gram import GramStats
-from conceptkd_core.metrics import class_metrics, disagreements
-from conceptkd_core.scores import MetricCache, SharedScores, class_scores
-from conceptkd_core.students import StudentBank
-from conceptkd_core.synthetic import make_problem, write_synthetic_workspace
-from conceptkd_core.workspace import load_workspace
+from conceptkd_core.students.gram import GramStats
+from conceptkd_core.students.metrics import class_metrics, disagreements
+from conceptkd_core.students.scores import MetricCache, SharedScores, class_scores
+from conceptkd_core.students.bank import StudentBank
+from conceptkd_tools.synthetic import make_problem, write_synthetic_workspace
+from conceptkd_core.store.workspace import load_workspace
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -132,7 +132,7 @@ def test_bench_scale_prints_the_table_and_plots(tmp_path):
 
 
 def test_read_rows_reads_a_memory_map_without_mapping_it(tmp_path):
-    from conceptkd_core.rows import read_rows, row_chunks
+    from conceptkd_core.store.rows import read_rows, row_chunks
 
     array = np.arange(7 * 5 * 3, dtype=np.float16).reshape(7, 5, 3)
     np.save(tmp_path / "a.npy", array)

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize
 
-from conceptkd_core.gram import GramStats
-from conceptkd_core.students import StudentBank, gradient_mapping, sigmoid, solve_box_lasso
-from conceptkd_core.synthetic import make_problem
+from conceptkd_core.students.gram import GramStats
+from conceptkd_core.students.bank import StudentBank, gradient_mapping, sigmoid, solve_box_lasso
+from conceptkd_tools.synthetic import make_problem
 
 
 def split_reference(fun_grad, m, alpha, lo, hi, n_extra=0):

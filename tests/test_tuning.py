@@ -3,9 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from conceptkd_core.students import StudentBank
-from conceptkd_core.synthetic import make_problem
-from conceptkd_core.tuning import TuningError, TuningSession
+from conceptkd_core.students.bank import StudentBank
+from conceptkd_tools.synthetic import make_problem
+from conceptkd_core.students.session import TuningError, TuningSession
 
 CLASSES = [f"class{c}" for c in range(4)]
 VOCAB = [f"word{j}" for j in range(40)]

@@ -4,8 +4,8 @@ import os
 import numpy as np
 import pytest
 
-from conceptkd_core import workspace as wsmod
-from conceptkd_core.workspace import WorkspaceError, load_workspace, safe_join, write_workspace
+from conceptkd_core.store import workspace as wsmod
+from conceptkd_core.store.workspace import WorkspaceError, load_workspace, safe_join, write_workspace
 
 CLASSES = ["cat", "dog", "car"]
 VOCAB = ["fur", "wheel", "grass", "sky", "road"]

@@ -19,8 +19,8 @@ def make_tiny_checkpoint(folder: Path, name: str = "tiny-vit-test", seed: int = 
     import torch
     from safetensors.torch import save_file
 
-    from conceptkd_core.clip_backend import register_model_config
-    from conceptkd_core.torch_compat import import_open_clip
+    from conceptkd_core.extract.clip_backend import register_model_config
+    from conceptkd_core.extract.torch_compat import import_open_clip
 
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / f"{name}.json"

@@ -11,10 +11,10 @@ import os
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .atomic_io import find_by_sha256
-from .datasets import ImageSet
-from .vocabulary import normalise_words, vocabulary_hash
-from .workspace import TEACHER_LOGITS_FILE, Workspace
+from ..store.atomic_io import find_by_sha256
+from ..datasets import ImageSet
+from ..vocabulary import normalise_words, vocabulary_hash
+from ..store.workspace import TEACHER_LOGITS_FILE, Workspace
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 
@@ -47,7 +47,7 @@ def rescored_folder(workspace: Workspace, words: Sequence[str]) -> Path:
 
 def rescore(workspace: Workspace, words: Sequence[str], clip, progress: Callable | None = None):
     """Extract the workspace's images again with ``words`` into ``rescored_folder``; returns the result."""
-    from .extraction import extract
+    from .pipeline import extract
     from .teachers import LogitsFileTeacher
 
     words = normalise_words(words)

@@ -25,14 +25,14 @@ from typing import Callable, Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 
-from .atomic_io import atomic_write, atomic_write_json, atomic_write_npy_rows
+from ..store.atomic_io import atomic_write, atomic_write_json, atomic_write_npy_rows
 from .clip_backend import ClipModel, concept_embeddings, dense_patch_features, load_clip, to_model_input
-from .datasets import ImageSet
-from .images import load_rgb, square_resize
+from ..datasets import ImageSet
+from ..images import load_rgb, square_resize
 from .segments import SEGMENT_FILES, concepts_for_image, superpixels
 from .teachers import ClipZeroShotTeacher, LogitsFileTeacher, Teacher, TorchTeacher
-from .vocabulary import vocabulary_hash
-from .workspace import SEGMENTS_DIR, Workspace, write_workspace
+from ..vocabulary import vocabulary_hash
+from ..store.workspace import SEGMENTS_DIR, Workspace, write_workspace
 
 PARTIAL_DIR = ".extract"
 REPORT_FILE = "extraction_report.json"

@@ -19,11 +19,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .atomic_io import atomic_write_bytes, atomic_write_npy, find_by_sha256
-from .datasets import ImageSet
-from .images import ImageError, load_rgb
+from ..store.atomic_io import atomic_write_bytes, atomic_write_npy, find_by_sha256
+from ..datasets import ImageSet
+from ..images import ImageError, load_rgb
 from .segments import SEGMENT_FILES, load_segments
-from .workspace import SEGMENTS_DIR, Workspace, write_workspace
+from ..store.workspace import SEGMENTS_DIR, Workspace, write_workspace
 
 ALLOWED_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 MAX_UPLOAD_BYTES = 20 * 2**20
@@ -81,7 +81,7 @@ def add_images(workspace: Workspace, accepted: Sequence[tuple[str, bytes]], pres
 
     ``present_classes`` are the labels given to every uploaded image (the analyst says what they show).
     """
-    from .extraction import extract
+    from .pipeline import extract
 
     unknown = [c for c in present_classes if c not in workspace.classes]
     if unknown:

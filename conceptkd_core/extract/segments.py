@@ -145,7 +145,7 @@ def _palette(n: int) -> np.ndarray:
 
 def load_segments(workspace) -> dict[str, np.ndarray] | None:
     """The compact segment data of a workspace (memory-mapped), or None if it has none."""
-    from .workspace import SEGMENTS_DIR
+    from ..store.workspace import SEGMENTS_DIR
 
     folder = workspace.root / SEGMENTS_DIR
     if not all((folder / name).is_file() for name in SEGMENT_FILES):

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .students import StudentBank, sigmoid
+from .bank import StudentBank, sigmoid
 
 CHUNK_ROWS = 65536
 # Above this share of changed concepts, a full product is no slower than gathering columns.

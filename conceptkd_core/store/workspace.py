@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 
 from .atomic_io import atomic_write, atomic_write_json, atomic_write_npy, atomic_write_text, sha256_file
 from .rows import row_chunks
-from .vocabulary import VocabularyError, parse_vocabulary, vocabulary_hash, vocabulary_text
+from ..vocabulary import VocabularyError, parse_vocabulary, vocabulary_hash, vocabulary_text
 
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS = (1,)

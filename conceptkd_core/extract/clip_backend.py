@@ -21,9 +21,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .atomic_io import atomic_write_npy, sha256_file
+from ..store.atomic_io import atomic_write_npy, sha256_file
 from .torch_compat import import_open_clip
-from .vocabulary import vocabulary_hash
+from ..vocabulary import vocabulary_hash
 
 PROMPT_TEMPLATES = (
     "a photo of a {}.",

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .atomic_io import atomic_write_json, atomic_write_text
-from .datasets import VOC_CLASSES, load_folder
-from .vocabulary import normalise_words, vocabulary_text
+from conceptkd_core.store.atomic_io import atomic_write_json, atomic_write_text
+from conceptkd_core.datasets import VOC_CLASSES, load_folder
+from conceptkd_core.vocabulary import normalise_words, vocabulary_text
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "data" / "demo"
 MODEL_NAME = "conceptkd-mini-clip"
@@ -67,9 +67,9 @@ def train_clip(sprites, minutes: float, seed: int = 0, batch_size: int = 128, lr
     best patch (MaskCLIP value path) against the scene's labels, which teaches the patch
     tokens to live in the text space: what extraction's segments rely on.
     """
-    from .clip_backend import PROMPT_TEMPLATES, dense_and_global
+    from conceptkd_core.extract.clip_backend import PROMPT_TEMPLATES, dense_and_global
     from .demo_scenes import compose_scene
-    from .torch_compat import import_open_clip
+    from conceptkd_core.extract.torch_compat import import_open_clip
 
     open_clip = import_open_clip()
     torch.manual_seed(seed)
@@ -194,7 +194,7 @@ def train_teacher(sprites, minutes: float, seed: int = 0, batch_size: int = 64, 
 # ----------------------------------------------------------------------------- build
 def render_split(sprites, folder: Path, n_multi: int, n_single: int, seed: int, split: str, writer, masks_out) -> None:
     from .demo_scenes import compose_scene
-    from .segments import SEGMENT_MAP_SIZE
+    from conceptkd_core.extract.segments import SEGMENT_MAP_SIZE
     from PIL import Image
 
     rng = np.random.default_rng(seed)
@@ -219,7 +219,7 @@ def render_split(sprites, folder: Path, n_multi: int, n_single: int, seed: int, 
 def build(out: Path = DEMO_DIR, clip_minutes: float = 15.0, teacher_minutes: float = 5.0, n_val: int = 300,
           n_test: int = 500, n_single: int = 200, seed: int = 0) -> dict:
     """Build the whole demo into ``out`` (images, mini CLIP, teacher, workspace, eval.json)."""
-    from .clip_backend import register_model_config
+    from conceptkd_core.extract.clip_backend import register_model_config
     from .demo_scenes import load_sprites
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -258,10 +258,10 @@ def extract_and_evaluate(out: Path = DEMO_DIR, training: dict | None = None) -> 
     teacher into ``out/workspace`` (replacing it), then measure and record ``eval.json``."""
     import shutil
 
-    from .clip_backend import load_clip, register_model_config
-    from .extraction import extract
-    from .teachers import TorchTeacher
-    from .vocabulary import load_vocabulary
+    from conceptkd_core.extract.clip_backend import load_clip, register_model_config
+    from conceptkd_core.extract.pipeline import extract
+    from conceptkd_core.extract.teachers import TorchTeacher
+    from conceptkd_core.vocabulary import load_vocabulary
 
     out = Path(out)
     if training is None and (out / "eval.json").is_file():
@@ -284,12 +284,12 @@ def extract_and_evaluate(out: Path = DEMO_DIR, training: dict | None = None) -> 
 # ----------------------------------------------------------------------------- eval
 def evaluate(demo: Path = DEMO_DIR) -> dict:
     """The demo's goals, measured on its held-out scenes (students fit on val, scored on test)."""
-    from .clip_backend import concept_embeddings, encode_image, load_clip, register_model_config, to_model_input
-    from .segments import load_segments
-    from .images import load_rgb, square_resize
-    from .metrics import agreement, average_precision, mean_ap
-    from .students import StudentBank, sigmoid
-    from .workspace import load_workspace
+    from conceptkd_core.extract.clip_backend import concept_embeddings, encode_image, load_clip, register_model_config, to_model_input
+    from conceptkd_core.extract.segments import load_segments
+    from conceptkd_core.images import load_rgb, square_resize
+    from conceptkd_core.students.metrics import agreement, average_precision, mean_ap
+    from conceptkd_core.students.bank import StudentBank, sigmoid
+    from conceptkd_core.store.workspace import load_workspace
 
     demo = Path(demo)
     ws = load_workspace(demo / "workspace")

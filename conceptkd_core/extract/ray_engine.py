@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 
-from .gram import DEFAULT_CHUNK_ROWS, GramStats, GramSums, chunk_shifts
-from .rows import read_rows
+from ..students.gram import DEFAULT_CHUNK_ROWS, GramStats, GramSums, chunk_shifts
+from ..store.rows import read_rows
 
 if TYPE_CHECKING:  # extraction imports torch; the Gram path and the errors here do not need it
-    from .extraction import ExtractionJob, ExtractorSpec
+    from .pipeline import ExtractionJob, ExtractorSpec
 
 
 class RayUnavailable(RuntimeError):
@@ -74,7 +74,7 @@ class ray_session:
     def __enter__(self):
         ray = _ray()
         if not ray.is_initialized():
-            runtime_env = {"py_modules": [str(Path(__file__).resolve().parent)]} if self.ship_code else None
+            runtime_env = {"py_modules": [str(Path(__file__).resolve().parent.parent)]} if self.ship_code else None
             _check_reachable(self.address)
             try:
                 ray.init(address=self.address, runtime_env=runtime_env, log_to_driver=False,
@@ -101,7 +101,7 @@ class _ShardWorker:
         self.job = job
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from .extraction import shard_bytes
+        from .pipeline import shard_bytes
 
         shards = [shard_bytes(self.job.run(self.clip, self.teacher, int(start))) for start in batch["start"]]
         return {"start": np.asarray(batch["start"], dtype=np.int64), "shard": np.asarray(shards, dtype=object)}
@@ -144,7 +144,7 @@ class RayEngine:
         return max(1, min(fits, pending))
 
     def __call__(self, job: ExtractionJob, starts: Sequence[int]) -> Iterator[tuple[int, dict]]:
-        from .extraction import shard_from_bytes
+        from .pipeline import shard_from_bytes
 
         if not starts:
             return

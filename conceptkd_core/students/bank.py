@@ -25,7 +25,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .gram import GramStats
-from .rows import row_chunks
+from ..store.rows import row_chunks
 
 TARGETS = ("logits", "probabilities")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .students import sigmoid
+from .bank import sigmoid
 
 DECISION_THRESHOLD = 0.5
 

@@ -8,8 +8,8 @@ import warnings
 
 import numpy as np
 
-from .gram import GramStats
-from .students import StudentBank
+from conceptkd_core.students.gram import GramStats
+from conceptkd_core.students.bank import StudentBank
 from .synthetic import make_problem
 
 
@@ -105,9 +105,9 @@ def bench_extract(model_name: str = "ViT-B-16", batch_size: int = 8, batches: in
     """
     import torch
 
-    from .clip_backend import ClipModel, dense_patch_features, encode_image, to_model_input
-    from .segments import concepts_for_image, superpixels
-    from .torch_compat import import_open_clip
+    from conceptkd_core.extract.clip_backend import ClipModel, dense_patch_features, encode_image, to_model_input
+    from conceptkd_core.extract.segments import concepts_for_image, superpixels
+    from conceptkd_core.extract.torch_compat import import_open_clip
 
     open_clip = import_open_clip()
     torch.manual_seed(seed)
@@ -200,8 +200,8 @@ def _gram_child(root: str) -> None:
     build (and cache) one workspace's Gram statistics; print time and peak resident memory."""
     import resource
 
-    from .explorer import workspace_stats
-    from .workspace import load_workspace
+    from conceptkd_core.explorer import workspace_stats
+    from conceptkd_core.store.workspace import load_workspace
 
     workspace = load_workspace(root, verify="size")
     loaded_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -228,12 +228,12 @@ def bench_scale(sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000), n_concept
     import tempfile
     from pathlib import Path
 
-    from .explorer import workspace_stats
-    from .metrics import student_class_metrics
-    from .scores import SharedScores, class_scores
+    from conceptkd_core.explorer import workspace_stats
+    from conceptkd_core.students.metrics import student_class_metrics
+    from conceptkd_core.students.scores import SharedScores, class_scores
     from .synthetic import write_synthetic_workspace
-    from .tuning import TuningSession
-    from .workspace import CONCEPTS_FILE, META_FILE, load_workspace, read_meta
+    from conceptkd_core.students.session import TuningSession
+    from conceptkd_core.store.workspace import CONCEPTS_FILE, META_FILE, load_workspace, read_meta
 
     base = Path(folder) if folder else Path(tempfile.mkdtemp(prefix="conceptkd-scale-"))
     package_root = str(Path(__file__).resolve().parent.parent)
@@ -247,7 +247,7 @@ def bench_scale(sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000), n_concept
                 t0 = time.perf_counter()
                 write_synthetic_workspace(root, n, n_concepts, n_classes, seed=seed)
                 write_s = time.perf_counter() - t0
-            child = subprocess.run([sys.executable, "-c", f"from conceptkd_core.bench import _gram_child; _gram_child({str(root)!r})"],
+            child = subprocess.run([sys.executable, "-c", f"from conceptkd_tools.bench import _gram_child; _gram_child({str(root)!r})"],
                                    cwd=package_root, capture_output=True, text=True, check=True)
             gram = json.loads(child.stdout.strip().splitlines()[-1])
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .rows import DEFAULT_CHUNK_ROWS, read_rows, row_chunks
+from ..store.rows import DEFAULT_CHUNK_ROWS, read_rows, row_chunks
 
 
 def chunk_shifts(X: np.ndarray, Y: np.ndarray, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> tuple[np.ndarray, np.ndarray]:

@@ -15,8 +15,8 @@ from typing import Callable
 
 import numpy as np
 
-from .atomic_io import atomic_write_npy_rows
-from .workspace import Workspace, write_workspace
+from conceptkd_core.store.atomic_io import atomic_write_npy_rows
+from conceptkd_core.store.workspace import Workspace, write_workspace
 
 
 @dataclass(frozen=True)

@@ -36,10 +36,10 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from .atomic_io import atomic_write_text
+from ..store.atomic_io import atomic_write_text
 from .metrics import decisions, student_class_metrics
 from .scores import SharedScores, class_scores, state_key
-from .students import StudentBank, bounds_to_json, check_bounds
+from .bank import StudentBank, bounds_to_json, check_bounds
 
 FORMAT = "conceptkd.tuning"
 FORMAT_VERSION = 1

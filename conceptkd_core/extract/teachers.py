@@ -65,7 +65,7 @@ class TorchTeacher:
 
     @property
     def identity(self) -> dict:
-        from .atomic_io import sha256_file
+        from ..store.atomic_io import sha256_file
 
         return {"kind": "torch", "source": self.source, "sha256": sha256_file(self.source) if self.source else None,
                 "image_size": self.image_size, "mean": self.mean.flatten().tolist(), "std": self.std.flatten().tolist(),
@@ -161,7 +161,7 @@ class ClipZeroShotTeacher:
 
     def logits(self, images, image_ids=None) -> np.ndarray:
         from .clip_backend import encode_image, to_model_input
-        from .images import square_resize
+        from ..images import square_resize
 
         batch = to_model_input(self.clip, [square_resize(im, self.clip.image_size) for im in images])
         return self.logits_from_embeddings(encode_image(self.clip, batch).cpu().numpy())
