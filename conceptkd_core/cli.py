@@ -144,7 +144,8 @@ def run_extract(args) -> int:
 def run_gram(args) -> int:
     import time
 
-    from .explorer import GRAM_FILE, workspace_stats
+    from .explorer import workspace_stats
+    from .store.side_files import GRAM_FILE
     from .store.workspace import load_workspace
 
     workspace = load_workspace(args.workspace)

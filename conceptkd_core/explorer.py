@@ -7,7 +7,6 @@ loads) the base students; every browser session then tunes its own copy through
 
 from __future__ import annotations
 
-import io
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -16,18 +15,14 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from .store.atomic_io import atomic_write_bytes, atomic_write_json
+from .defaults import DEFAULT_ALPHA
+from .store import side_files
+from .store.workspace import Workspace, WorkspaceError, load_workspace
+from .students.bank import StudentBank
 from .students.gram import GramStats
 from .students.metrics import average_precision, disagreements, summary
 from .students.scores import SharedScores
-from .extract.segments import load_segments
-from .students.bank import StudentBank
 from .students.session import TuningSession
-from .store.workspace import SESSIONS_DIR, STUDENTS_FILE, Workspace, WorkspaceError, check_stamp, load_workspace, read_json, stamp
-
-DEFAULT_ALPHA = 1e-3
-STUDENTS_KIND = "conceptkd.students"
-GRAM_FILE = "gram.npz"  # cached GramStats of the workspace (a 1M-image build takes tens of seconds)
 
 
 @dataclass(frozen=True)
@@ -50,69 +45,45 @@ class Explorer:
         return self.workspace.vocabulary
 
 
-def save_students(workspace: Workspace, bank: StudentBank) -> Path:
-    path = workspace.root / STUDENTS_FILE
-    atomic_write_json(path, stamp(workspace, STUDENTS_KIND, {"students": bank.to_dict()}))
-    return path
-
-
-def load_students(workspace: Workspace, stats: GramStats) -> StudentBank:
-    path = workspace.root / STUDENTS_FILE
-    document = check_stamp(workspace, read_json(path), STUDENTS_KIND, path)
-    try:
-        return StudentBank.from_dict(document["students"], stats)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise WorkspaceError(path, f"students are malformed: {exc}") from None
-
-
 def workspace_stats(workspace: Workspace, rebuild: bool = False,
                     build: Callable[[], GramStats] | None = None) -> GramStats:
-    """The workspace's Gram statistics: read from ``gram.npz`` when it was made for this very
-    workspace (same id, same shapes), else built (``build``, default ``GramStats.from_arrays``)
-    and saved there. A read-only workspace still works: the statistics are then not cached."""
-    path = workspace.root / GRAM_FILE
-    m, k = workspace.n_concepts, workspace.n_classes
-    if not rebuild and path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as saved:
-                if str(saved["workspace_id"]) == workspace.workspace_id and saved["gram"].shape == (m, m) \
-                        and saved["xty"].shape == (m, k) and int(saved["n_samples"]) == workspace.n_images:
-                    return GramStats(**{f.name: saved[f.name] for f in fields(GramStats)
-                                        if f.name not in ("n_samples", "lipschitz")},
-                                     n_samples=int(saved["n_samples"]), lipschitz=float(saved["lipschitz"]))
-        except (OSError, ValueError, KeyError, EOFError):
-            pass  # damaged or foreign cache: rebuilt below
+    """The workspace's Gram statistics: read from its cache when that was made for this very
+    workspace, else built (``build``, default ``GramStats.from_arrays``) and cached. A read-only
+    workspace still works: the statistics are then not cached."""
+    cached = None if rebuild else side_files.read_gram(workspace)
+    if cached is not None:
+        return GramStats(**cached)
     stats = build() if build else GramStats.from_arrays(workspace.concept_matrix, workspace.teacher_logits)
-    buffer = io.BytesIO()
-    np.savez(buffer, workspace_id=np.asarray(workspace.workspace_id),
-             **{f.name: np.asarray(getattr(stats, f.name)) for f in fields(GramStats)})
-    try:
-        atomic_write_bytes(path, buffer.getvalue())
-    except OSError:
-        pass
+    side_files.write_gram(workspace, {f.name: getattr(stats, f.name) for f in fields(GramStats)})
     return stats
+
+
+def base_students(workspace: Workspace, stats: GramStats, alpha: float = DEFAULT_ALPHA) -> StudentBank:
+    """The saved base students of the workspace, or (none saved, stale or damaged) a fresh fit,
+    saved for the next open when the workspace is writable."""
+    try:
+        saved = side_files.read_students(workspace)
+        if saved is not None:
+            return StudentBank.from_dict(saved, stats)
+    except (WorkspaceError, KeyError, TypeError, ValueError):
+        pass  # stale or damaged: re-fit below and replace it
+    bank = StudentBank(alpha=alpha).fit_stats(stats)
+    try:
+        side_files.write_students(workspace, bank.to_dict())
+    except OSError:
+        pass  # a read-only workspace still browses; students are re-fitted on each open
+    return bank
 
 
 def open_explorer(root: str | os.PathLike, alpha: float = DEFAULT_ALPHA) -> Explorer:
     """Load a workspace and its base students (fitted and saved beside it on first open)."""
     workspace = load_workspace(root)
     stats = workspace_stats(workspace)
-    bank = None
-    if (workspace.root / STUDENTS_FILE).is_file():
-        try:
-            bank = load_students(workspace, stats)
-        except WorkspaceError:
-            bank = None  # stale or damaged: re-fit below and replace it
-    if bank is None:
-        bank = StudentBank(alpha=alpha).fit_stats(stats)
-        try:
-            save_students(workspace, bank)
-        except OSError:
-            pass  # a read-only workspace still browses; students are re-fitted on each open
+    bank = base_students(workspace, stats, alpha)
     shared = SharedScores.build(bank, workspace.concept_matrix, workspace.teacher_logits)
     teacher_ap = np.atleast_1d(average_precision(workspace.labels, workspace.teacher_logits))
     teacher_ap.setflags(write=False)
-    return Explorer(workspace, stats, bank, load_segments(workspace), shared, teacher_ap)
+    return Explorer(workspace, stats, bank, side_files.read_segments(workspace), shared, teacher_ap)
 
 
 def new_session(explorer: Explorer, user: str | None = None, autosave: bool = True) -> TuningSession:
@@ -122,7 +93,7 @@ def new_session(explorer: Explorer, user: str | None = None, autosave: bool = Tr
                             ws.classes, ws.vocabulary, user=user, shared=explorer.shared,
                             stamp={"workspace_id": ws.workspace_id, "vocabulary_sha256": ws.vocabulary_sha256})
     if autosave:
-        session.autosave_path = ws.root / SESSIONS_DIR / f"{session.session_id}.json"
+        session.autosave_path = side_files.session_file(ws, session.session_id)
     return session
 
 
@@ -191,11 +162,10 @@ def disagreement_table(session: TuningSession, class_index: int | None, top: int
 
 def saved_sessions(explorer: Explorer) -> pd.DataFrame:
     """Autosaved tuning sessions of this workspace, newest first: path, session_id, modified, edits."""
-    folder = explorer.workspace.root / SESSIONS_DIR
     rows = []
-    for path in sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True) if folder.is_dir() else []:
+    for path in side_files.session_files(explorer.workspace):
         try:
-            document = read_json(path)
+            document = side_files.read_json(path)
             rows.append({"path": str(path), "session_id": document.get("session_id", path.stem),
                          "modified": pd.Timestamp(path.stat().st_mtime, unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M:%S"),
                          "edits": len(document.get("events", [])), "applied": document.get("cursor", 0)})

@@ -194,7 +194,7 @@ def train_teacher(sprites, minutes: float, seed: int = 0, batch_size: int = 64, 
 # ----------------------------------------------------------------------------- build
 def render_split(sprites, folder: Path, n_multi: int, n_single: int, seed: int, split: str, writer, masks_out) -> None:
     from .demo_scenes import compose_scene
-    from conceptkd_core.extract.segments import SEGMENT_MAP_SIZE
+    from conceptkd_core.defaults import SEGMENT_MAP_SIZE
     from PIL import Image
 
     rng = np.random.default_rng(seed)
@@ -285,7 +285,7 @@ def extract_and_evaluate(out: Path = DEMO_DIR, training: dict | None = None) -> 
 def evaluate(demo: Path = DEMO_DIR) -> dict:
     """The demo's goals, measured on its held-out scenes (students fit on val, scored on test)."""
     from conceptkd_core.extract.clip_backend import concept_embeddings, encode_image, load_clip, register_model_config, to_model_input
-    from conceptkd_core.extract.segments import load_segments
+    from conceptkd_core.store.side_files import read_segments
     from conceptkd_core.images import load_rgb, square_resize
     from conceptkd_core.students.metrics import agreement, average_precision, mean_ap
     from conceptkd_core.students.bank import StudentBank, sigmoid
@@ -316,7 +316,7 @@ def evaluate(demo: Path = DEMO_DIR) -> dict:
     fidelity = float(agreement(sigmoid(ws.teacher_logits[test].astype(np.float64)), sigmoid(scores)).mean())
 
     # Pointing game: the segment that gives a present class's word its score overlaps the object.
-    segments = load_segments(ws)
+    segments = read_segments(ws)
     masks = np.load(demo / "masks.npz")
     vocab_index = {w: j for j, w in enumerate(ws.vocabulary)}
     words = class_words()

@@ -7,7 +7,7 @@ import streamlit as st
 
 from conceptkd_core.explorer import disagreement_table, image_contributions, rows_where_concept_fires
 from conceptkd_core.images import ImageError, load_rgb
-from conceptkd_core.extract.segments import concept_overlay, label_overlay, segment_scores_for_concept
+from conceptkd_core.overlays import concept_overlay, label_overlay, segment_scores_for_concept
 from conceptkd_core.students.metrics import DECISION_THRESHOLD
 from pages.common import current, diverging_bars, selected_class, thumbnail
 

@@ -10,7 +10,7 @@ from conceptkd_core.extract.add_images import add_images, check_uploads, find_te
 from conceptkd_core.extract.clip_backend import load_clip
 from conceptkd_tools.demo import DEMO_DIR, MODEL_NAME
 from conceptkd_core.extract.rescore import find_checkpoint
-from conceptkd_core.extract.segments import load_segments
+from conceptkd_core.store.side_files import read_segments
 from conceptkd_core.extract.teachers import TorchTeacher
 from conceptkd_core.store.workspace import load_workspace
 
@@ -52,7 +52,7 @@ def test_add_images_extends_the_workspace(demo_copy, tmp_path):
     np.testing.assert_array_equal(np.asarray(merged.concept_matrix[:-1]), np.asarray(ws.concept_matrix))
     assert merged.labels[-1, list(ws.classes).index("dog")] == 1 and merged.labels[-1].sum() == 1
     assert merged.splits[-1] == "uploaded" and merged.image_path(merged.n_images - 1).is_file()
-    assert load_segments(merged)["segment_maps"].shape[0] == merged.n_images
+    assert read_segments(merged)["segment_maps"].shape[0] == merged.n_images
     assert not (demo_copy / "workspace-plus" / ".added").exists()
     with pytest.raises(ValueError, match="already in the workspace"):
         add_images(merged, checked.accepted, [], None, None, demo_copy / "again")

@@ -12,9 +12,10 @@ from conceptkd_core.extract.clip_backend import (ClipLoadError, concept_embeddin
                                          encode_image, load_clip, to_model_input)
 from conceptkd_core.datasets import DatasetError, load_dataset, load_folder, load_voc
 from conceptkd_core.extract.pipeline import ExtractionError, extract
-from conceptkd_core.extract.segments import load_segments
+from conceptkd_core.store.side_files import read_segments
 from conceptkd_core.images import ImageError, load_rgb, square_resize
-from conceptkd_core.extract.segments import concept_overlay, concepts_for_image, label_overlay, segment_scores_for_concept, superpixels
+from conceptkd_core.extract.segments import concepts_for_image, superpixels
+from conceptkd_core.overlays import concept_overlay, label_overlay, segment_scores_for_concept
 from conceptkd_core.extract.teachers import ClipZeroShotTeacher, LogitsFileTeacher, TeacherError
 from conceptkd_core.store.workspace import load_workspace
 
@@ -183,7 +184,7 @@ def test_extract_resume_and_corrupt_images(tiny, folder_set, tmp_path):
     assert seen[-1].done == 7 and seen[-1].skipped == 1 and seen[-1].images_per_s > 0
     report = json.loads((tmp_path / "ws" / "extraction_report.json").read_text())
     assert report["extracted"] == 6 and "not an image" in report["skipped"][0]["error"]
-    segs = load_segments(load_workspace(tmp_path / "ws"))
+    segs = read_segments(load_workspace(tmp_path / "ws"))
     assert segs["segment_maps"].shape == (6, 56, 56)
     # concept vector in the workspace equals a direct computation for one image
     text = concept_embeddings(clip, VOCAB)

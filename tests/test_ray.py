@@ -11,11 +11,11 @@ import pytest
 ray = pytest.importorskip("ray", reason="Ray Data is in requirements.txt; this runs wherever it is installed")
 
 from conceptkd_core.datasets import load_folder
-from conceptkd_core.explorer import GRAM_FILE, workspace_stats
+from conceptkd_core.explorer import workspace_stats
 from conceptkd_core.extract.pipeline import PARTIAL_DIR, ExtractorSpec, extract
 from conceptkd_core.students.gram import GramStats
 from conceptkd_core.extract.ray_engine import RayEngine, gram_stats_on_ray
-from conceptkd_core.extract.segments import SEGMENT_FILES, load_segments
+from conceptkd_core.store.side_files import GRAM_FILE, SEGMENT_ARRAYS, read_segments
 from conceptkd_core.store.workspace import CONCEPTS_FILE, load_workspace
 
 from tiny_clip import make_tiny_checkpoint, write_labelled_scenes
@@ -52,9 +52,9 @@ def _assert_same_workspace(a, b):
     np.testing.assert_allclose(np.asarray(a.concept_matrix, np.float32), np.asarray(b.concept_matrix, np.float32), atol=1e-5)
     np.testing.assert_allclose(a.teacher_logits, b.teacher_logits, atol=1e-5)
     np.testing.assert_array_equal(a.labels, b.labels)
-    sa, sb = load_segments(a), load_segments(b)
-    for name in SEGMENT_FILES:
-        np.testing.assert_array_equal(sa[name[:-4]], sb[name[:-4]])
+    sa, sb = read_segments(a), read_segments(b)
+    for name in SEGMENT_ARRAYS:
+        np.testing.assert_array_equal(sa[name], sb[name])
 
 
 def test_ray_extraction_matches_local_and_resumes(local_ray, image_set, tmp_path):

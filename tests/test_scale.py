@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conceptkd_core.explorer import (GRAM_FILE, disagreement_table, metrics_table, new_session, open_explorer,
+from conceptkd_core.store.side_files import GRAM_FILE
+from conceptkd_core.explorer import (disagreement_table, metrics_table, new_session, open_explorer,
                                      workspace_stats)
 from conceptkd_core.students.gram import GramStats
 from conceptkd_core.students.metrics import class_metrics, disagreements

@@ -22,8 +22,8 @@ import numpy as np
 from ..store.atomic_io import atomic_write_bytes, atomic_write_npy, find_by_sha256
 from ..datasets import ImageSet
 from ..images import ImageError, load_rgb
-from .segments import SEGMENT_FILES, load_segments
-from ..store.workspace import SEGMENTS_DIR, Workspace, write_workspace
+from ..store.side_files import SEGMENT_ARRAYS, read_segments, segment_file
+from ..store.workspace import Workspace, write_workspace
 
 ALLOWED_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 MAX_UPLOAD_BYTES = 20 * 2**20
@@ -100,11 +100,10 @@ def add_images(workspace: Workspace, accepted: Sequence[tuple[str, bytes]], pres
     extra = workspace.meta.get("extra", {})
     added = extract(images, out / ".added", clip, teacher, list(workspace.vocabulary),
                     n_segments=int(extra.get("n_segments", 24)), progress=progress).workspace
-    old_segments, new_segments = load_segments(workspace), load_segments(added)
+    old_segments, new_segments = read_segments(workspace), read_segments(added)
     if old_segments is not None and new_segments is not None:
-        for name in SEGMENT_FILES:
-            key = name[:-4]
-            atomic_write_npy(out / SEGMENTS_DIR / name, np.concatenate([old_segments[key], new_segments[key]]))
+        for name in SEGMENT_ARRAYS:
+            atomic_write_npy(segment_file(out, name), np.concatenate([old_segments[name], new_segments[name]]))
 
     def both(a, b):
         return np.concatenate([np.asarray(a), np.asarray(b)])

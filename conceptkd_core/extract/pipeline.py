@@ -29,10 +29,11 @@ from ..store.atomic_io import atomic_write, atomic_write_json, atomic_write_npy_
 from .clip_backend import ClipModel, concept_embeddings, dense_patch_features, load_clip, to_model_input
 from ..datasets import ImageSet
 from ..images import load_rgb, square_resize
-from .segments import SEGMENT_FILES, concepts_for_image, superpixels
+from .segments import concepts_for_image, superpixels
 from .teachers import ClipZeroShotTeacher, LogitsFileTeacher, Teacher, TorchTeacher
 from ..vocabulary import vocabulary_hash
-from ..store.workspace import SEGMENTS_DIR, Workspace, write_workspace
+from ..store.side_files import SEGMENT_ARRAYS, segment_file
+from ..store.workspace import Workspace, write_workspace
 
 PARTIAL_DIR = ".extract"
 REPORT_FILE = "extraction_report.json"
@@ -260,9 +261,8 @@ def _assemble(images, out, clip, teacher, vocabulary, starts, computed, resumed,
         tail, native = shapes[key]
         return atomic_write_npy_rows(path, (n_ok, *tail), dtype or native, stream(key))
 
-    segments_dir = out / SEGMENTS_DIR
-    for name in SEGMENT_FILES:
-        npy(segments_dir / name, name[:-4])
+    for name in SEGMENT_ARRAYS:
+        npy(segment_file(out, name), name)
     # The concept matrix goes to a memory map first (float16 as stored, converted shard by shard,
     # which gives exactly the bytes of converting it whole); write_workspace then copies it in.
     concepts = np.load(npy(partial / "concepts-merged.npy", "concepts", np.float16), mmap_mode="r")
@@ -272,7 +272,7 @@ def _assemble(images, out, clip, teacher, vocabulary, starts, computed, resumed,
         splits=[images.splits[r] for r in rows], labels=images.labels[rows], classes=images.classes,
         vocabulary=list(vocabulary), concept_matrix=concepts, teacher_logits=logits,
         model=clip.identity, teacher=teacher.identity, image_root=os.path.relpath(images.root, out.resolve()),
-        extra=(extra_meta or {}) | {"segments": list(SEGMENT_FILES), "skipped_images": len(failures),
+        extra=(extra_meta or {}) | {"segments": list(SEGMENT_ARRAYS), "skipped_images": len(failures),
                                     "image_root_absolute": str(images.root)},
     )
     del concepts

@@ -8,9 +8,10 @@ Layout of a workspace folder (schema version 1)::
     vocabulary.txt        the m concept words, one per line
     concepts.npy          concept matrix, shape (n_images, n_concepts), float16 or float32
     teacher_logits.npy    teacher logits, shape (n_images, n_classes), float32
-    students.json         optional: the fitted students (see ``save_students``)
-    segments/             optional: compact segment maps for overlays (extraction)
-    sessions/             optional: autosaved tuning sessions, one file per session
+
+Optional side files (``students.json``, ``gram.npz``, ``segments/``, ``sessions/``) are
+``store.side_files``'s: this module and that one are the only code that reads or writes a
+workspace's files.
 
 Every write is atomic, and ``conceptkd.json`` is written last: it names the exact bytes of
 each data file, so a workspace caught half-rewritten by a crash is reported, never loaded.
@@ -43,9 +44,6 @@ MANIFEST_FILE = "manifest.parquet"
 VOCABULARY_FILE = "vocabulary.txt"
 CONCEPTS_FILE = "concepts.npy"
 TEACHER_LOGITS_FILE = "teacher_logits.npy"
-STUDENTS_FILE = "students.json"
-SEGMENTS_DIR = "segments"
-SESSIONS_DIR = "sessions"
 DATA_FILES = (MANIFEST_FILE, VOCABULARY_FILE, CONCEPTS_FILE, TEACHER_LOGITS_FILE)
 CONCEPT_DTYPES = ("float16", "float32")
 # Hash-check data files up to this size on load; larger ones are checked by size only
@@ -383,41 +381,3 @@ def load_workspace(root: str | os.PathLike, *, mmap: bool = True, verify: str = 
         classes=tuple(meta["classes"]), vocabulary=tuple(vocabulary),
         concept_matrix=concept_matrix, teacher_logits=teacher_logits,
     )
-
-
-# ----------------------------------------------------------------------------- stamped JSON
-def stamp(workspace: Workspace, kind: str, payload: Mapping[str, Any]) -> dict:
-    """Wrap a JSON payload with what it belongs to, so a mismatched file is refused on load."""
-    return {
-        "kind": kind,
-        "schema_version": SCHEMA_VERSION,
-        "workspace_id": workspace.workspace_id,
-        "vocabulary_sha256": workspace.vocabulary_sha256,
-        "model": workspace.meta["model"],
-        "classes": list(workspace.classes),
-        **payload,
-    }
-
-
-def check_stamp(workspace: Workspace, document: Any, kind: str, path: str | os.PathLike) -> dict:
-    """Validate a stamped JSON document against ``workspace``; raise ``WorkspaceError`` if it does not belong."""
-    _check(isinstance(document, dict), Path(path), "expected a JSON object")
-    _check(document.get("kind") == kind, Path(path), f"expected a {kind!r} document; got kind {document.get('kind')!r}")
-    version = document.get("schema_version")
-    _check(version in SUPPORTED_SCHEMA_VERSIONS, Path(path),
-           f"unknown schema version {version!r}; this ConceptKD reads {', '.join(map(str, SUPPORTED_SCHEMA_VERSIONS))}")
-    _check(document.get("vocabulary_sha256") == workspace.vocabulary_sha256, Path(path),
-           "made with a different vocabulary than this workspace (vocabulary hash mismatch)")
-    _check(document.get("classes") == list(workspace.classes), Path(path),
-           f"made for classes {document.get('classes')!r}, not this workspace's {list(workspace.classes)!r}")
-    return document
-
-
-def read_json(path: str | os.PathLike) -> Any:
-    path = Path(path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise WorkspaceError(path, "missing file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise WorkspaceError(path, f"not valid JSON ({exc}); the file may be truncated") from None
