@@ -163,8 +163,10 @@ def bench_app(workspace: str | None = None, moves: int = 10) -> dict:
     from streamlit.testing.v1 import AppTest
 
     root = Path(__file__).resolve().parent.parent
-    pages = ["pages/setup.py", "pages/students.py", "pages/concepts.py", "pages/images.py", "pages/tune.py",
-             "pages/history.py"]
+    sys.path.insert(0, str(root))  # the pages are scripts beside app.py, not an installed package
+    from pages.common import PAGES
+
+    pages = [script for script, _, _ in PAGES]
     at = AppTest.from_file(str(root / "app.py"), default_timeout=300)
     if workspace:
         at.session_state["workspace_root"] = str(Path(workspace).resolve())

@@ -17,6 +17,16 @@ from conceptkd_core.students.session import TuningSession
 from conceptkd_core.store.workspace import WorkspaceError
 
 ROOT = Path(__file__).resolve().parent.parent
+# The app's pages, in navigation order: (script, title, icon). app.py, the app benchmark and the
+# page tests all read this list.
+PAGES = (
+    ("pages/setup.py", "Setup", "🗂️"),
+    ("pages/students.py", "Students", "📊"),
+    ("pages/concepts.py", "Concepts", "🧩"),
+    ("pages/images.py", "Images", "🖼️"),
+    ("pages/tune.py", "Tune", "🎚️"),
+    ("pages/history.py", "History", "🕘"),
+)
 DEFAULT_WORKSPACE = Path(os.environ.get("CONCEPTKD_WORKSPACE", ROOT / "data" / "demo" / "workspace"))
 
 

@@ -1,6 +1,8 @@
 """Image explorer: a grid filtered by class / concept / disagreement, and one image in detail
 with its segment overlays and which concepts push its score up or down."""
 
+import html
+
 import altair as alt
 import numpy as np
 import streamlit as st
@@ -11,67 +13,100 @@ from conceptkd_core.overlays import concept_overlay, label_overlay, segment_scor
 from conceptkd_core.students.metrics import DECISION_THRESHOLD
 from pages.common import current, diverging_bars, selected_class, thumbnail
 
+GRID_SIZE, GRID_COLUMNS = 24, 6
+NO_CONCEPT = "(none)"
 
-st.title("Images")
-state = current()
-if state:
-    explorer, session = state
-    ws = explorer.workspace
-    c = selected_class(explorer)
-    concepts = ["(none)"] + list(explorer.vocabulary)
-    chosen = st.session_state.get("concept") if st.session_state.get("concept") in concepts else "(none)"
-    cols = st.columns(2)
-    mode = cols[0].radio("Show", ["class members", "where a concept fires", "disagreements"], horizontal=True, key="grid_mode")
-    concept = cols[1].selectbox("Concept", concepts, index=concepts.index(chosen), key="concept_input")
+
+def pick_concept(explorer) -> str:
+    """The concept in focus, shared with the Concepts page through the session state."""
+    concepts = [NO_CONCEPT, *explorer.vocabulary]
+    chosen = st.session_state.get("concept") if st.session_state.get("concept") in concepts else NO_CONCEPT
+    concept = st.selectbox("Concept", concepts, index=concepts.index(chosen), key="concept_input")
     st.session_state["concept"] = concept
-    probs, teacher = session.class_probs(c), session.teacher_probs[:, c]
-    if mode == "where a concept fires" and concept != "(none)":
-        rows = rows_where_concept_fires(ws.concept_matrix, explorer.vocabulary.index(concept))
-    elif mode == "disagreements":
-        rows = disagreement_table(session, c, top=24)["row"].to_numpy()
-    else:
-        rows = np.flatnonzero(ws.labels[:, c])[:24]
+    return concept
+
+
+def grid_rows(explorer, session, c: int, mode: str, concept: str) -> np.ndarray:
+    ws = explorer.workspace
+    if mode == "where a concept fires" and concept != NO_CONCEPT:
+        return rows_where_concept_fires(ws.concept_matrix, explorer.vocabulary.index(concept), top=GRID_SIZE)
+    if mode == "disagreements":
+        return disagreement_table(session, c, top=GRID_SIZE)["row"].to_numpy()
+    return np.flatnonzero(ws.labels[:, c])[:GRID_SIZE]
+
+
+def image_grid(explorer, session, c: int, rows: np.ndarray) -> None:
+    ws = explorer.workspace
+    student, teacher = session.class_probs(c), session.teacher_probs[:, c]
     if len(rows) == 0:
         st.info("No images match.")
-    grid = st.columns(6)
-    for n, r in enumerate(rows[:24]):
+    grid = st.columns(GRID_COLUMNS)
+    for n, r in enumerate(rows):
         thumb = thumbnail(str(ws.image_path(int(r))))
-        with grid[n % 6]:
+        with grid[n % GRID_COLUMNS]:
             if thumb is None:
                 st.caption(f"{ws.image_ids[r]}: image missing")
             else:
-                st.image(thumb, caption=f"{ws.image_ids[r]} · T {teacher[r]:.2f} · S {probs[r]:.2f}")
-    st.divider()
+                st.image(thumb, caption=f"{ws.image_ids[r]} · T {teacher[r]:.2f} · S {student[r]:.2f}")
+
+
+def overlays(explorer, r: int, image: np.ndarray, concept: str) -> None:
+    """Left: segments tinted by their score for the concept; right: segments labelled by their top concept."""
+    ws, seg = explorer.workspace, explorer.segments
+    segment_map = np.asarray(seg["segment_maps"][r])
+    left, right = st.columns(2)
+    if concept != NO_CONCEPT:
+        j = explorer.vocabulary.index(concept)
+        scores = segment_scores_for_concept(j, float(ws.concept_matrix[r, j]), int(seg["best_segment"][r, j]),
+                                            np.asarray(seg["top_concepts"][r]), np.asarray(seg["top_scores"][r]))
+        left.image(concept_overlay(image, segment_map, scores),
+                   caption=f"segments by their score for “{concept}”", width="stretch")
+    else:
+        left.image(image, caption="pick a concept to see where it fires", width="stretch")
+    labelled, legend = label_overlay(image, segment_map, np.asarray(seg["top_concepts"][r]), explorer.vocabulary)
+    right.image(labelled, caption="segments labelled by their top concept", width="stretch")
+    right.markdown(" ".join(f"<span style='color:rgb{rgb}'>■</span> {html.escape(word)}" for word, rgb in legend.items()),
+                   unsafe_allow_html=True)
+
+
+def why(explorer, session, r: int, c: int) -> None:
+    """Which concepts push this image's score for the class up or down."""
+    decided = "yes" if session.class_probs(c)[r] > DECISION_THRESHOLD else "no"
+    st.subheader(f"Why the student says “{decided}” for “{explorer.classes[c]}”")
+    table = image_contributions(session, r, c)
+    if table.empty:
+        st.info("No concept contributes to this class for this image.")
+        return
+    tooltip = ["concept", *(alt.Tooltip(f"{name}:Q", format=".3f") for name in ("score", "weight", "contribution"))]
+    st.altair_chart(diverging_bars(table, "contribution", tooltip), width="stretch")
+
+
+def image_detail(explorer, session, c: int, rows: np.ndarray, concept: str) -> None:
+    ws = explorer.workspace
     ids = [str(ws.image_ids[r]) for r in rows] or [str(ws.image_ids[0])]
-    image_id = st.selectbox("Image in detail", ids, key="detail_image")
-    r = ws.row_of(image_id)
+    r = ws.row_of(st.selectbox("Image in detail", ids, key="detail_image"))
     try:
         image = np.asarray(load_rgb(ws.image_path(r)))
     except ImageError as exc:
         st.error(str(exc))
         image = None
     if image is not None and explorer.segments is not None:
-        seg = explorer.segments
-        left, right = st.columns(2)
-        if concept != "(none)":
-            j = explorer.vocabulary.index(concept)
-            scores = segment_scores_for_concept(j, float(ws.concept_matrix[r, j]), int(seg["best_segment"][r, j]),
-                                                np.asarray(seg["top_concepts"][r]), np.asarray(seg["top_scores"][r]))
-            left.image(concept_overlay(image, np.asarray(seg["segment_maps"][r]), scores),
-                       caption=f"segments by their score for “{concept}”", width="stretch")
-        else:
-            left.image(image, caption="pick a concept to see where it fires", width="stretch")
-        labelled, legend = label_overlay(image, np.asarray(seg["segment_maps"][r]), np.asarray(seg["top_concepts"][r]),
-                                         explorer.vocabulary)
-        right.image(labelled, caption="segments labelled by their top concept", width="stretch")
-        right.markdown(" ".join(f"<span style='color:rgb{rgb}'>■</span> {word}" for word, rgb in legend.items()),
-                       unsafe_allow_html=True)
-    decided = "yes" if probs[r] > DECISION_THRESHOLD else "no"
-    st.subheader(f"Why the student says “{decided}” for “{explorer.classes[c]}”")
-    table = image_contributions(session, r, c)
-    if table.empty:
-        st.info("No concept contributes to this class for this image.")
-    else:
-        st.altair_chart(diverging_bars(table, "contribution", [
-            "concept", alt.Tooltip("score:Q", format=".3f"), alt.Tooltip("weight:Q", format=".3f"),
-            alt.Tooltip("contribution:Q", format=".3f")]), width="stretch")
+        overlays(explorer, r, image, concept)
+    why(explorer, session, r, c)
+
+
+st.title("Images")
+state = current()
+if state:
+    explorer, session = state
+    c = selected_class(explorer)
+    cols = st.columns(2)
+    with cols[0]:
+        mode = st.radio("Show", ["class members", "where a concept fires", "disagreements"], horizontal=True,
+                        key="grid_mode")
+    with cols[1]:
+        concept = pick_concept(explorer)
+    rows = grid_rows(explorer, session, c, mode, concept)
+    image_grid(explorer, session, c, rows)
+    st.divider()
+    image_detail(explorer, session, c, rows, concept)

@@ -12,10 +12,11 @@ from conceptkd_core.extract.pipeline import extract
 from conceptkd_core.extract.teachers import ClipZeroShotTeacher
 from conceptkd_core.vocabulary import load_vocabulary
 
+from pages.common import PAGES as PAGE_LIST
 from tiny_clip import make_tiny_checkpoint, write_scene
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = ["pages/setup.py", "pages/students.py", "pages/concepts.py", "pages/images.py", "pages/tune.py", "pages/history.py"]
+PAGES = [script for script, _, _ in PAGE_LIST]
 
 
 @pytest.fixture(scope="module")
