@@ -288,7 +288,8 @@ def evaluate(demo: Path = DEMO_DIR) -> dict:
     from conceptkd_core.store.side_files import read_segments
     from conceptkd_core.images import load_rgb, square_resize
     from conceptkd_core.students.metrics import agreement, average_precision, mean_ap
-    from conceptkd_core.students.bank import StudentBank, sigmoid
+    from conceptkd_core.students.bank import StudentBank
+    from conceptkd_core.students.solver import sigmoid
     from conceptkd_core.store.workspace import load_workspace
 
     demo = Path(demo)

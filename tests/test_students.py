@@ -5,7 +5,8 @@ import pytest
 from scipy.optimize import minimize
 
 from conceptkd_core.students.gram import GramStats
-from conceptkd_core.students.bank import StudentBank, gradient_mapping, sigmoid, solve_box_lasso
+from conceptkd_core.students.bank import StudentBank
+from conceptkd_core.students.solver import gradient_mapping, sigmoid, solve_students
 from conceptkd_tools.synthetic import make_problem
 
 
@@ -121,7 +122,7 @@ def test_solver_stops_on_its_documented_rule():
     stats = GramStats.from_arrays(X, Y)
     m, k = stats.xty.shape
     lo, hi = np.full((m, k), -np.inf), np.full((m, k), np.inf)
-    res = solve_box_lasso(stats, 1e-3, lo, hi, tol=1e-5)
+    res = solve_students(stats, 1e-3, lo, hi, tol=1e-5)
     g = stats.gram @ res.coef - stats.xty
     assert res.converged
     assert gradient_mapping(res.coef, g, stats.lipschitz, 1e-3, lo, hi).max() <= 1e-5
@@ -160,6 +161,52 @@ def test_refine_matches_scipy_reference_of_the_bce_objective(active):
         assert f_ours <= f_ref + 1e-8
         np.testing.assert_allclose(bank.coef_[c], w_ref, atol=1e-3)
         assert (bank.coef_[c] >= lo[c]).all() and (bank.coef_[c] <= hi[c]).all()
+
+
+def test_seam_logistic_loss_matches_scipy_reference_on_selected_classes():
+    X, Y = random_problem(13, n=300, m=15, k=3)
+    rng = np.random.default_rng(13)
+    lo, hi = random_bounds(rng, np.zeros((3, 15)), True)
+    stats = GramStats.from_arrays(X, Y)
+    cols, alpha = np.array([2, 0]), 2e-3
+    P = sigmoid(0.5 * Y[:, cols])  # soft targets that are not the statistics' own
+    W0 = np.clip(rng.normal(0, 0.5, (15, 2)), lo[cols].T, hi[cols].T)  # a warm start away from the optimum
+    res = solve_students(stats, alpha, lo[cols].T, hi[cols].T, loss="logistic", classes=cols, W0=W0,
+                         intercept0=np.array([0.3, -0.2]), X=X, P=P, tol=1e-9, max_iter=200000)
+    assert res.converged and res.kkt_violation.max() <= 1e-9
+    assert res.coef.shape == (15, 2) and res.intercept.shape == (2,)
+    n, m = X.shape
+    for j, c in enumerate(cols):
+        def fun_grad(w, extra):
+            z = X @ w + extra[0]
+            r = (sigmoid(z) - P[:, j]) / n
+            return np.mean(np.logaddexp(0, z) - P[:, j] * z), X.T @ r, np.array([r.sum()])
+
+        w_ref, b_ref, f_ref = split_reference(fun_grad, m, alpha, lo[c], hi[c], n_extra=1)
+        z = X @ res.coef[:, j] + res.intercept[j]
+        f_ours = np.mean(np.logaddexp(0, z) - P[:, j] * z) + alpha * np.abs(res.coef[:, j]).sum()
+        assert f_ours <= f_ref + 1e-8
+        np.testing.assert_allclose(res.coef[:, j], w_ref, atol=1e-3)
+        assert res.intercept[j] == pytest.approx(b_ref[0], abs=1e-3)
+        assert (res.coef[:, j] >= lo[c]).all() and (res.coef[:, j] <= hi[c]).all()
+
+
+def test_seam_validates_its_inputs_and_quotes_the_bad_value():
+    X, Y = random_problem(6, n=100, m=10, k=2)
+    stats = GramStats.from_arrays(X, Y)
+    lo, hi = np.full((10, 2), -np.inf), np.full((10, 2), np.inf)
+    with pytest.raises(ValueError, match="Got 'hinge' instead"):
+        solve_students(stats, 1e-3, lo, hi, loss="hinge")
+    with pytest.raises(ValueError, match="alpha must be a finite number >= 0. Got -1.0 instead"):
+        solve_students(stats, -1.0, lo, hi)
+    with pytest.raises(ValueError, match=r"Got shape \(10, 3\) instead"):
+        solve_students(stats, 1e-3, np.zeros((10, 3)), hi)
+    with pytest.raises(ValueError, match=r"classes must be .* in \[0, 2\). Got \[5\] instead"):
+        solve_students(stats, 1e-3, lo[:, :1], hi[:, :1], classes=[5])
+    with pytest.raises(ValueError, match=r"P must hold probabilities in \[0, 1\]. Got 1.5 instead"):
+        solve_students(stats, 1e-3, lo, hi, loss="logistic", X=X, P=np.full((100, 2), 1.5))
+    with pytest.raises(ValueError, match="inputs of loss='logistic' only. Got X with loss='squared'"):
+        solve_students(stats, 1e-3, lo, hi, X=X)
 
 
 def test_probability_target_and_contributions():

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .bank import sigmoid
+from .solver import sigmoid
 
 DECISION_THRESHOLD = 0.5
 

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .bank import StudentBank, sigmoid
+from .bank import StudentBank
+from .solver import sigmoid
 
 CHUNK_ROWS = 65536
 # Above this share of changed concepts, a full product is no slower than gathering columns.

@@ -39,7 +39,8 @@ import numpy as np
 from ..store.atomic_io import atomic_write_text
 from .metrics import decisions, student_class_metrics
 from .scores import SharedScores, class_scores, state_key
-from .bank import StudentBank, bounds_to_json, check_bounds
+from .bank import StudentBank, bounds_to_json
+from .solver import check_bounds
 
 FORMAT = "conceptkd.tuning"
 FORMAT_VERSION = 1
