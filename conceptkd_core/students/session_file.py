@@ -4,7 +4,8 @@ One JSON document holds the students now, the base students, every event, the cu
 audit trail, with a SHA-256 of its canonical form. This module alone writes the format and reads
 it, so what it writes is exactly what its reader accepts; the reader refuses a damaged or edited
 file, another version, another workspace, and a history that does not lead to the saved students.
-JSON has no infinity: unbounded limits are written as the strings ``"inf"`` and ``"-inf"``.
+JSON has no infinity: unbounded limits (in bounds and in a ``bound`` edit's arguments) are
+written as the strings ``"inf"`` and ``"-inf"``.
 """
 
 from __future__ import annotations
@@ -140,6 +141,7 @@ def _from_json_float(value: Any) -> float:
 
 def _event_to_json(event: TuningEvent) -> dict:
     data = asdict(event)
+    data["args"] = {name: _json_float(v) if isinstance(v, float) else v for name, v in event.args.items()}
     data["bounds"] = [[c, j, _json_float(lo), _json_float(hi)] for c, j, lo, hi in event.bounds]
     for key in ("coef", "intercept", "metrics_before", "metrics_after", "flipped"):
         data[key] = {str(c): v for c, v in data[key].items()}
@@ -166,7 +168,8 @@ def _event_from_json(data: Mapping[str, Any], n_classes: int, n_concepts: int) -
             raise TuningError(f"bounds in the history are malformed: {[c, j, lo, hi]}")
         bounds.append(bound)
     return TuningEvent(
-        op=data["op"], classes=classes, concept=data["concept"], args=dict(data["args"]), bounds=bounds, coef=coef,
+        op=data["op"], classes=classes, concept=data["concept"], bounds=bounds, coef=coef,
+        args={name: float(v) if v in ("inf", "-inf") else v for name, v in data["args"].items()},
         intercept={int(c): _from_json_float(b) for c, b in data["intercept"].items()},
         metrics_before={int(c): v for c, v in data["metrics_before"].items()},
         metrics_after={int(c): v for c, v in data["metrics_after"].items()},
