@@ -86,12 +86,16 @@ def open_explorer(root: str | os.PathLike, alpha: float = DEFAULT_ALPHA) -> Expl
     return Explorer(workspace, stats, bank, side_files.read_segments(workspace), shared, teacher_ap)
 
 
+def _stamp(workspace: Workspace) -> dict:
+    """What a tuning session records of its workspace, so that its file is refused by any other."""
+    return {"workspace_id": workspace.workspace_id, "vocabulary_sha256": workspace.vocabulary_sha256}
+
+
 def new_session(explorer: Explorer, user: str | None = None, autosave: bool = True) -> TuningSession:
     """A private tuning session over a copy of the base students, autosaved under sessions/."""
     ws = explorer.workspace
     session = TuningSession(explorer.base_bank.copy(), ws.concept_matrix, ws.teacher_logits, ws.labels,
-                            ws.classes, ws.vocabulary, user=user, shared=explorer.shared,
-                            stamp={"workspace_id": ws.workspace_id, "vocabulary_sha256": ws.vocabulary_sha256})
+                            ws.classes, ws.vocabulary, user=user, shared=explorer.shared, stamp=_stamp(ws))
     if autosave:
         session.autosave_path = side_files.session_file(ws, session.session_id)
     return session
@@ -166,20 +170,26 @@ def saved_sessions(explorer: Explorer) -> pd.DataFrame:
     for path in side_files.session_files(explorer.workspace):
         try:
             document = side_files.read_json(path)
-            rows.append({"path": str(path), "session_id": document.get("session_id", path.stem),
-                         "modified": pd.Timestamp(path.stat().st_mtime, unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M:%S"),
+            modified = pd.Timestamp(path.stat().st_mtime, unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M:%S")
+            rows.append({"path": str(path), "session_id": document.get("session_id", path.stem), "modified": modified,
                          "edits": len(document.get("events", [])), "applied": document.get("cursor", 0)})
         except (WorkspaceError, OSError, AttributeError):
             continue  # unreadable or truncated autosave: not offered
     return pd.DataFrame(rows, columns=["path", "session_id", "modified", "edits", "applied"])
 
 
+def import_session(explorer: Explorer, data: str | bytes,
+                   autosave_path: str | os.PathLike | None = None) -> TuningSession:
+    """A session rebuilt from an exported or autosaved file, refused (TuningError) unless it was
+    made over this workspace. It shares the explorer's base scores and metric cache, as a new
+    session does, and autosaves to ``autosave_path`` from its next change on."""
+    ws = explorer.workspace
+    session = TuningSession.from_json(data, explorer.base_bank.copy(), ws.concept_matrix, ws.teacher_logits,
+                                      ws.labels, ws.classes, ws.vocabulary, stamp=_stamp(ws), shared=explorer.shared)
+    session.autosave_path = Path(autosave_path) if autosave_path else None
+    return session
+
+
 def resume_session(explorer: Explorer, path: str | os.PathLike) -> TuningSession:
     """Reopen an autosaved session (validated like an import); it keeps autosaving to the same file."""
-    ws = explorer.workspace
-    session = TuningSession.from_json(Path(path).read_text(encoding="utf-8"), explorer.base_bank.copy(),
-                                      ws.concept_matrix, ws.teacher_logits, ws.labels, ws.classes, ws.vocabulary,
-                                      stamp={"workspace_id": ws.workspace_id, "vocabulary_sha256": ws.vocabulary_sha256},
-                                      shared=explorer.shared)
-    session.autosave_path = Path(path)
-    return session
+    return import_session(explorer, Path(path).read_text(encoding="utf-8"), path)

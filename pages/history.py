@@ -3,8 +3,8 @@
 import pandas as pd
 import streamlit as st
 
-from conceptkd_core.explorer import resume_session, saved_sessions
-from conceptkd_core.students.session import TuningError, TuningSession
+from conceptkd_core.explorer import import_session, resume_session, saved_sessions
+from conceptkd_core.students.session import TuningError
 from pages.common import current
 
 st.title("History")
@@ -21,11 +21,13 @@ if state:
     rows = [{"#": i + 1, "applied": i < session.cursor, "time": e.time, "user": e.user, "operation": e.op,
              "class": ", ".join(explorer.classes[c] for c in e.classes),
              "concept": explorer.vocabulary[e.concept] if e.concept is not None else "",
-             "AP after": "; ".join(f"{v['student_ap']:.3f}" for v in e.metrics_after.values() if v["student_ap"] is not None)}
+             "AP after": "; ".join(f"{v['student_ap']:.3f}" for v in e.metrics_after.values()
+                                   if v["student_ap"] is not None)}
             for i, e in enumerate(session.events)]
     if rows:
         st.dataframe(pd.DataFrame(rows), hide_index=True)
-        point = st.number_input("Revert to after edit # (0 = before any edit)", 0, len(rows), session.cursor, key="revert_to")
+        point = st.number_input("Revert to after edit # (0 = before any edit)", 0, len(rows), session.cursor,
+                                key="revert_to")
         if st.button("Revert"):
             session.revert(int(point))
             st.rerun()
@@ -36,11 +38,7 @@ if state:
     upload = st.file_uploader("Import a saved log", type=["json"])
     if upload is not None:
         try:
-            ws = explorer.workspace
-            restored = TuningSession.from_json(upload.getvalue(), explorer.base_bank.copy(), ws.concept_matrix,
-                                               ws.teacher_logits, ws.labels, ws.classes, ws.vocabulary,
-                                               stamp=session.stamp)
-            restored.autosave_path = session.autosave_path
+            restored = import_session(explorer, upload.getvalue(), session.autosave_path)
             st.session_state["tuning"] = restored
             st.success(f"Imported {len(restored.events)} edits.")
         except TuningError as exc:

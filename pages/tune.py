@@ -56,8 +56,10 @@ def controls(session, c: int, top) -> None:
                        args=(session, "upweight", c, j), kwargs={"factor": factor})
         cols[1].button("⬇", key=key + "_down", help=f"down-tune ×{1 / factor:.2f}", on_click=act,
                        args=(session, "downweight", c, j), kwargs={"factor": 1 / factor})
-        cols[2].button("🔒", key=key + "_lock", help="lock at the current value", on_click=act, args=(session, "lock", c, j))
-        cols[3].button("✖", key=key + "_remove", help="remove (weight 0)", on_click=act, args=(session, "remove", c, j))
+        cols[2].button("🔒", key=key + "_lock", help="lock at the current value", on_click=act,
+                       args=(session, "lock", c, j))
+        cols[3].button("✖", key=key + "_remove", help="remove (weight 0)", on_click=act,
+                       args=(session, "remove", c, j))
     st.button("Refine (exact BCE fit of this class)", key=f"refine_{c}", on_click=refine, args=(session, c),
               help="The paper's objective, same bounds; takes a moment. The next slider move returns to the fast fit.")
 
@@ -69,8 +71,8 @@ def refine(session, c: int) -> None:
 def results(session, c: int) -> None:
     if st.session_state.get("tune_error"):
         st.error(st.session_state["tune_error"])
-    if session.events and session.cursor and c in session.events[session.cursor - 1].metrics_after:
-        last = session.events[session.cursor - 1]
+    last = session.last_event
+    if last and c in last.metrics_after:
         before, after = last.metrics_before[c], last.metrics_after[c]
         cols = st.columns(3)
         cols[0].metric("Student AP", f"{after['student_ap'] or 0:.3f}",

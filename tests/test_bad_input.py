@@ -74,7 +74,7 @@ def test_read_only_or_full_disk_still_browses(tmp_path, monkeypatch):
     explorer = explorer_mod.open_explorer(copy / "workspace")  # students fitted, saving them fails quietly
     assert not (copy / "workspace" / "students.json").exists()
     session = explorer_mod.new_session(explorer)
-    monkeypatch.setattr("conceptkd_core.students.session.atomic_write_text", full)
+    monkeypatch.setattr("conceptkd_core.students.session_file.atomic_write_text", full)
     session.set_weight(0, 0, 0.5)
     assert session.bank.coef_[0, 0] == 0.5
     assert "No space left on device" in session.autosave_error

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from conceptkd_core.store.side_files import GRAM_FILE
-from conceptkd_core.explorer import (disagreement_table, metrics_table, new_session, open_explorer,
-                                     workspace_stats)
+from conceptkd_core.explorer import (disagreement_table, import_session, metrics_table, new_session, open_explorer,
+                                     resume_session, workspace_stats)
 from conceptkd_core.students.gram import GramStats
 from conceptkd_core.students.metrics import class_metrics, disagreements
 from conceptkd_core.students.scores import MetricCache, SharedScores, class_scores
@@ -85,6 +85,26 @@ def test_session_scores_are_a_function_of_the_weights_and_metrics_are_cached(wor
     assert second.shared is explorer.shared and second.cursor == 0
     np.testing.assert_array_equal(second.student_scores, explorer.shared.base_scores)
     assert not explorer.shared.base_scores.flags.writeable
+
+
+def test_imported_and_resumed_sessions_share_the_explorer_base_scores(workspace, tmp_path):
+    explorer = open_explorer(workspace.root)
+    session = new_session(explorer, autosave=False)
+    session.set_weight(1, int(np.argmax(np.abs(session.bank.coef_[1]))), 0.0)
+    session.autosave_path = tmp_path / "autosaved.json"
+    session.autosave()
+    imported = import_session(explorer, session.export_json().encode(), tmp_path / "imported.json")
+    resumed = resume_session(explorer, tmp_path / "autosaved.json")
+    for restored in (imported, resumed):
+        assert restored.shared is explorer.shared  # no second pass over the concept matrix
+        assert restored.session_id == session.session_id and restored.cursor == 1
+        np.testing.assert_array_equal(restored.bank.coef_, session.bank.coef_)
+        np.testing.assert_array_equal(restored.student_scores, session.student_scores)
+    assert imported.autosave_path == tmp_path / "imported.json"
+    assert resumed.autosave_path == tmp_path / "autosaved.json"
+    imported.undo()  # it autosaves where it was told, not over the file it came from
+    assert json.loads((tmp_path / "imported.json").read_text())["cursor"] == 0
+    assert json.loads((tmp_path / "autosaved.json").read_text())["cursor"] == 1
 
 
 def test_metric_cache_is_bounded_and_least_recently_used_goes_first():

@@ -120,6 +120,16 @@ def test_export_import_round_trip_and_autosave(session, tmp_path):
     assert json.loads(saved)["cursor"] == 1  # autosaved after the undo
 
 
+def test_an_unbounded_limit_is_saved_and_read_back(session):
+    session.set_bounds(1, 3, -np.inf, 0.2)  # autosaves: JSON itself has no infinity
+    text = session.export_json()
+    again = TuningSession.from_json(text, session.bank.copy(), session.X, session.teacher_logits,
+                                    session.labels, CLASSES, VOCAB)
+    assert again.events[0].args == {"lower": -np.inf, "upper": 0.2}
+    assert again.bank.lower_[1, 3] == -np.inf and again.bank.upper_[1, 3] == 0.2
+    assert again.export_json() == text
+
+
 def _tamper_weight(text):
     data = json.loads(text)
     data["events"][0]["coef"]["2"][1][0] += 0.1

@@ -8,7 +8,8 @@ matrix (in row chunks), instead of converting and multiplying all m columns. The
 function of the weights alone, so undo/redo land on exactly the same scores.
 
 Metrics (AP needs a sort of all n scores) are cached by (class, exact weights): undo, redo and
-a revisited state cost nothing, and sessions over one workspace share the cache.
+a revisited state cost nothing, and sessions over one workspace share the cache. ``SessionScores``
+keeps one tuning session's scores current and measures what a move did (``MoveFigures``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .bank import StudentBank
+from .metrics import decisions, student_class_metrics
 from .solver import sigmoid
 
 CHUNK_ROWS = 65536
@@ -103,3 +105,68 @@ def class_scores(X: np.ndarray, shared: SharedScores, c: int, coef: np.ndarray, 
         block = np.asarray(X[start:start + chunk_rows, changed], dtype=np.float32)
         out[start:start + chunk_rows] += block @ step
     return out
+
+
+@dataclass(frozen=True)
+class MoveFigures:
+    """What a tuning event records of each class it moves, taken before and again after the move.
+
+    metrics : {class: {"student_ap": .., "agreement": ..}} (None where undefined)
+    decisions : {class: ndarray of shape (n_images,), the student's yes/no per image}
+    """
+
+    metrics: dict[int, dict]
+    decisions: dict[int, np.ndarray]
+
+    def flipped_since(self, before: "MoveFigures") -> dict[int, int]:
+        """Per class, how many images changed side between ``before`` and these figures."""
+        return {c: int((now != before.decisions[c]).sum()) for c, now in self.decisions.items()}
+
+
+class SessionScores:
+    """One tuning session's student scores over every image, kept current class by class.
+
+    The session re-fits ``bank`` in place and calls ``refresh`` for each class it changed; the
+    scores start as (a copy of) the shared base scores and never need a full product.
+    labels, teacher_logits : ndarray of shape (n_images, n_classes)
+    """
+
+    def __init__(self, bank: StudentBank, X: np.ndarray, labels: np.ndarray, teacher_logits: np.ndarray,
+                 shared: SharedScores):
+        self.bank, self.X, self.labels, self.teacher_logits, self.shared = bank, X, labels, teacher_logits, shared
+        self._scores = shared.base_scores.copy()
+
+    @property
+    def view(self) -> np.ndarray:
+        """The scores, shape (n_images, n_classes); read-only, so only ``refresh`` changes them."""
+        view = self._scores.view()
+        view.setflags(write=False)
+        return view
+
+    def refresh(self, c: int) -> None:
+        """Bring class ``c``'s scores up to the bank's current weights."""
+        self._scores[:, c] = class_scores(self.X, self.shared, c, self.bank.coef_[c], self.bank.intercept_[c])
+
+    def probs(self) -> np.ndarray:
+        return self.bank.predict_proba_from_scores(self._scores)
+
+    def class_probs(self, c: int) -> np.ndarray:
+        return self.bank.predict_proba_from_scores(self._scores[:, c])
+
+    def class_metrics(self, c: int) -> dict:
+        """student_ap, agreement, logit_corr, fidelity_ap of class ``c`` now (None where undefined),
+        cached by the class's exact weights in the cache every session of the workspace shares."""
+        key = state_key(c, self.bank.coef_[c], self.bank.intercept_[c])
+        metrics = self.shared.metric_cache.get(key)
+        if metrics is None:
+            raw = student_class_metrics(self.labels[:, c], self.teacher_logits[:, c], self.shared.teacher_probs[:, c],
+                                        self._scores[:, c], self.class_probs(c))
+            metrics = {name: None if not np.isfinite(value) else float(value) for name, value in raw.items()}
+            self.shared.metric_cache.put(key, metrics)
+        return metrics
+
+    def figures(self, classes: list[int]) -> MoveFigures:
+        """The figures an event records of ``classes``, as they stand now."""
+        metrics = {c: self.class_metrics(c) for c in classes}
+        return MoveFigures({c: {name: m[name] for name in ("student_ap", "agreement")} for c, m in metrics.items()},
+                           {c: decisions(self.class_probs(c)) for c in classes})
