@@ -144,7 +144,7 @@ def run_extract(args) -> int:
 def run_gram(args) -> int:
     import time
 
-    from .explorer import workspace_stats
+    from .explorer import fit_split, workspace_stats
     from .store.side_files import GRAM_FILE
     from .store.workspace import load_workspace
 
@@ -155,8 +155,10 @@ def run_gram(args) -> int:
         from .store.workspace import CONCEPTS_FILE
 
         _quiet_ray_logs()
+        fit = fit_split(workspace).fit  # the students' fit images, as the local build takes them
         stats = workspace_stats(workspace, rebuild=True, build=lambda: gram_stats_on_ray(
-            workspace.root / CONCEPTS_FILE, workspace.teacher_logits, address=args.address, ship_code=args.ship_code))
+            workspace.root / CONCEPTS_FILE, workspace.teacher_logits, address=args.address, ship_code=args.ship_code,
+            rows=fit))
     else:
         stats = workspace_stats(workspace, rebuild=True)
     print(f"Gram statistics of {stats.n_samples} images x {stats.gram.shape[0]} concepts built in "

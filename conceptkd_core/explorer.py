@@ -19,10 +19,12 @@ from .defaults import DEFAULT_ALPHA
 from .store import side_files
 from .store.workspace import Workspace, WorkspaceError, load_workspace
 from .students.bank import StudentBank
+from .students.budget import budget_bank
 from .students.gram import GramStats
 from .students.metrics import average_precision, disagreements, summary
 from .students.scores import SharedScores
 from .students.session import TuningSession
+from .store.split import Split, workspace_split
 
 
 @dataclass(frozen=True)
@@ -33,8 +35,9 @@ class Explorer:
     stats: GramStats
     base_bank: StudentBank
     segments: dict | None
-    shared: SharedScores  # base scores, teacher probabilities, metric cache
-    teacher_ap: np.ndarray  # (n_classes,) AP of the teacher's logits against the labels
+    shared: SharedScores  # base scores, teacher probabilities, metric cache, fit / held-out rows
+    teacher_ap: np.ndarray  # (n_classes,) AP of the teacher's logits against the labels, held-out images
+    split: Split  # which images the students are fit on and which measure them
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -45,31 +48,41 @@ class Explorer:
         return self.workspace.vocabulary
 
 
+def fit_split(workspace: Workspace) -> Split:
+    """The workspace's fit / held-out split (``store.split``)."""
+    return workspace_split(workspace.splits, workspace.labels)
+
+
 def workspace_stats(workspace: Workspace, rebuild: bool = False,
                     build: Callable[[], GramStats] | None = None) -> GramStats:
-    """The workspace's Gram statistics: read from its cache when that was made for this very
-    workspace, else built (``build``, default ``GramStats.from_arrays``) and cached. A read-only
-    workspace still works: the statistics are then not cached."""
-    cached = None if rebuild else side_files.read_gram(workspace)
+    """The Gram statistics of the workspace's fit images: read from its cache when that was made
+    for this very workspace and split, else built (``build``, default ``GramStats.from_arrays`` over
+    the fit rows) and cached. A read-only workspace still works: the statistics are then not cached."""
+    split = fit_split(workspace)
+    cached = None if rebuild else side_files.read_gram(workspace, split.digest, split.n_fit)
     if cached is not None:
         return GramStats(**cached)
-    stats = build() if build else GramStats.from_arrays(workspace.concept_matrix, workspace.teacher_logits)
-    side_files.write_gram(workspace, {f.name: getattr(stats, f.name) for f in fields(GramStats)})
+    if build is None:
+        stats = GramStats.from_arrays(workspace.concept_matrix, workspace.teacher_logits, rows=split.fit)
+    else:
+        stats = build()
+    side_files.write_gram(workspace, {f.name: getattr(stats, f.name) for f in fields(GramStats)}, split.digest)
     return stats
 
 
 def base_students(workspace: Workspace, stats: GramStats, alpha: float = DEFAULT_ALPHA) -> StudentBank:
-    """The saved base students of the workspace, or (none saved, stale or damaged) a fresh fit,
-    saved for the next open when the workspace is writable."""
+    """The saved base students of the workspace, or (none saved, stale or damaged) a fresh fit on
+    the split's fit images, saved for the next open when the workspace is writable."""
+    digest = fit_split(workspace).digest
     try:
-        saved = side_files.read_students(workspace)
+        saved = side_files.read_students(workspace, digest)
         if saved is not None:
             return StudentBank.from_dict(saved, stats)
     except (WorkspaceError, KeyError, TypeError, ValueError):
         pass  # stale or damaged: re-fit below and replace it
     bank = StudentBank(alpha=alpha).fit_stats(stats)
     try:
-        side_files.write_students(workspace, bank.to_dict())
+        side_files.write_students(workspace, bank.to_dict(), digest)
     except OSError:
         pass  # a read-only workspace still browses; students are re-fitted on each open
     return bank
@@ -78,12 +91,14 @@ def base_students(workspace: Workspace, stats: GramStats, alpha: float = DEFAULT
 def open_explorer(root: str | os.PathLike, alpha: float = DEFAULT_ALPHA) -> Explorer:
     """Load a workspace and its base students (fitted and saved beside it on first open)."""
     workspace = load_workspace(root)
+    split = fit_split(workspace)
     stats = workspace_stats(workspace)
     bank = base_students(workspace, stats, alpha)
-    shared = SharedScores.build(bank, workspace.concept_matrix, workspace.teacher_logits)
-    teacher_ap = np.atleast_1d(average_precision(workspace.labels, workspace.teacher_logits))
+    shared = SharedScores.build(bank, workspace.concept_matrix, workspace.teacher_logits, held_out=split.held_out)
+    rows = shared.held_out_rows
+    teacher_ap = np.atleast_1d(average_precision(workspace.labels[rows], workspace.teacher_logits[rows]))
     teacher_ap.setflags(write=False)
-    return Explorer(workspace, stats, bank, side_files.read_segments(workspace), shared, teacher_ap)
+    return Explorer(workspace, stats, bank, side_files.read_segments(workspace), shared, teacher_ap, split)
 
 
 def _stamp(workspace: Workspace) -> dict:
@@ -101,20 +116,56 @@ def new_session(explorer: Explorer, user: str | None = None, autosave: bool = Tr
     return session
 
 
+STUDENT_COLUMNS = ("student_ap", "fidelity_ap", "balanced_agreement", "decision_f1", "agreement", "logit_corr")
+
+
 def metrics_table(explorer: Explorer, session: TuningSession) -> pd.DataFrame:
-    """One row per class, as ``metrics.class_metrics``: the teacher's AP from the explorer, the
-    students' figures from the session's cache (only classes changed since are recomputed)."""
-    rows = [session.class_metrics(c) for c in range(len(session.classes))]
+    """One row per class, measured on the held-out images (the students never saw them).
+
+    Columns: class; positives and chance_ap (the AP of a random ranking: the share of positives)
+    among the held-out images; teacher_ap; the students' figures (``STUDENT_COLUMNS``, see
+    ``students.metrics``), from the session's cache so only classes changed since are recomputed;
+    student_ap_in_sample (on the images the students were fit on, for comparison only) and
+    concepts_used (non-zero weights).
+    """
+    rows = explorer.shared.held_out_rows
+    positives = session.labels[rows].sum(axis=0).astype(int)
+    held_out = [session.class_metrics(c) for c in range(len(session.classes))]
+    in_sample = [session.class_metrics(c, "in_sample")["student_ap"] for c in range(len(session.classes))]
     return pd.DataFrame({
-        "class": session.classes, "positives": session.labels.sum(axis=0).astype(int),
+        "class": session.classes, "positives": positives, "chance_ap": positives / max(rows.size, 1),
         "teacher_ap": explorer.teacher_ap,
-        **{name: np.array([np.nan if r[name] is None else r[name] for r in rows], dtype=np.float64)
-           for name in ("student_ap", "agreement", "logit_corr", "fidelity_ap")},
+        **{name: np.array([np.nan if r[name] is None else r[name] for r in held_out], dtype=np.float64)
+           for name in STUDENT_COLUMNS},
+        "student_ap_in_sample": np.array([np.nan if v is None else v for v in in_sample], dtype=np.float64),
+        "concepts_used": (session.bank.coef_ != 0).sum(axis=1),
     })
 
 
 def metrics_summary(explorer: Explorer, session: TuningSession) -> dict:
-    return summary(metrics_table(explorer, session))
+    """Bank-level held-out figures (``students.metrics.summary``) plus the split sizes and chance mAP."""
+    table = metrics_table(explorer, session)
+    return summary(table) | {
+        "chance_map": float(np.nanmean(table["chance_ap"].where(table["positives"] > 0))),
+        "student_map_in_sample": float(np.nanmean(table["student_ap_in_sample"])),
+        "concepts_per_class_median": float(np.median(table["concepts_used"])),
+        "n_fit": explorer.split.n_fit, "n_held_out": explorer.split.n_held_out, "split_rule": explorer.split.rule,
+    }
+
+
+BUDGETS = (5, 20)
+
+
+def budget_table(explorer: Explorer, session: TuningSession, budgets: tuple[int, ...] = BUDGETS) -> pd.DataFrame:
+    """Held-out student AP per class when each class may use only ``budgets`` concepts
+    (``students.budget``), beside the AP with every concept the session's students use."""
+    rows = explorer.shared.held_out_rows
+    X, labels = np.asarray(session.X[rows], dtype=np.float32), session.labels[rows]
+    table = pd.DataFrame({"class": session.classes, "concepts_used": (session.bank.coef_ != 0).sum(axis=1)})
+    for budget in budgets:
+        table[f"ap_at_{budget}"] = np.atleast_1d(average_precision(labels, budget_bank(session.bank, budget).decision_function(X)))
+    table["ap_all"] = np.atleast_1d(average_precision(labels, session.student_scores[rows]))
+    return table
 
 
 def top_concepts(session: TuningSession, class_index: int, n: int = 15) -> pd.DataFrame:
@@ -154,12 +205,17 @@ def rows_where_concept_fires(X: np.ndarray, concept_index: int, top: int = 24) -
 
 
 def disagreement_table(session: TuningSession, class_index: int | None, top: int = 12) -> pd.DataFrame:
+    """The held-out images where teacher and student differ most (``students.metrics.disagreements``);
+    ``row`` is the workspace row."""
+    rows = session.shared.held_out_rows
+    teacher = session.teacher_probs[rows]
     if class_index is None:
-        table = disagreements(session.teacher_probs, session.student_probs(), None, top, probabilities=True)
+        table = disagreements(teacher, session.student_probs()[rows], None, top, probabilities=True)
     else:
         c = int(class_index)
-        table = disagreements(session.teacher_probs[:, [c]], session.class_probs(c)[:, None], 0, top, probabilities=True)
+        table = disagreements(teacher[:, [c]], session.class_probs(c)[rows, None], 0, top, probabilities=True)
         table["class_index"] = c
+    table["row"] = rows[table["row"].to_numpy()]
     table.insert(1, "class", [session.classes[c] for c in table["class_index"]])
     return table
 

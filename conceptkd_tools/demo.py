@@ -287,7 +287,10 @@ def evaluate(demo: Path = DEMO_DIR) -> dict:
     from conceptkd_core.extract.clip_backend import concept_embeddings, encode_image, load_clip, register_model_config, to_model_input
     from conceptkd_core.store.side_files import read_segments
     from conceptkd_core.images import load_rgb, square_resize
-    from conceptkd_core.students.metrics import agreement, average_precision, mean_ap
+    from conceptkd_core.defaults import DEFAULT_ALPHA
+    from conceptkd_core.students.budget import budget_bank
+    from conceptkd_core.students.metrics import agreement, average_precision, balanced_agreement, decision_f1, mean_ap
+    from conceptkd_core.store.split import workspace_split
     from conceptkd_core.students.bank import StudentBank
     from conceptkd_core.students.solver import sigmoid
     from conceptkd_core.store.workspace import load_workspace
@@ -308,13 +311,17 @@ def evaluate(demo: Path = DEMO_DIR) -> dict:
     predicted = (encode_image(clip, batch).numpy() @ text.T).argmax(axis=1)
     top1 = float((ws.labels[rows, predicted] == 1).mean())
 
+    # Students fit on the split's fit images (val) and measured on the held-out ones (test).
+    split = workspace_split(ws.splits, ws.labels)
+    assert not (split.fit & test).any(), "the students must never be fit on a test scene"
     teacher_ap = average_precision(ws.labels[test], ws.teacher_logits[test])
     X = np.asarray(ws.concept_matrix, dtype=np.float32)
-    val = ws.split_mask("val")
-    bank = StudentBank(alpha=1e-3).fit(X[val], ws.teacher_logits[val])
+    bank = StudentBank(alpha=DEFAULT_ALPHA).fit(X[split.fit], ws.teacher_logits[split.fit])
     scores = bank.decision_function(X[test])
     student_ap = average_precision(ws.labels[test], scores)
-    fidelity = float(agreement(sigmoid(ws.teacher_logits[test].astype(np.float64)), sigmoid(scores)).mean())
+    teacher_probs, student_probs = sigmoid(ws.teacher_logits[test].astype(np.float64)), sigmoid(scores)
+    budget_ap = {f"student_map_at_{b}_concepts": round(mean_ap(average_precision(
+        ws.labels[test], budget_bank(bank, b).decision_function(X[test]))), 4) for b in (5, 20)}
 
     # Pointing game: the segment that gives a present class's word its score overlaps the object.
     segments = read_segments(ws)
@@ -337,7 +344,13 @@ def evaluate(demo: Path = DEMO_DIR) -> dict:
         random_hits += bool((chance & mask).any())  # baseline: a random segment of the image
         total += 1
     return {"clip_zero_shot_top1": round(top1, 4), "teacher_map": round(mean_ap(teacher_ap), 4),
-            "student_map": round(mean_ap(student_ap), 4), "fidelity": round(fidelity, 4),
+            "student_map": round(mean_ap(student_ap), 4),
+            "student_teacher_gap": round(mean_ap(teacher_ap) - mean_ap(student_ap), 4),
+            "balanced_agreement": round(float(np.nanmean(balanced_agreement(teacher_probs, student_probs))), 4),
+            "plain_agreement": round(float(agreement(teacher_probs, student_probs).mean()), 4),
+            "decision_f1": round(float(np.nanmean(decision_f1(teacher_probs, student_probs))), 4),
+            "concepts_per_class_median": float(np.median((bank.coef_ != 0).sum(axis=1))), **budget_ap,
+            "fit_images": split.n_fit,
             "pointing_game": round(hits / max(total, 1), 4),
             "pointing_game_random_segment": round(random_hits / max(total, 1), 4), "single_object_scenes": int(rows.size),
             "test_images": int(test.sum()), "vocabulary_words": ws.n_concepts}

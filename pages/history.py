@@ -21,7 +21,7 @@ if state:
     rows = [{"#": i + 1, "applied": i < session.cursor, "time": e.time, "user": e.user, "operation": e.op,
              "class": ", ".join(explorer.classes[c] for c in e.classes),
              "concept": explorer.vocabulary[e.concept] if e.concept is not None else "",
-             "AP after": "; ".join(f"{v['student_ap']:.3f}" for v in e.metrics_after.values()
+             "held-out AP after": "; ".join(f"{v['student_ap']:.3f}" for v in e.metrics_after.values()
                                    if v["student_ap"] is not None)}
             for i, e in enumerate(session.events)]
     if rows:

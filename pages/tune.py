@@ -74,11 +74,13 @@ def results(session, c: int) -> None:
     last = session.last_event
     if last and c in last.metrics_after:
         before, after = last.metrics_before[c], last.metrics_after[c]
+        st.caption("After the last edit, on held-out images (the students were not fit on them):")
         cols = st.columns(3)
-        cols[0].metric("Student AP", f"{after['student_ap'] or 0:.3f}",
-                       f"{(after['student_ap'] or 0) - (before['student_ap'] or 0):+.3f}")
-        cols[1].metric("Fidelity", f"{after['agreement']:.3f}", f"{after['agreement'] - before['agreement']:+.3f}")
-        cols[2].metric("Images that changed side", last.flipped.get(c, 0))
+        for col, (label, key) in zip(cols, (("Student AP", "student_ap"), ("Balanced agreement", "balanced_agreement"))):
+            now, then = after.get(key), before.get(key)
+            col.metric(label, "–" if now is None else f"{now:.3f}",
+                       None if now is None or then is None else f"{now - then:+.3f}")
+        cols[2].metric("Held-out images that changed side", last.flipped.get(c, 0))
     if session.autosave_error:
         st.warning(session.autosave_error)
     st.subheader("Weights now")

@@ -61,5 +61,6 @@ def test_real_path_end_to_end_on_three_shipped_scenes(shipped, tmp_path):
 def test_demo_eval_reproduces_the_committed_figures():
     recorded = json.loads((DEMO_DIR / "eval.json").read_text())
     measured = evaluate(DEMO_DIR)
-    for key in ("clip_zero_shot_top1", "teacher_map", "student_map", "fidelity", "pointing_game"):
+    for key in ("clip_zero_shot_top1", "teacher_map", "student_map", "student_teacher_gap", "balanced_agreement",
+                "plain_agreement", "pointing_game"):
         assert measured[key] == pytest.approx(recorded[key], abs=0.01), key

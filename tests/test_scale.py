@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conceptkd_core.store.side_files import GRAM_FILE
-from conceptkd_core.explorer import (disagreement_table, import_session, metrics_table, new_session, open_explorer,
+from conceptkd_core.explorer import (fit_split, disagreement_table, import_session, metrics_table, new_session, open_explorer,
                                      resume_session, workspace_stats)
 from conceptkd_core.students.gram import GramStats
 from conceptkd_core.students.metrics import class_metrics, disagreements
@@ -66,18 +66,21 @@ def test_session_scores_are_a_function_of_the_weights_and_metrics_are_cached(wor
     np.testing.assert_array_equal(session.student_scores, after)
     assert len(explorer.shared.metric_cache) == cached  # undo/redo states were already cached
 
-    # The cached per-class table is the vectorised reference, column by column.
+    # The cached per-class table is the vectorised reference on the held-out images, column by column.
     table = metrics_table(explorer, session)
-    reference = class_metrics(session.labels, session.teacher_logits, session.student_scores, session.student_probs(),
-                              session.classes)
-    for column in ("teacher_ap", "student_ap", "agreement", "logit_corr", "fidelity_ap", "positives"):
+    rows = explorer.shared.held_out_rows
+    assert 0 < rows.size < workspace.n_images and not np.isin(rows, explorer.shared.fit_rows).any()
+    reference = class_metrics(session.labels[rows], session.teacher_logits[rows], session.student_scores[rows],
+                              session.student_probs()[rows], session.classes)
+    for column in ("teacher_ap", "student_ap", "agreement", "balanced_agreement", "decision_f1", "logit_corr",
+                   "fidelity_ap", "positives"):
         np.testing.assert_allclose(table[column].to_numpy(float), reference[column].to_numpy(float), atol=1e-12)
 
     # Disagreements for one class and for all agree with the reference ranking.
     for c in (None, 3):
         ours = disagreement_table(session, c, top=15)
-        ref = disagreements(session.teacher_logits, session.student_probs(), c, 15)
-        np.testing.assert_array_equal(ours["row"], ref["row"])
+        ref = disagreements(session.teacher_logits[rows], session.student_probs()[rows], c, 15)
+        np.testing.assert_array_equal(ours["row"], rows[ref["row"]])
         np.testing.assert_allclose(ours["gap"], ref["gap"], atol=1e-12)
 
     # A second session shares the base scores and the cache, but not the first one's edits.
@@ -121,20 +124,21 @@ def test_gram_statistics_are_cached_per_workspace(workspace, tmp_path):
     path.unlink(missing_ok=True)
     built = workspace_stats(workspace)
     assert path.is_file()
-    reference = GramStats.from_arrays(workspace.concept_matrix, workspace.teacher_logits)
+    split = fit_split(workspace)  # the students' fit images only: 60 % 'train' in the synthetic workspace
+    reference = GramStats.from_arrays(workspace.concept_matrix, workspace.teacher_logits, rows=split.fit)
     cached = workspace_stats(workspace, build=lambda: pytest.fail("should have been read from the cache"))
     for field in ("gram", "xty", "yty", "x_mean", "y_mean"):
         np.testing.assert_array_equal(getattr(cached, field), getattr(reference, field))
         np.testing.assert_array_equal(getattr(built, field), getattr(reference, field))
-    assert cached.lipschitz == reference.lipschitz and cached.n_samples == 3000
+    assert cached.lipschitz == reference.lipschitz and cached.n_samples == split.n_fit == 1800
 
     # A cache made for another workspace, or a damaged one, is rebuilt, never used.
     other = write_synthetic_workspace(tmp_path / "other", n_images=500, n_concepts=60, n_classes=5, seed=2)
     (other.root / GRAM_FILE).write_bytes(path.read_bytes())
     fresh = workspace_stats(load_workspace(other.root))
-    assert fresh.n_samples == 500
+    assert fresh.n_samples == 300
     (other.root / GRAM_FILE).write_bytes(b"garbage")
-    assert workspace_stats(load_workspace(other.root)).n_samples == 500
+    assert workspace_stats(load_workspace(other.root)).n_samples == 300
 
 
 def test_bench_scale_prints_the_table_and_plots(tmp_path):

@@ -167,8 +167,9 @@ class RayEngine:
 
 
 def gram_stats_on_ray(concepts_path: str | os.PathLike, teacher_logits: np.ndarray, *, address: str | None = None,
-                      chunk_rows: int = DEFAULT_CHUNK_ROWS, ship_code: bool = True) -> GramStats:
-    """``GramStats.from_arrays(concepts, teacher_logits)`` with one Ray task per chunk of rows.
+                      chunk_rows: int = DEFAULT_CHUNK_ROWS, ship_code: bool = True,
+                      rows: np.ndarray | None = None) -> GramStats:
+    """``GramStats.from_arrays(concepts, teacher_logits, rows=rows)`` with one Ray task per chunk of rows.
 
     Every task memory-maps ``concepts_path`` (a workspace's concepts.npy: it must be on a path
     every node sees) and returns its chunk's ``GramSums``; the driver adds them in row order.
@@ -176,15 +177,17 @@ def gram_stats_on_ray(concepts_path: str | os.PathLike, teacher_logits: np.ndarr
     concepts_path = str(Path(concepts_path).resolve())
     X = np.load(concepts_path, mmap_mode="r")
     Y = np.asarray(teacher_logits)
+    keep = np.ones(X.shape[0], dtype=bool) if rows is None else np.asarray(rows, dtype=bool)
     shift_x, shift_y = chunk_shifts(X, Y, chunk_rows)
     with ray_session(address, ship_code) as ray:
         @ray.remote(num_cpus=1)
-        def chunk_sums(start: int, y_chunk: np.ndarray) -> GramSums:
-            rows = read_rows(np.load(concepts_path, mmap_mode="r"), start, start + len(y_chunk))
-            return GramSums.of_chunk(rows, y_chunk, shift_x, shift_y)
+        def chunk_sums(start: int, y_chunk: np.ndarray, keep_chunk: np.ndarray) -> GramSums:
+            chunk = read_rows(np.load(concepts_path, mmap_mode="r"), start, start + len(y_chunk))
+            return GramSums.of_chunk(chunk[keep_chunk], y_chunk[keep_chunk], shift_x, shift_y)
 
         # Each task gets only its own rows of Y; the chunks are summed in row order.
-        refs = [chunk_sums.remote(start, Y[start:start + chunk_rows]) for start in range(0, X.shape[0], chunk_rows)]
+        refs = [chunk_sums.remote(start, Y[start:start + chunk_rows], keep[start:start + chunk_rows])
+                for start in range(0, X.shape[0], chunk_rows)]
         total = GramSums.zeros(X.shape[1], Y.shape[1])
         for ref in refs:
             total += ray.get(ref)

@@ -83,30 +83,36 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 # ----------------------------------------------------------------------------- students.json
-def write_students(workspace: Workspace, students: Mapping[str, Any]) -> Path:
-    """Save the base students (``StudentBank.to_dict()``) stamped with their workspace."""
+def write_students(workspace: Workspace, students: Mapping[str, Any], split_digest: str) -> Path:
+    """Save the base students (``StudentBank.to_dict()``) stamped with their workspace and the
+    digest of the images they were fit on (``students.split.Split.digest``)."""
     path = workspace.root / STUDENTS_FILE
-    return atomic_write_json(path, stamp(workspace, STUDENTS_KIND, {"students": dict(students)}))
+    payload = {"split_digest": split_digest, "students": dict(students)}
+    return atomic_write_json(path, stamp(workspace, STUDENTS_KIND, payload))
 
 
-def read_students(workspace: Workspace) -> dict | None:
+def read_students(workspace: Workspace, split_digest: str) -> dict | None:
     """The saved students' parameters (for ``StudentBank.from_dict``), None if none were saved.
 
-    Raises ``WorkspaceError`` for a damaged file or one made for another workspace.
+    Raises ``WorkspaceError`` for a damaged file, or one made for another workspace or fit on
+    other images than ``split_digest`` names.
     """
     path = workspace.root / STUDENTS_FILE
     if not path.is_file():
         return None
-    students = check_stamp(workspace, read_json(path), STUDENTS_KIND, path).get("students")
+    document = check_stamp(workspace, read_json(path), STUDENTS_KIND, path)
+    _check(document.get("split_digest") == split_digest, path, "fit on other images than this workspace's split")
+    students = document.get("students")
     _check(isinstance(students, dict), path, "no 'students' object")
     return students
 
 
 # ----------------------------------------------------------------------------- gram.npz
-def write_gram(workspace: Workspace, fields: Mapping[str, Any]) -> Path | None:
-    """Cache Gram statistics (``GRAM_FIELDS``) for this very workspace; None if it is read-only."""
+def write_gram(workspace: Workspace, fields: Mapping[str, Any], split_digest: str) -> Path | None:
+    """Cache Gram statistics (``GRAM_FIELDS``) of this very workspace's fit images (``split_digest``);
+    None if the workspace is read-only."""
     buffer = io.BytesIO()
-    np.savez(buffer, workspace_id=np.asarray(workspace.workspace_id),
+    np.savez(buffer, workspace_id=np.asarray(workspace.workspace_id), split_digest=np.asarray(split_digest),
              **{name: np.asarray(fields[name]) for name in GRAM_FIELDS})
     try:
         return atomic_write_bytes(workspace.root / GRAM_FILE, buffer.getvalue())
@@ -114,9 +120,10 @@ def write_gram(workspace: Workspace, fields: Mapping[str, Any]) -> Path | None:
         return None
 
 
-def read_gram(workspace: Workspace) -> dict | None:
-    """The cached Gram statistics' fields when they were made for this very workspace (same id,
-    shapes and image count, finite values); None when absent, foreign or damaged (rebuild them)."""
+def read_gram(workspace: Workspace, split_digest: str, n_fit: int) -> dict | None:
+    """The cached Gram statistics' fields when they were made for this very workspace and its
+    ``n_fit`` fit images (same id, split, shapes, finite values); None when absent, foreign or
+    damaged (rebuild them)."""
     path = workspace.root / GRAM_FILE
     if not path.is_file():
         return None
@@ -124,7 +131,8 @@ def read_gram(workspace: Workspace) -> dict | None:
     shapes = {"x_mean": (m,), "y_mean": (k,), "gram": (m, m), "xty": (m, k), "yty": (k,)}
     try:
         with np.load(path, allow_pickle=False) as saved:
-            if str(saved["workspace_id"]) != workspace.workspace_id or int(saved["n_samples"]) != workspace.n_images:
+            if (str(saved["workspace_id"]) != workspace.workspace_id or int(saved["n_samples"]) != n_fit
+                    or str(saved["split_digest"]) != split_digest):
                 return None
             fields = {name: saved[name] for name in shapes}
             if any(fields[name].shape != shape or not np.isfinite(fields[name]).all() for name, shape in shapes.items()):
@@ -134,7 +142,7 @@ def read_gram(workspace: Workspace) -> dict | None:
         return None
     if not (np.isfinite(lipschitz) and lipschitz > 0):
         return None
-    return fields | {"n_samples": workspace.n_images, "lipschitz": lipschitz}
+    return fields | {"n_samples": n_fit, "lipschitz": lipschitz}
 
 
 # ----------------------------------------------------------------------------- segments/

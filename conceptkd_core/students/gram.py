@@ -82,17 +82,23 @@ class GramStats:
     lipschitz: float
 
     @classmethod
-    def from_arrays(cls, X: np.ndarray, Y: np.ndarray, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> "GramStats":
+    def from_arrays(cls, X: np.ndarray, Y: np.ndarray, chunk_rows: int = DEFAULT_CHUNK_ROWS,
+                    rows: np.ndarray | None = None) -> "GramStats":
         """Accumulate the statistics over row chunks of ``X`` (n, m) and ``Y`` (n, k) in float64.
 
+        ``rows`` : bool mask of shape (n,), the rows to use (the students' fit rows); all if None.
         ``X`` may be a read-only memory map in float16: only one chunk is in memory at a time.
         Rows are shifted by the first chunk's mean before accumulating, which keeps the
-        final centring free of cancellation error.
+        final centring free of cancellation error (any shift gives the same statistics).
         """
         shift_x, shift_y = chunk_shifts(X, Y, chunk_rows)
         total = GramSums.zeros(X.shape[1], Y.shape[1])
-        for start, rows in row_chunks(X, chunk_rows):
-            total += GramSums.of_chunk(rows, Y[start:start + len(rows)], shift_x, shift_y)
+        for start, chunk in row_chunks(X, chunk_rows):
+            y_chunk = Y[start:start + len(chunk)]
+            if rows is not None:
+                keep = rows[start:start + len(chunk)]
+                chunk, y_chunk = chunk[keep], y_chunk[keep]
+            total += GramSums.of_chunk(chunk, y_chunk, shift_x, shift_y)
         return cls.from_sums(total, shift_x, shift_y)
 
     @classmethod

@@ -67,6 +67,35 @@ def agreement(teacher_probs: np.ndarray, student_probs: np.ndarray) -> np.ndarra
     return (decisions(teacher_probs) == decisions(student_probs)).mean(axis=0)
 
 
+def balanced_agreement(teacher_probs: np.ndarray, student_probs: np.ndarray) -> np.ndarray:
+    """Per class, the mean of the student's agreement on the teacher's yes images and on its no images.
+
+    Plain agreement rewards a student that always says no when the teacher rarely says yes (5 %
+    positives: 0.95); this one gives that student 0.5. A rate without images (the teacher never
+    says yes) is left out of the mean; NaN when neither exists.
+    """
+    teacher = np.atleast_2d(decisions(teacher_probs).T).T
+    student = np.atleast_2d(decisions(student_probs).T).T
+    yes, no = teacher.sum(axis=0), (~teacher).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rates = np.stack([(teacher & student).sum(axis=0) / yes, (~teacher & ~student).sum(axis=0) / no])
+    rates[0, yes == 0] = np.nan
+    rates[1, no == 0] = np.nan
+    defined = np.isfinite(rates).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(defined > 0, np.nansum(rates, axis=0) / np.maximum(defined, 1), np.nan)
+
+
+def decision_f1(teacher_probs: np.ndarray, student_probs: np.ndarray) -> np.ndarray:
+    """Per class, F1 of the student's yes/no decisions against the teacher's (NaN if neither says yes)."""
+    teacher = np.atleast_2d(decisions(teacher_probs).T).T
+    student = np.atleast_2d(decisions(student_probs).T).T
+    tp = (teacher & student).sum(axis=0)
+    wrong = (teacher != student).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(2 * tp + wrong > 0, 2 * tp / (2 * tp + wrong), np.nan)
+
+
 def logit_correlation(teacher_logits: np.ndarray, student_scores: np.ndarray) -> np.ndarray:
     """Per-class Pearson correlation of teacher logits and student scores (NaN if either is constant)."""
     t = teacher_logits - teacher_logits.mean(axis=0)
@@ -81,8 +110,8 @@ def class_metrics(labels: np.ndarray, teacher_logits: np.ndarray, student_scores
     """One row per class: AP of teacher and student against labels, and the student's fidelity.
 
     Columns: class, positives, teacher_ap, student_ap, agreement (same decision as the teacher),
-    logit_corr, fidelity_ap (AP of the student's scores against the teacher's decisions).
-    All array arguments have shape (n_images, n_classes).
+    balanced_agreement, decision_f1, logit_corr, fidelity_ap (AP of the student's scores against
+    the teacher's decisions). All array arguments have shape (n_images, n_classes).
     """
     teacher_logits = np.asarray(teacher_logits, dtype=np.float64)
     teacher_probs = sigmoid(teacher_logits)
@@ -92,6 +121,8 @@ def class_metrics(labels: np.ndarray, teacher_logits: np.ndarray, student_scores
         "teacher_ap": np.atleast_1d(average_precision(labels, teacher_logits)),
         "student_ap": np.atleast_1d(average_precision(labels, student_scores)),
         "agreement": agreement(teacher_probs, student_probs),
+        "balanced_agreement": balanced_agreement(teacher_probs, student_probs),
+        "decision_f1": decision_f1(teacher_probs, student_probs),
         "logit_corr": logit_correlation(teacher_logits, np.asarray(student_scores, dtype=np.float64)),
         "fidelity_ap": np.atleast_1d(average_precision(decisions(teacher_probs).astype(np.uint8), student_scores)),
     })
@@ -101,17 +132,20 @@ def student_class_metrics(labels: np.ndarray, teacher_logits: np.ndarray, teache
                           student_scores: np.ndarray, student_probs: np.ndarray) -> dict:
     """The student's columns of ``class_metrics`` for one class; every argument of shape (n_images,).
 
-    Returns floats (NaN where undefined): student_ap, agreement, logit_corr, fidelity_ap.
+    Returns floats (NaN where undefined): student_ap, agreement, balanced_agreement, decision_f1,
+    logit_corr, fidelity_ap.
     """
     scores = np.asarray(student_scores, dtype=np.float64)
-    teacher_probs = np.asarray(teacher_probs)
+    teacher_probs, student_probs = np.asarray(teacher_probs)[:, None], np.asarray(student_probs)[:, None]
     order = np.argsort(-scores)  # one sort serves both APs (see average_precision)
     ranked = scores[order]
     return {
         "student_ap": _ap_sorted(ranked, np.asarray(labels)[order]),
-        "agreement": float(agreement(teacher_probs[:, None], np.asarray(student_probs)[:, None])[0]),
+        "agreement": float(agreement(teacher_probs, student_probs)[0]),
+        "balanced_agreement": float(balanced_agreement(teacher_probs, student_probs)[0]),
+        "decision_f1": float(decision_f1(teacher_probs, student_probs)[0]),
         "logit_corr": float(logit_correlation(np.asarray(teacher_logits, dtype=np.float64)[:, None], scores[:, None])[0]),
-        "fidelity_ap": _ap_sorted(ranked, decisions(teacher_probs)[order]),
+        "fidelity_ap": _ap_sorted(ranked, decisions(teacher_probs[:, 0])[order]),
     }
 
 
@@ -121,6 +155,8 @@ def summary(table: pd.DataFrame) -> dict:
         "teacher_map": mean_ap(table["teacher_ap"]),
         "student_map": mean_ap(table["student_ap"]),
         "fidelity": float(table["agreement"].mean()),
+        "balanced_agreement": float(np.nanmean(table["balanced_agreement"])) if table["balanced_agreement"].notna().any()
+        else float("nan"),
         "fidelity_ap": mean_ap(table["fidelity_ap"]),
     }
 

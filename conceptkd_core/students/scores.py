@@ -26,6 +26,8 @@ from .metrics import decisions, student_class_metrics
 from .solver import sigmoid
 
 CHUNK_ROWS = 65536
+PARTS = ("held_out", "in_sample")
+EVENT_METRICS = ("student_ap", "agreement", "balanced_agreement")  # what a tuning event records, held-out
 # Above this share of changed concepts, a full product is no slower than gathering columns.
 GATHER_MAX_SHARE = 0.25
 
@@ -70,21 +72,36 @@ class SharedScores:
 
     base_coef : (n_classes, n_concepts); base_intercept : (n_classes,)
     base_scores, teacher_probs : (n_images, n_classes) float64
+    fit_rows, held_out_rows : int arrays, the images the students are fit on and the ones every
+        figure is measured on (``store.split``); all images in both when no split is given
     """
 
     base_coef: np.ndarray
     base_intercept: np.ndarray
     base_scores: np.ndarray
     teacher_probs: np.ndarray
+    fit_rows: np.ndarray
+    held_out_rows: np.ndarray
     metric_cache: MetricCache = field(default_factory=MetricCache)
 
     @classmethod
-    def build(cls, bank: StudentBank, X: np.ndarray, teacher_logits: np.ndarray) -> "SharedScores":
+    def build(cls, bank: StudentBank, X: np.ndarray, teacher_logits: np.ndarray,
+              held_out: np.ndarray | None = None) -> "SharedScores":
+        """``held_out`` : bool mask of shape (n_images,); the students were fit on the other images."""
+        n = X.shape[0]
+        held_out = np.ones(n, dtype=bool) if held_out is None else np.asarray(held_out, dtype=bool)
+        fit = ~held_out if held_out.any() and not held_out.all() else np.ones(n, dtype=bool)
         arrays = (bank.coef_.copy(), bank.intercept_.copy(), bank.decision_function(X),
-                  sigmoid(np.asarray(teacher_logits, dtype=np.float64)))
+                  sigmoid(np.asarray(teacher_logits, dtype=np.float64)), np.flatnonzero(fit), np.flatnonzero(held_out))
         for array in arrays:
             array.setflags(write=False)
         return cls(*arrays)
+
+    def rows(self, part: str) -> np.ndarray:
+        """The image rows of ``part``: "held_out" (what every figure is measured on) or "in_sample"."""
+        if part not in PARTS:
+            raise ValueError(f"part must be one of {', '.join(PARTS)}; got {part!r}")
+        return self.held_out_rows if part == "held_out" else self.fit_rows
 
     def matches(self, bank: StudentBank) -> bool:
         return np.array_equal(bank.coef_, self.base_coef) and np.array_equal(bank.intercept_, self.base_intercept)
@@ -111,8 +128,8 @@ def class_scores(X: np.ndarray, shared: SharedScores, c: int, coef: np.ndarray, 
 class MoveFigures:
     """What a tuning event records of each class it moves, taken before and again after the move.
 
-    metrics : {class: {"student_ap": .., "agreement": ..}} (None where undefined)
-    decisions : {class: ndarray of shape (n_images,), the student's yes/no per image}
+    metrics : {class: {name: value for name in EVENT_METRICS}} on the held-out images (None where undefined)
+    decisions : {class: ndarray of shape (n_held_out,), the student's yes/no per held-out image}
     """
 
     metrics: dict[int, dict]
@@ -153,14 +170,18 @@ class SessionScores:
     def class_probs(self, c: int) -> np.ndarray:
         return self.bank.predict_proba_from_scores(self._scores[:, c])
 
-    def class_metrics(self, c: int) -> dict:
-        """student_ap, agreement, logit_corr, fidelity_ap of class ``c`` now (None where undefined),
-        cached by the class's exact weights in the cache every session of the workspace shares."""
-        key = state_key(c, self.bank.coef_[c], self.bank.intercept_[c])
+    def class_metrics(self, c: int, part: str = "held_out") -> dict:
+        """student_ap, agreement, balanced_agreement, decision_f1, logit_corr, fidelity_ap of class ``c``
+        now (None where undefined), on the held-out images (or, labelled so, the images the students
+        were fit on); cached by the class's exact weights in the cache every session shares."""
+        rows = self.shared.rows(part)
+        key = (*state_key(c, self.bank.coef_[c], self.bank.intercept_[c]), part)
         metrics = self.shared.metric_cache.get(key)
         if metrics is None:
-            raw = student_class_metrics(self.labels[:, c], self.teacher_logits[:, c], self.shared.teacher_probs[:, c],
-                                        self._scores[:, c], self.class_probs(c))
+            scores = self._scores[rows, c]
+            raw = student_class_metrics(self.labels[rows, c], self.teacher_logits[rows, c],
+                                        self.shared.teacher_probs[rows, c], scores,
+                                        self.bank.predict_proba_from_scores(scores))
             metrics = {name: None if not np.isfinite(value) else float(value) for name, value in raw.items()}
             self.shared.metric_cache.put(key, metrics)
         return metrics
@@ -168,5 +189,5 @@ class SessionScores:
     def figures(self, classes: list[int]) -> MoveFigures:
         """The figures an event records of ``classes``, as they stand now."""
         metrics = {c: self.class_metrics(c) for c in classes}
-        return MoveFigures({c: {name: m[name] for name in ("student_ap", "agreement")} for c, m in metrics.items()},
-                           {c: decisions(self.class_probs(c)) for c in classes})
+        return MoveFigures({c: {name: m[name] for name in EVENT_METRICS} for c, m in metrics.items()},
+                           {c: decisions(self.class_probs(c)[self.shared.held_out_rows]) for c in classes})

@@ -124,9 +124,9 @@ class TuningSession:
     def class_probs(self, c: int) -> np.ndarray:
         return self.scores.class_probs(c)
 
-    def class_metrics(self, c: int) -> dict:
-        """student_ap, agreement, logit_corr, fidelity_ap of class ``c`` now (None where undefined)."""
-        return self.scores.class_metrics(c)
+    def class_metrics(self, c: int, part: str = "held_out") -> dict:
+        """The figures of class ``c`` now, on held-out images by default (``SessionScores.class_metrics``)."""
+        return self.scores.class_metrics(c, part)
 
     # ------------------------------------------------------------------ operations
     def upweight(self, class_: str | int, concept: str | int, factor: float = 2.0) -> TuningEvent:
@@ -155,8 +155,9 @@ class TuningSession:
         cols = list(range(len(self.classes))) if classes is None else [self.class_index(c) for c in classes]
         if not cols:
             raise TuningError("refine needs at least one class")
+        fit = self.shared.fit_rows  # like the base fit: never the held-out images
         return self._commit("refine", cols, None, {"alpha": float(alpha)}, [],
-                            lambda: self.bank.refine(self.X, self.teacher_logits, alpha=alpha, classes=cols))
+                            lambda: self.bank.refine(self.X[fit], self.teacher_logits[fit], alpha=alpha, classes=cols))
 
     def _new_bounds(self, op: str, c: int, j: int, args: dict) -> tuple[float, float]:
         w0 = float(self.base.coef[c, j])
