@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import Sequence
 
+from .defaults import DEFAULT_TEACHER, N_SEGMENTS, TEACHER_IMAGE_SIZE
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m conceptkd_core", description=__doc__)
@@ -44,12 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
     weights = extract.add_mutually_exclusive_group()
     weights.add_argument("--pretrained", help="open_clip pretrained tag, e.g. openai (needs internet once)")
     weights.add_argument("--checkpoint", help="local weights file (.safetensors or torch tensors)")
-    extract.add_argument("--teacher", default="clip-zero-shot",
-                         help="clip-zero-shot (default), a TorchScript file (.pt/.ts), or a logits file (.csv/.parquet/.npy)")
+    extract.add_argument("--teacher", default=DEFAULT_TEACHER,
+                         help="clip-zero-shot (default), a TorchScript file (.pt/.ts/.pth/.jit; ImageNet "
+                              f"preprocessing at {TEACHER_IMAGE_SIZE} px), or a logits file (.csv/.parquet/.npy)")
     extract.add_argument("--vocabulary", help="concept words, one per line (default: data/vocabulary/default.txt)")
     extract.add_argument("--out", required=True, help="workspace folder to create (or to resume)")
     extract.add_argument("--batch-size", type=int, default=16)
-    extract.add_argument("--segments", type=int, default=24, help="superpixels asked of SLIC per image")
+    extract.add_argument("--segments", type=int, default=N_SEGMENTS,
+                         help=f"superpixels asked of SLIC per image (default {N_SEGMENTS})")
     extract.add_argument("--device", default="cpu")
     extract.add_argument("--limit", type=int, help="only the first N images (a quick try)")
     extract.add_argument("--engine", choices=("local", "ray"), default="local",

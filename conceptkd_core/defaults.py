@@ -9,3 +9,16 @@ SEGMENT_MAP_SIZE = 56
 
 # Students: the L1 weight of the interactive objective (students.bank).
 DEFAULT_ALPHA = 1e-3
+
+# Teachers (extract.teacher_registry): the spec used when none is given, and the preprocessing a
+# TorchScript teacher gets when its maker names none: ImageNet's normalisation at 224 px, the
+# convention of torchvision's classifiers, which most exported teachers follow.
+DEFAULT_TEACHER = "clip-zero-shot"
+TEACHER_IMAGE_SIZE = 224
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# CLIP (extract.clip_backend): OpenAI's normalisation, for a CLIP model that does not name its own
+# (the values of open_clip's OPENAI_DATASET_MEAN / _STD, kept here so reading them needs no torch).
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)

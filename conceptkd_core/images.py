@@ -1,13 +1,19 @@
-"""Reading user images safely: size limits, decompression bombs, odd modes, EXIF rotation."""
+"""Reading user images safely (size limits, decompression bombs, odd modes, EXIF rotation), and
+turning them into a model's input (square resize, then per-channel normalisation)."""
 
 from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+if TYPE_CHECKING:
+    import torch
 
 MAX_FILE_BYTES = 50 * 2**20
 MAX_PIXELS = 50_000_000  # ~7000 x 7000; larger declared sizes are refused before decoding
@@ -63,3 +69,68 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 def square_resize(image: Image.Image, size: int) -> np.ndarray:
     """The whole image resized to size x size (no crop, so segments cover every pixel), uint8 (S, S, 3)."""
     return np.asarray(image.resize((size, size), Image.Resampling.BICUBIC), dtype=np.uint8)
+
+
+def to_tensor(images: Sequence[Image.Image | np.ndarray], image_size: int, mean: Sequence[float],
+              std: Sequence[float], *, resample: Image.Resampling = Image.Resampling.BILINEAR,
+              device: str = "cpu") -> torch.Tensor:
+    """A model's input batch of shape (B, 3, S, S), float32: each image squared to ``image_size``
+    (no crop), scaled to [0, 1], then ``(x - mean) / std`` per channel.
+
+    The one place images become tensors, so CLIP, every teacher and the demo's training see the
+    same arithmetic. ``images`` are PIL images or uint8 arrays (H, W, 3); arrays already of
+    size S x S are used as they are (extraction resizes once for CLIP and the superpixels).
+    Torch is imported here, not at module level, so browsing a workspace never loads it.
+    """
+    import torch
+
+    arrays = [_square(image, image_size, resample) for image in images]
+    batch = torch.from_numpy(np.stack(arrays)).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+    mean_ = torch.tensor(tuple(mean), device=device).view(1, 3, 1, 1)
+    std_ = torch.tensor(tuple(std), device=device).view(1, 3, 1, 1)
+    return (batch - mean_) / std_
+
+
+def _square(image: Image.Image | np.ndarray, size: int, resample: Image.Resampling) -> np.ndarray:
+    if isinstance(image, np.ndarray):
+        if image.shape[:2] == (size, size):
+            return image
+        image = Image.fromarray(image)
+    return np.asarray(image.resize((size, size), resample))
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a model wants its images: the size they are squared to and the per-channel mean / std.
+
+    A workspace records it with its teacher (``identity``), so the same model can score new
+    images later exactly as it scored the extracted ones. Mean and std are held at float32, the
+    precision the model sees, so a recorded value reads back equal to the one that was used.
+    """
+
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "image_size", int(self.image_size))
+        object.__setattr__(self, "mean", tuple(float(np.float32(v)) for v in self.mean))
+        object.__setattr__(self, "std", tuple(float(np.float32(v)) for v in self.std))
+        if self.image_size < 1 or len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise ValueError(f"Got image_size {self.image_size}, mean {list(self.mean)}, std {list(self.std)}; "
+                             "expected a size >= 1 and three means and three positive stds (R, G, B)")
+
+    @classmethod
+    def from_identity(cls, identity: dict, default: Preprocessing) -> Preprocessing:
+        """The preprocessing recorded in ``identity``; ``default``'s for what it does not record."""
+        return cls(identity.get("image_size", default.image_size), identity.get("mean", default.mean),
+                   identity.get("std", default.std))
+
+    @property
+    def identity(self) -> dict:
+        return {"image_size": self.image_size, "mean": list(self.mean), "std": list(self.std)}
+
+    def to_tensor(self, images: Sequence[Image.Image | np.ndarray], device: str = "cpu",
+                  resample: Image.Resampling = Image.Resampling.BILINEAR) -> torch.Tensor:
+        """``to_tensor`` with this preprocessing."""
+        return to_tensor(images, self.image_size, self.mean, self.std, resample=resample, device=device)

@@ -17,9 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from conceptkd_core.store.atomic_io import atomic_write_json, atomic_write_text
 from conceptkd_core.datasets import VOC_CLASSES, load_folder
+from conceptkd_core.defaults import CLIP_MEAN, CLIP_STD
+from conceptkd_core.images import Preprocessing
 from conceptkd_core.vocabulary import normalise_words, vocabulary_text
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "data" / "demo"
@@ -29,6 +32,10 @@ MODEL_CONFIG = {
     "vision_cfg": {"image_size": 96, "layers": 4, "width": 192, "patch_size": 12, "head_width": 32},
     "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 96, "heads": 4, "layers": 2},
 }
+CLIP_PREPROCESSING = Preprocessing(MODEL_CONFIG["vision_cfg"]["image_size"], CLIP_MEAN, CLIP_STD)
+# The shipped models were trained on bicubic-resized batches (Pillow's default), kept so a rebuild
+# reproduces them; extraction feeds CLIP bicubic too, and the teacher scores bilinear like every TorchTeacher.
+TRAINING_RESAMPLE = Image.Resampling.BICUBIC
 TEACHER_SIZE = 64
 # Finer superpixels score the mini CLIP's concepts better at 96 px (student test mAP with 6 / 12 /
 # 24 / 48 SLIC segments: 0.35 / 0.50 / 0.62 / 0.65, measured on this demo).
@@ -49,12 +56,6 @@ def demo_vocabulary(sprites) -> list[str]:
 
 def _log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def _images_tensor(images, size: int, mean=(0.48145466, 0.4578275, 0.40821073), std=(0.26862954, 0.26130258, 0.27577711)):
-    arr = np.stack([np.asarray(im.resize((size, size))) for im in images])
-    x = torch.from_numpy(arr).permute(0, 3, 1, 2).float().div_(255)
-    return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
 
 
 # ----------------------------------------------------------------------------- mini CLIP
@@ -105,7 +106,7 @@ def train_clip(sprites, minutes: float, seed: int = 0, batch_size: int = 128, lr
         labels = torch.from_numpy(np.stack([s.labels for s in scenes])).float()
         targets = torch.tensor([[float(ts <= set(np.flatnonzero(s.labels))) for ts in text_sets] for s in scenes])
         targets = torch.cat([targets, labels], dim=1)
-        images = _images_tensor([s.image for s in scenes], MODEL_CONFIG["vision_cfg"]["image_size"])
+        images = CLIP_PREPROCESSING.to_tensor([s.image for s in scenes], resample=TRAINING_RESAMPLE)
         dense, pooled = dense_and_global(model.visual, images)
         text_emb = F.normalize(model.encode_text(tokenizer(texts + class_prompts)), dim=-1)
         img_emb = F.normalize(pooled, dim=-1)
@@ -161,6 +162,7 @@ class SceneCNN(torch.nn.Module):
 
 
 TEACHER_MEAN, TEACHER_STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+TEACHER_PREPROCESSING = Preprocessing(TEACHER_SIZE, TEACHER_MEAN, TEACHER_STD)
 
 
 def train_teacher(sprites, minutes: float, seed: int = 0, batch_size: int = 64, lr: float = 2e-3):
@@ -178,7 +180,7 @@ def train_teacher(sprites, minutes: float, seed: int = 0, batch_size: int = 64, 
         for group in optimizer.param_groups:
             group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * progress))
         scenes = [compose_scene(sprites, k, rng) for _ in range(batch_size)]
-        x = _images_tensor([s.image for s in scenes], TEACHER_SIZE, TEACHER_MEAN, TEACHER_STD)
+        x = TEACHER_PREPROCESSING.to_tensor([s.image for s in scenes], resample=TRAINING_RESAMPLE)
         y = torch.from_numpy(np.stack([s.labels for s in scenes])).float()
         loss = F.binary_cross_entropy_with_logits(model(x), y)
         optimizer.zero_grad(set_to_none=True)
@@ -195,7 +197,6 @@ def train_teacher(sprites, minutes: float, seed: int = 0, batch_size: int = 64, 
 def render_split(sprites, folder: Path, n_multi: int, n_single: int, seed: int, split: str, writer, masks_out) -> None:
     from .demo_scenes import compose_scene
     from conceptkd_core.defaults import SEGMENT_MAP_SIZE
-    from PIL import Image
 
     rng = np.random.default_rng(seed)
     k = len(VOC_CLASSES)
@@ -260,7 +261,7 @@ def extract_and_evaluate(out: Path = DEMO_DIR, training: dict | None = None) -> 
 
     from conceptkd_core.extract.clip_backend import load_clip, register_model_config
     from conceptkd_core.extract.pipeline import extract
-    from conceptkd_core.extract.teachers import TorchTeacher
+    from conceptkd_core.extract.teacher_registry import create_teacher
     from conceptkd_core.vocabulary import load_vocabulary
 
     out = Path(out)
@@ -271,7 +272,7 @@ def extract_and_evaluate(out: Path = DEMO_DIR, training: dict | None = None) -> 
     register_model_config(config)
     clip = load_clip(str(config), checkpoint=out / f"{MODEL_NAME}.safetensors")
     images = load_folder(out / "images", out / "labels.csv")
-    teacher = TorchTeacher(out / "teacher.pt", images.classes, image_size=TEACHER_SIZE, mean=TEACHER_MEAN, std=TEACHER_STD)
+    teacher = create_teacher(out / "teacher.pt", images.classes, preprocessing=TEACHER_PREPROCESSING)
     _log("extracting the demo workspace")
     shutil.rmtree(out / "workspace", ignore_errors=True)
     extract(images, out / "workspace", clip, teacher, load_vocabulary(out / "vocabulary.txt"), batch_size=32,

@@ -3,8 +3,9 @@
 import pandas as pd
 import streamlit as st
 
-from conceptkd_core.extract.add_images import ALLOWED_SUFFIXES, MAX_UPLOAD_BYTES, add_images, check_uploads, find_teacher
+from conceptkd_core.extract.add_images import ALLOWED_SUFFIXES, MAX_UPLOAD_BYTES, add_images, check_uploads
 from conceptkd_core.extract.rescore import find_checkpoint, rescore, rescored_folder
+from conceptkd_core.extract.teacher_registry import recorded_teacher_spec, teacher_from_workspace
 from conceptkd_core.vocabulary import VocabularyError, parse_vocabulary
 from pages.common import current
 
@@ -22,11 +23,15 @@ def checkpoint_of(workspace_id: str, _workspace):
     return find_checkpoint(_workspace)
 
 
-@st.cache_resource(show_spinner="Loading the teacher…", max_entries=1)
-def get_teacher(path: str, classes: tuple, image_size: int, mean: tuple, std: tuple):
-    from conceptkd_core.extract.teachers import TorchTeacher  # imports torch: only when adding images
+@st.cache_data(show_spinner=False)
+def teacher_spec_of(workspace_id: str, _workspace):
+    """Finding a teacher file hashes the candidates: once per workspace (keyed by its id)."""
+    return recorded_teacher_spec(_workspace)
 
-    return TorchTeacher(path, classes, image_size=image_size, mean=mean, std=std)
+
+@st.cache_resource(show_spinner="Loading the teacher…", max_entries=1)
+def get_teacher(workspace_id: str, _workspace, _clip):
+    return teacher_from_workspace(_workspace, clip=_clip)  # torch is imported here: only when adding images
 
 
 def progress_bar():
@@ -60,20 +65,19 @@ def image_adder(explorer) -> None:
         return
     present = st.multiselect("Classes these images show (their labels)", list(ws.classes), key="upload_labels")
     found = checkpoint_of(ws.workspace_id, ws)
-    teacher_path = find_teacher(ws)
-    if found is None or teacher_path is None:
-        missing = " and ".join(x for x, ok in (("CLIP checkpoint", found), ("teacher model", teacher_path)) if ok is None)
+    teacher = teacher_spec_of(ws.workspace_id, ws)
+    if found is None or teacher is None:
+        missing = " and ".join(x for x, ok in (("CLIP checkpoint", found), ("teacher model", teacher)) if ok is None)
         st.info(f"This server cannot find the workspace's {missing}, so new images cannot be scored here; "
                 "use `python -m conceptkd_core extract` (see README).")
         return
     target = ws.root.with_name(f"{ws.root.name}-plus-{ws.n_images + len(checked.accepted)}")
     if st.button(f"Add {len(checked.accepted)} images → {target.name}"):
         bar, update = progress_bar()
-        meta = ws.meta["teacher"]
-        teacher = get_teacher(str(teacher_path), ws.classes, int(meta.get("image_size", 224)),
-                              tuple(meta.get("mean", (0.485, 0.456, 0.406))), tuple(meta.get("std", (0.229, 0.224, 0.225))))
+        clip = get_clip(*map(str, found))
         try:
-            merged = add_images(ws, checked.accepted, present, get_clip(*map(str, found)), teacher, target, update)
+            teacher = get_teacher(ws.workspace_id, ws, clip)
+            merged = add_images(ws, checked.accepted, present, clip, teacher, target, update)
         except (ValueError, OSError) as exc:
             st.error(f"Could not add the images: {exc}")
             return

@@ -6,12 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conceptkd_core.extract.add_images import add_images, check_uploads, find_teacher
+from conceptkd_core.extract.add_images import add_images, check_uploads
 from conceptkd_core.extract.clip_backend import load_clip
 from conceptkd_tools.demo import DEMO_DIR, MODEL_NAME
 from conceptkd_core.extract.rescore import find_checkpoint
 from conceptkd_core.store.side_files import read_segments
-from conceptkd_core.extract.teachers import TorchTeacher
+from conceptkd_core.extract.teacher_registry import recorded_teacher_spec, teacher_from_workspace
 from conceptkd_core.store.workspace import load_workspace
 
 from tiny_clip import write_scene
@@ -40,10 +40,9 @@ def test_uploads_are_checked(tmp_path):
 def test_add_images_extends_the_workspace(demo_copy, tmp_path):
     ws = load_workspace(demo_copy / "workspace")
     model, checkpoint = find_checkpoint(ws)
-    teacher_path = find_teacher(ws)
+    teacher_path = Path(recorded_teacher_spec(ws))
     assert Path(checkpoint).name == f"{MODEL_NAME}.safetensors" and teacher_path.name == "teacher.pt"
-    meta = ws.meta["teacher"]
-    teacher = TorchTeacher(teacher_path, ws.classes, image_size=meta["image_size"], mean=meta["mean"], std=meta["std"])
+    teacher = teacher_from_workspace(ws)
     write_scene(tmp_path / "new.png", 7, size=(128, 128))
     checked = check_uploads([("new.png", (tmp_path / "new.png").read_bytes())])
     merged = add_images(ws, checked.accepted, ["dog"], load_clip(model, checkpoint=checkpoint), teacher,

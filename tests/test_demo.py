@@ -1,7 +1,6 @@
 """The shipped demo: it loads, matches its own checkpoint, and the real path runs on it in seconds."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,10 +8,10 @@ import pytest
 from conceptkd_core.store.atomic_io import sha256_file
 from conceptkd_core.extract.clip_backend import load_clip
 from conceptkd_core.datasets import load_folder
-from conceptkd_tools.demo import DEMO_DIR, DEMO_SEGMENTS, MODEL_NAME, TEACHER_MEAN, TEACHER_SIZE, TEACHER_STD, evaluate
+from conceptkd_tools.demo import DEMO_DIR, DEMO_SEGMENTS, MODEL_NAME, TEACHER_PREPROCESSING, evaluate
 from conceptkd_core.extract.pipeline import extract
 from conceptkd_core.students.bank import StudentBank
-from conceptkd_core.extract.teachers import TorchTeacher
+from conceptkd_core.extract.teacher_registry import create_teacher
 from conceptkd_core.students.session import TuningSession
 from conceptkd_core.vocabulary import load_vocabulary
 from conceptkd_core.store.workspace import load_workspace
@@ -40,7 +39,7 @@ def test_real_path_end_to_end_on_three_shipped_scenes(shipped, tmp_path):
     images = load_folder(DEMO_DIR / "images", DEMO_DIR / "labels.csv")
     rows = [images.image_ids.index(i) for i in shipped.image_ids[:3]]
     subset = images.subset(rows)
-    teacher = TorchTeacher(DEMO_DIR / "teacher.pt", subset.classes, image_size=TEACHER_SIZE, mean=TEACHER_MEAN, std=TEACHER_STD)
+    teacher = create_teacher(DEMO_DIR / "teacher.pt", subset.classes, preprocessing=TEACHER_PREPROCESSING)
     ws = extract(subset, tmp_path / "ws", clip, teacher, list(shipped.vocabulary), batch_size=2,
                  n_segments=DEMO_SEGMENTS).workspace
     # the same code on the same images reproduces the shipped rows

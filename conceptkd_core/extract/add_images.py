@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..store.atomic_io import atomic_write_bytes, atomic_write_npy, find_by_sha256
+from ..store.atomic_io import atomic_write_bytes, atomic_write_npy
 from ..datasets import ImageSet
 from ..images import ImageError, load_rgb
 from ..store.side_files import SEGMENT_ARRAYS, read_segments, segment_file
@@ -64,17 +64,6 @@ def check_uploads(files: Sequence[tuple[str, bytes]]) -> UploadCheck:
     return result
 
 
-def find_teacher(workspace: Workspace, search: Sequence[str | os.PathLike] = ()) -> Path | None:
-    """The TorchScript teacher file whose SHA-256 the workspace records, if it can be found."""
-    teacher = workspace.meta.get("teacher", {})
-    wanted = teacher.get("sha256")
-    if teacher.get("kind") != "torch" or not wanted:
-        return None
-    recorded = [Path(teacher["source"])] if teacher.get("source") else []
-    folders = [Path(p) for p in search] + [workspace.root, workspace.root.parent]
-    return find_by_sha256(wanted, folders, (".pt", ".ts", ".pth", ".jit"), first=recorded)
-
-
 def add_images(workspace: Workspace, accepted: Sequence[tuple[str, bytes]], present_classes: Sequence[str],
                clip, teacher, out: str | os.PathLike, progress: Callable | None = None) -> Workspace:
     """Store ``accepted`` uploads, extract them, and write workspace + new images to ``out``.
@@ -82,6 +71,7 @@ def add_images(workspace: Workspace, accepted: Sequence[tuple[str, bytes]], pres
     ``present_classes`` are the labels given to every uploaded image (the analyst says what they show).
     """
     from .pipeline import extract
+    from .segments import recorded_n_segments
 
     unknown = [c for c in present_classes if c not in workspace.classes]
     if unknown:
@@ -99,7 +89,7 @@ def add_images(workspace: Workspace, accepted: Sequence[tuple[str, bytes]], pres
     out = Path(out)
     extra = workspace.meta.get("extra", {})
     added = extract(images, out / ".added", clip, teacher, list(workspace.vocabulary),
-                    n_segments=int(extra.get("n_segments", 24)), progress=progress).workspace
+                    n_segments=recorded_n_segments(workspace), progress=progress).workspace
     old_segments, new_segments = read_segments(workspace), read_segments(added)
     if old_segments is not None and new_segments is not None:
         for name in SEGMENT_ARRAYS:

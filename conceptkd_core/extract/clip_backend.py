@@ -20,7 +20,10 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
+from ..defaults import CLIP_MEAN, CLIP_STD
+from ..images import to_tensor
 from ..store.atomic_io import atomic_write_npy, sha256_file
 from .torch_compat import import_open_clip
 from ..vocabulary import vocabulary_hash
@@ -179,20 +182,19 @@ def load_clip(model_name: str = "ViT-B-16", pretrained: str | None = None,
     image_size = visual.image_size[0] if isinstance(visual.image_size, (tuple, list)) else int(visual.image_size)
     patch = getattr(visual, "patch_size", None)
     patch_size = patch[0] if isinstance(patch, (tuple, list)) else int(patch or 0)
-    mean = tuple(getattr(visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN)
-    std = tuple(getattr(visual, "image_std", None) or open_clip.OPENAI_DATASET_STD)
+    mean = tuple(getattr(visual, "image_mean", None) or CLIP_MEAN)
+    std = tuple(getattr(visual, "image_std", None) or CLIP_STD)
     return ClipModel(model=model, tokenizer=open_clip.get_tokenizer(name), name=name, pretrained=pretrained,
                      checkpoint_sha256=checkpoint_sha, image_size=image_size, patch_size=patch_size,
                      mean=mean, std=std, device=device)
 
 
 # ----------------------------------------------------------------------------- images
-def to_model_input(clip: ClipModel, images: Sequence[np.ndarray]) -> torch.Tensor:
-    """Stack RGB uint8 images of shape (S, S, 3) (already resized to ``image_size``) into a normalised batch."""
-    batch = torch.from_numpy(np.stack(images)).to(clip.device).permute(0, 3, 1, 2).float().div_(255.0)
-    mean = torch.tensor(clip.mean, device=clip.device).view(1, 3, 1, 1)
-    std = torch.tensor(clip.std, device=clip.device).view(1, 3, 1, 1)
-    return (batch - mean) / std
+def to_model_input(clip: ClipModel, images: Sequence[Image.Image | np.ndarray]) -> torch.Tensor:
+    """CLIP's normalised batch (B, 3, S, S) of RGB images: PIL images (squared to ``image_size``,
+    bicubic, as ``images.square_resize`` does) or uint8 arrays (S, S, 3) already squared."""
+    return to_tensor(images, clip.image_size, clip.mean, clip.std, resample=Image.Resampling.BICUBIC,
+                     device=clip.device)
 
 
 @torch.inference_mode()

@@ -25,12 +25,14 @@ from typing import Callable, Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 
+from ..defaults import DEFAULT_TEACHER, N_SEGMENTS
 from ..store.atomic_io import atomic_write, atomic_write_json, atomic_write_npy_rows
 from .clip_backend import ClipModel, concept_embeddings, dense_patch_features, load_clip, to_model_input
 from ..datasets import ImageSet
 from ..images import load_rgb, square_resize
 from .segments import concepts_for_image, superpixels
-from .teachers import ClipZeroShotTeacher, LogitsFileTeacher, Teacher, TorchTeacher
+from .teacher_registry import create_teacher
+from .teachers import ClipZeroShotTeacher, Teacher
 from ..vocabulary import vocabulary_hash
 from ..store.side_files import SEGMENT_ARRAYS, segment_file
 from ..store.split import assign_heldout
@@ -66,28 +68,20 @@ class ExtractorSpec:
     """How to build the CLIP model and the teacher, so another process (a Ray actor) can build them too.
 
     model : open_clip model name or JSON config path; pretrained / checkpoint : its weights
-    teacher : "clip-zero-shot", a TorchScript file (.pt/.ts/.pth/.jit) or a logits file (.csv/.parquet/.npy)
+    teacher : a teacher spec (see ``teacher_registry``): "clip-zero-shot", a TorchScript file or a logits file
     """
 
     model: str = "ViT-B-16"
     pretrained: str | None = None
     checkpoint: str | None = None
-    teacher: str = "clip-zero-shot"
+    teacher: str = DEFAULT_TEACHER
     device: str = "cpu"
 
     def load_clip(self, device: str | None = None) -> ClipModel:
         return load_clip(self.model, pretrained=self.pretrained, checkpoint=self.checkpoint, device=device or self.device)
 
     def make_teacher(self, clip: ClipModel, images: ImageSet) -> Teacher:
-        if self.teacher == "clip-zero-shot":
-            return ClipZeroShotTeacher(clip, images.classes)
-        suffix = self.teacher.rsplit(".", 1)[-1].lower()
-        if suffix in ("csv", "parquet", "npy"):
-            return LogitsFileTeacher(self.teacher, images.classes, image_ids=images.image_ids)
-        if suffix in ("pt", "ts", "pth", "jit"):
-            return TorchTeacher(self.teacher, images.classes, device=clip.device)
-        raise ValueError(f"teacher {self.teacher!r}: expected clip-zero-shot, a TorchScript file (.pt, .ts, .pth, .jit) "
-                         "or a logits file (.csv, .parquet, .npy)")
+        return create_teacher(self.teacher, images.classes, clip=clip, image_ids=images.image_ids)
 
 
 @dataclass(frozen=True)
@@ -181,7 +175,7 @@ def _extract_batch(clip: ClipModel, teacher: Teacher, text: np.ndarray, images: 
 
 
 def extract(images: ImageSet, out: str | Path, clip: ClipModel, teacher: Teacher, vocabulary: Sequence[str], *,
-            batch_size: int = 16, n_segments: int = 24, progress: Callable[[Progress], None] | None = None,
+            batch_size: int = 16, n_segments: int = N_SEGMENTS, progress: Callable[[Progress], None] | None = None,
             text_cache: str | Path | None = None, extra_meta: dict | None = None,
             engine: Engine | None = None) -> ExtractionResult:
     """Extract ``images`` into the workspace folder ``out`` (resuming a previous run there).

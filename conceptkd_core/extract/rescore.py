@@ -48,11 +48,13 @@ def rescored_folder(workspace: Workspace, words: Sequence[str]) -> Path:
 def rescore(workspace: Workspace, words: Sequence[str], clip, progress: Callable | None = None):
     """Extract the workspace's images again with ``words`` into ``rescored_folder``; returns the result."""
     from .pipeline import extract
-    from .teachers import LogitsFileTeacher
+    from .segments import recorded_n_segments
+    from .teacher_registry import create_teacher
 
     words = normalise_words(words)
-    teacher = LogitsFileTeacher(workspace.root / TEACHER_LOGITS_FILE, workspace.classes, image_ids=list(workspace.image_ids))
+    teacher = create_teacher(workspace.root / TEACHER_LOGITS_FILE, workspace.classes,
+                             image_ids=list(workspace.image_ids))
     extra = {k: v for k, v in workspace.meta.get("extra", {}).items() if k in ("demo",)}
     return extract(workspace_images(workspace), rescored_folder(workspace, words), clip, teacher, words,
-                   n_segments=int(workspace.meta.get("extra", {}).get("n_segments", 24)), progress=progress,
+                   n_segments=recorded_n_segments(workspace), progress=progress,
                    extra_meta=extra | {"rescored_from": workspace.workspace_id})

@@ -9,6 +9,7 @@ concept vector is, per concept, the largest cosine similarity over its segments,
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -16,6 +17,14 @@ from skimage.segmentation import slic
 
 from ..defaults import MAX_SEGMENTS, N_SEGMENTS, SEGMENT_MAP_SIZE, TOP_CONCEPTS_PER_SEGMENT
 
+if TYPE_CHECKING:
+    from ..store.workspace import Workspace
+
+
+def recorded_n_segments(workspace: Workspace) -> int:
+    """The SLIC segment count ``workspace`` was extracted with, so images added to it or re-scored
+    are cut the same way (workspaces from before it was recorded used the default)."""
+    return int(workspace.meta.get("extra", {}).get("n_segments", N_SEGMENTS))
 
 
 def superpixels(image: np.ndarray, n_segments: int = N_SEGMENTS, compactness: float = 12.0) -> np.ndarray:

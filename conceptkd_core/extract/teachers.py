@@ -1,4 +1,4 @@
-"""Teachers: anything that gives class logits for images.
+"""Teachers: anything that gives class logits for images (``teacher_registry`` builds them from a spec).
 
 * ``TorchTeacher``: a torch module, or a TorchScript file, with its preprocessing.
 * ``LogitsFileTeacher``: precomputed logits in CSV / Parquet (keyed by image id) or NPY (in
@@ -16,13 +16,18 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from ..images import Preprocessing
+
 
 class TeacherError(ValueError):
-    """A teacher that cannot be used as given; the message names the file and the problem."""
+    """A teacher that cannot be used as given; one line naming the bad value (spec, file) and what is allowed."""
 
 
 class Teacher(Protocol):
+    """What extraction needs of a teacher; ``teacher_registry.create_teacher`` makes them."""
+
     classes: tuple[str, ...]
+    preprocessing: Preprocessing | None  # how it prepares pixels; None: it reads none (precomputed logits)
 
     @property
     def identity(self) -> dict: ...
@@ -41,12 +46,14 @@ def _finite_logits(values: np.ndarray, n_rows: int, k: int, source: str) -> np.n
 
 
 class TorchTeacher:
-    """A classifier as a torch module or a TorchScript file; images are resized to ``image_size``
-    (no crop) and normalised with ``mean``/``std`` (ImageNet's by default)."""
+    """A classifier as a torch module or a TorchScript file, with the preprocessing it was trained
+    for (images squared to ``preprocessing.image_size``, bilinear, no crop; then mean / std).
 
-    def __init__(self, model, classes: Sequence[str], image_size: int = 224,
-                 mean: Sequence[float] = (0.485, 0.456, 0.406), std: Sequence[float] = (0.229, 0.224, 0.225),
-                 device: str = "cpu"):
+    Built by ``teacher_registry.create_teacher``, which supplies ImageNet's preprocessing when
+    none is given.
+    """
+
+    def __init__(self, model, classes: Sequence[str], preprocessing: Preprocessing, device: str = "cpu"):
         import torch
 
         self.source = None
@@ -58,9 +65,7 @@ class TorchTeacher:
                 raise TeacherError(f"{model}: not a TorchScript model ({str(exc).splitlines()[0][:200]})") from None
         self.model = model.to(device).eval()
         self.classes = tuple(classes)
-        self.image_size = int(image_size)
-        self.mean = torch.tensor(mean).view(1, 3, 1, 1)
-        self.std = torch.tensor(std).view(1, 3, 1, 1)
+        self.preprocessing = preprocessing
         self.device = device
 
     @property
@@ -68,15 +73,12 @@ class TorchTeacher:
         from ..store.atomic_io import sha256_file
 
         return {"kind": "torch", "source": self.source, "sha256": sha256_file(self.source) if self.source else None,
-                "image_size": self.image_size, "mean": self.mean.flatten().tolist(), "std": self.std.flatten().tolist(),
-                "classes": list(self.classes)}
+                **self.preprocessing.identity, "classes": list(self.classes)}
 
     def logits(self, images, image_ids=None) -> np.ndarray:
         import torch
 
-        arrays = [np.asarray(im.resize((self.image_size, self.image_size), Image.Resampling.BILINEAR)) for im in images]
-        batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div_(255)
-        batch = ((batch - self.mean) / self.std).to(self.device)
+        batch = self.preprocessing.to_tensor(images, device=self.device)
         with torch.inference_mode():
             out = self.model(batch)
         return _finite_logits(out.float().cpu().numpy(), len(images), len(self.classes), "teacher model output")
@@ -85,6 +87,8 @@ class TorchTeacher:
 class LogitsFileTeacher:
     """Precomputed logits. CSV/Parquet: an ``image_id`` column plus one column per class.
     NPY: shape (n_images, n_classes) in the manifest's order (``image_ids`` must be given)."""
+
+    preprocessing = None  # precomputed: no pixels are read
 
     def __init__(self, path: str | os.PathLike, classes: Sequence[str], image_ids: Sequence[str] | None = None):
         self.path = Path(path)
@@ -152,6 +156,10 @@ class ClipZeroShotTeacher:
         self.scale = float(clip.model.logit_scale.exp().item()) if hasattr(clip.model, "logit_scale") else 100.0
 
     @property
+    def preprocessing(self) -> Preprocessing:
+        return Preprocessing(self.clip.image_size, self.clip.mean, self.clip.std)
+
+    @property
     def identity(self) -> dict:
         return {"kind": "clip-zero-shot", "model": self.clip.identity, "classes": list(self.classes)}
 
@@ -161,7 +169,6 @@ class ClipZeroShotTeacher:
 
     def logits(self, images, image_ids=None) -> np.ndarray:
         from .clip_backend import encode_image, to_model_input
-        from ..images import square_resize
 
-        batch = to_model_input(self.clip, [square_resize(im, self.clip.image_size) for im in images])
+        batch = to_model_input(self.clip, images)
         return self.logits_from_embeddings(encode_image(self.clip, batch).cpu().numpy())

@@ -1,0 +1,145 @@
+"""The teacher registry: the one place that turns a teacher spec into a teacher with its preprocessing.
+
+Modelled on open_clip's factory (``create_model_and_transforms``): a caller names a teacher and
+this module picks the adapter and how its images are prepared, so the CLI (through
+``ExtractorSpec``), the Ray workers, the Setup page, add-images, re-scoring and the demo build
+teachers alike. ``teacher_from_workspace`` rebuilds the teacher a workspace recorded, to score
+new images the way the extracted ones were scored.
+
+Specs:
+
+* ``"clip-zero-shot"``: CLIP zero-shot over class prompts; needs the CLIP model, whose
+  preprocessing it uses.
+* a TorchScript file (.pt, .ts, .pth, .jit) or a torch module: a ``TorchTeacher`` with the
+  preprocessing given, else ImageNet's at 224 px (``defaults``).
+* a logits file (.csv, .parquet, .npy): a ``LogitsFileTeacher``; it reads no pixels.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+from ..defaults import IMAGENET_MEAN, IMAGENET_STD, TEACHER_IMAGE_SIZE
+from ..images import Preprocessing
+from ..store.atomic_io import find_by_sha256
+from ..store.workspace import Workspace
+from .teachers import ClipZeroShotTeacher, LogitsFileTeacher, Teacher, TeacherError, TorchTeacher
+
+if TYPE_CHECKING:  # clip_backend imports torch, which the Setup page must not load to browse
+    from .clip_backend import ClipModel
+
+CLIP_ZERO_SHOT = "clip-zero-shot"
+TORCHSCRIPT_SUFFIXES = (".pt", ".ts", ".pth", ".jit")
+LOGITS_SUFFIXES = (".csv", ".parquet", ".npy")
+ALLOWED_SPECS = (f"{CLIP_ZERO_SHOT}, a TorchScript file ({', '.join(TORCHSCRIPT_SUFFIXES)}), a torch module "
+                 f"or a logits file ({', '.join(LOGITS_SUFFIXES)})")
+IMAGENET = Preprocessing(TEACHER_IMAGE_SIZE, IMAGENET_MEAN, IMAGENET_STD)
+
+
+def teacher_kind(spec: object) -> str:
+    """The kind a workspace records for ``spec``: "clip-zero-shot", "torch" or "logits-file".
+
+    Raises TeacherError, one line naming the spec and the kinds allowed, for anything else.
+    """
+    if isinstance(spec, (str, os.PathLike)):
+        if str(spec) == CLIP_ZERO_SHOT:
+            return CLIP_ZERO_SHOT
+        suffix = Path(spec).suffix.lower()
+        if suffix in TORCHSCRIPT_SUFFIXES:
+            return "torch"
+        if suffix in LOGITS_SUFFIXES:
+            return "logits-file"
+    else:
+        torch = sys.modules.get("torch")  # a torch module exists only once torch is imported: no import for the check
+        if torch is not None and isinstance(spec, torch.nn.Module):
+            return "torch"
+    shown = " ".join(repr(spec).split())[:120]
+    raise TeacherError(f"teacher {shown}: expected {ALLOWED_SPECS}")
+
+
+def create_teacher(spec: object, classes: Sequence[str], *, clip: ClipModel | None = None,
+                   image_ids: Sequence[str] | None = None, preprocessing: Preprocessing | None = None,
+                   device: str | None = None) -> Teacher:
+    """The teacher ``spec`` names, giving logits for ``classes`` in that order.
+
+    clip : the CLIP model; clip-zero-shot is made of it, and a torch teacher runs on its device
+    image_ids : the manifest order, which the rows of an .npy logits file follow
+    preprocessing : a torch teacher's (default: ImageNet's at 224 px); clip-zero-shot uses CLIP's
+        and a logits file reads no pixels, so giving one for them is an error
+    device : a torch teacher's device (default: the CLIP's, else "cpu")
+    """
+    kind = teacher_kind(spec)
+    if preprocessing is not None and kind != "torch":
+        raise TeacherError(f"teacher {spec}: preprocessing applies to torch teachers only; "
+                           f"got one for a {kind} teacher")
+    if kind == CLIP_ZERO_SHOT:
+        if clip is None:
+            raise TeacherError(f"teacher {CLIP_ZERO_SHOT}: needs the CLIP model; got none")
+        return ClipZeroShotTeacher(clip, classes)
+    if kind == "logits-file":
+        return LogitsFileTeacher(spec, classes, image_ids=image_ids)
+    return TorchTeacher(spec, classes, preprocessing or IMAGENET, device=device or (clip.device if clip else "cpu"))
+
+
+def recorded_teacher_spec(workspace: Workspace, search: Sequence[str | os.PathLike] = ()) -> str | None:
+    """The spec that rebuilds ``workspace``'s teacher on this machine, or None when it cannot be had.
+
+    clip-zero-shot is rebuilt from the workspace's CLIP; a torch teacher from the TorchScript file
+    whose SHA-256 the workspace records, looked for at its recorded path, in ``search``, in the
+    workspace's folder and its parent (where the demo keeps it). A logits file has no logits for
+    new images, and a torch module given in memory left no file: both give None.
+    """
+    recorded = workspace.meta.get("teacher", {})
+    if recorded.get("kind") == CLIP_ZERO_SHOT:
+        return CLIP_ZERO_SHOT
+    if recorded.get("kind") != "torch" or not recorded.get("sha256"):
+        return None
+    first = [Path(recorded["source"])] if recorded.get("source") else []
+    folders = [Path(p) for p in search] + [workspace.root, workspace.root.parent]
+    found = find_by_sha256(recorded["sha256"], folders, TORCHSCRIPT_SUFFIXES, first=first)
+    return str(found) if found else None
+
+
+def teacher_from_workspace(workspace: Workspace, clip: ClipModel | None = None,
+                           search: Sequence[str | os.PathLike] = (), device: str | None = None) -> Teacher:
+    """The teacher ``workspace`` was extracted with, with its recorded preprocessing.
+
+    clip : the workspace's own CLIP (found by its checksum): a clip-zero-shot teacher is made of
+        it, so another CLIP would give other logits and is refused
+    search, device : as for ``recorded_teacher_spec`` and ``create_teacher``
+
+    Raises TeacherError, one line saying what cannot be found or rebuilt.
+    """
+    recorded = workspace.meta.get("teacher", {})
+    spec = recorded_teacher_spec(workspace, search)
+    if spec is None:
+        raise TeacherError(f"{workspace.root}: cannot rebuild its teacher here: {_why_not(recorded)}")
+    if spec == CLIP_ZERO_SHOT:
+        if clip is not None and clip.identity != recorded.get("model"):
+            raise TeacherError(f"{workspace.root}: its clip-zero-shot teacher is the CLIP it recorded, "
+                               f"{_clip_label(recorded.get('model', {}))}; got {_clip_label(clip.identity)}")
+        return create_teacher(spec, workspace.classes, clip=clip)
+    try:
+        preprocessing = Preprocessing.from_identity(recorded, IMAGENET)
+    except (TypeError, ValueError) as exc:
+        raise TeacherError(f"{workspace.root}: its teacher's recorded preprocessing is unusable: {exc}") from None
+    return create_teacher(spec, workspace.classes, clip=clip, device=device, preprocessing=preprocessing)
+
+
+def _why_not(recorded: dict) -> str:
+    kind = recorded.get("kind")
+    if kind == "logits-file":
+        return f"it is a logits file ({recorded.get('source')}), which has no logits for new images"
+    if kind == "torch" and recorded.get("sha256"):
+        return (f"no TorchScript file with SHA-256 {recorded['sha256'][:12]}… at {recorded.get('source')}, "
+                "in the workspace's folder or its parent")
+    if kind == "torch":
+        return "it was a torch module given in memory, not a file"
+    return f"its recorded kind {kind!r} is not one of {CLIP_ZERO_SHOT}, torch, logits-file"
+
+
+def _clip_label(identity: dict) -> str:
+    return f"{identity.get('name')} ({identity.get('pretrained') or str(identity.get('checkpoint_sha256'))[:12]})"

@@ -1,0 +1,186 @@
+"""The teacher registry: each spec kind gives the right teacher with the right preprocessing, a bad
+spec is one clear line, and a workspace's recorded teacher is rebuilt to score as it did."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from conceptkd_core import defaults
+from conceptkd_core.datasets import load_folder
+from conceptkd_core.extract.clip_backend import load_clip
+from conceptkd_core.extract.pipeline import extract
+from conceptkd_core.extract.segments import recorded_n_segments
+from conceptkd_core.extract.teacher_registry import (ALLOWED_SPECS, IMAGENET, create_teacher, recorded_teacher_spec,
+                                                     teacher_from_workspace, teacher_kind)
+from conceptkd_core.extract.teachers import ClipZeroShotTeacher, LogitsFileTeacher, TeacherError, TorchTeacher
+from conceptkd_core.extract.torch_compat import import_open_clip
+from conceptkd_core.images import Preprocessing, load_rgb, to_tensor
+from conceptkd_core.store.workspace import load_workspace
+from conceptkd_tools.demo import DEMO_DIR, DEMO_SEGMENTS, TEACHER_PREPROCESSING
+
+from tiny_clip import make_tiny_checkpoint, write_labelled_scenes
+
+ROOT = Path(__file__).resolve().parent.parent
+CLASSES = ("cat", "dog")
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory):
+    config, weights = make_tiny_checkpoint(tmp_path_factory.mktemp("model"))
+    return load_clip(str(config), checkpoint=weights)
+
+
+@pytest.fixture(scope="module")
+def demo_workspace():
+    return load_workspace(DEMO_DIR / "workspace")
+
+
+class MeanColour(torch.nn.Module):
+    """A stand-in classifier: logits from the mean colour."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = torch.nn.Linear(3, len(CLASSES))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x.mean(dim=(2, 3)))
+
+
+def test_clip_zero_shot_uses_the_clips_preprocessing(tiny_clip):
+    teacher = create_teacher("clip-zero-shot", CLASSES, clip=tiny_clip)
+    assert isinstance(teacher, ClipZeroShotTeacher) and teacher.clip is tiny_clip
+    assert teacher.preprocessing == Preprocessing(tiny_clip.image_size, tiny_clip.mean, tiny_clip.std)
+    assert teacher.identity["kind"] == teacher_kind("clip-zero-shot") == "clip-zero-shot"
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".ts", ".pth", ".JIT"])
+def test_torchscript_files_get_imagenet_preprocessing_unless_given(tmp_path, suffix):
+    path = tmp_path / f"teacher{suffix}"
+    torch.jit.save(torch.jit.script(MeanColour()), str(path))
+    teacher = create_teacher(str(path), CLASSES)
+    assert isinstance(teacher, TorchTeacher) and teacher_kind(path) == "torch"
+    assert teacher.preprocessing == IMAGENET
+    assert (IMAGENET.image_size, IMAGENET.mean, IMAGENET.std) == (224, pytest.approx(defaults.IMAGENET_MEAN),
+                                                                  pytest.approx(defaults.IMAGENET_STD))
+    given = Preprocessing(32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    identity = create_teacher(path, CLASSES, preprocessing=given).identity
+    assert identity["kind"] == "torch" and identity["source"] == str(path)
+    assert (identity["image_size"], identity["mean"], identity["std"]) == (32, [0.5] * 3, [0.25] * 3)
+
+
+def test_a_torch_module_scores_with_its_preprocessing(tmp_path):
+    given = Preprocessing(16, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    module = MeanColour()
+    teacher = create_teacher(module, CLASSES, preprocessing=given)
+    assert isinstance(teacher, TorchTeacher) and teacher.model is module and teacher.preprocessing == given
+    images = [load_rgb(p) for p in sorted((DEMO_DIR / "images").iterdir())[:2]]
+    with torch.inference_mode():
+        expected = module(given.to_tensor(images)).numpy()
+    np.testing.assert_array_equal(teacher.logits(images), expected)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".npy"])
+def test_logits_files_read_no_pixels(tmp_path, suffix):
+    path = tmp_path / f"logits{suffix}"
+    values = np.array([[1.0, -1.0], [0.5, 2.0]], np.float32)
+    if suffix == ".npy":
+        np.save(path, values)
+    elif suffix == ".csv":
+        pd.DataFrame({"image_id": ["a", "b"], "cat": values[:, 0], "dog": values[:, 1]}).to_csv(path, index=False)
+    else:
+        pd.DataFrame({"image_id": ["a", "b"], "cat": values[:, 0], "dog": values[:, 1]}).to_parquet(path)
+    teacher = create_teacher(path, CLASSES, image_ids=["a", "b"])
+    assert isinstance(teacher, LogitsFileTeacher) and teacher.preprocessing is None
+    assert teacher.identity["kind"] == teacher_kind(path) == "logits-file"
+    np.testing.assert_array_equal(teacher.logits([None, None], ["b", "a"]), values[::-1])
+
+
+@pytest.mark.parametrize("spec", ["model.onnx", "clip", 42, None, np.zeros((3, 3))])
+def test_a_bad_spec_is_one_line_naming_it_and_the_kinds_allowed(spec):
+    with pytest.raises(TeacherError) as error:
+        create_teacher(spec, CLASSES)
+    message = str(error.value)
+    assert "\n" not in message
+    assert " ".join(repr(spec).split()) in message and message.endswith(ALLOWED_SPECS)
+    for kind in ("clip-zero-shot", ".pt", ".jit", "torch module", ".csv", ".parquet", ".npy"):
+        assert kind in message
+
+
+def test_misplaced_arguments_are_refused(tmp_path):
+    with pytest.raises(TeacherError, match="clip-zero-shot: needs the CLIP model"):
+        create_teacher("clip-zero-shot", CLASSES)
+    with pytest.raises(TeacherError, match="torch teachers only; got one for a logits-file teacher"):
+        create_teacher(tmp_path / "l.csv", CLASSES, preprocessing=IMAGENET)
+    with pytest.raises(ValueError, match="Got image_size 0, mean \\[0.5, 0.5\\]"):
+        Preprocessing(0, (0.5, 0.5), (1, 1, 1))
+
+
+def test_the_demo_teacher_rebuilt_from_its_workspace_reproduces_the_shipped_logits(demo_workspace):
+    assert Path(recorded_teacher_spec(demo_workspace)).name == "teacher.pt"
+    teacher = teacher_from_workspace(demo_workspace)
+    assert isinstance(teacher, TorchTeacher) and teacher.preprocessing == TEACHER_PREPROCESSING
+    rows = [0, 1, 2, 3]
+    images = [load_rgb(demo_workspace.image_path(r)) for r in rows]
+    logits = teacher.logits(images, [demo_workspace.image_ids[r] for r in rows])
+    np.testing.assert_allclose(logits, demo_workspace.teacher_logits[rows], atol=1e-3)
+    assert teacher.identity | {"source": None} == demo_workspace.meta["teacher"] | {"source": None}
+    assert recorded_n_segments(demo_workspace) == DEMO_SEGMENTS
+
+
+def test_recorded_teachers_that_cannot_be_rebuilt_say_why(demo_workspace, tmp_path):
+    def workspace(teacher: dict):
+        return SimpleNamespace(root=tmp_path / "ws", meta={"teacher": teacher}, classes=CLASSES)
+
+    cases = [({"kind": "logits-file", "source": "l.csv"}, "it is a logits file (l.csv), which has no logits"),
+             (demo_workspace.meta["teacher"] | {"source": str(tmp_path / "gone.pt")},
+              "no TorchScript file with SHA-256 729c7fd2f205…"),
+             ({"kind": "torch", "source": None, "sha256": None}, "it was a torch module given in memory")]
+    for teacher, why in cases:
+        assert recorded_teacher_spec(workspace(teacher)) is None
+        with pytest.raises(TeacherError, match=re.escape(f"cannot rebuild its teacher here: {why}")):
+            teacher_from_workspace(workspace(teacher))
+    bad_mean = demo_workspace.meta["teacher"] | {"source": str(DEMO_DIR / "teacher.pt"), "mean": [0.5]}
+    with pytest.raises(TeacherError, match="recorded preprocessing is unusable: Got image_size 64, mean \\[0.5\\]"):
+        teacher_from_workspace(workspace(bad_mean))
+    assert recorded_n_segments(workspace({})) == defaults.N_SEGMENTS
+
+
+def test_a_clip_zero_shot_workspace_rebuilds_with_its_own_clip_only(tiny_clip, tmp_path):
+    csv = write_labelled_scenes(tmp_path, {f"img{i}": ("train", CLASSES[i % 2]) for i in range(3)})
+    images = load_folder(tmp_path / "images", csv)
+    ws = extract(images, tmp_path / "ws", tiny_clip, create_teacher("clip-zero-shot", images.classes, clip=tiny_clip),
+                 ["red square", "grass"], n_segments=8).workspace
+    assert recorded_teacher_spec(ws) == "clip-zero-shot"
+    teacher = teacher_from_workspace(ws, clip=tiny_clip)
+    logits = teacher.logits([load_rgb(ws.image_path(r)) for r in range(3)])
+    np.testing.assert_allclose(logits, ws.teacher_logits, atol=1e-3)
+    other_config, other_weights = make_tiny_checkpoint(tmp_path / "other", seed=1)
+    with pytest.raises(TeacherError, match="its clip-zero-shot teacher is the CLIP it recorded, tiny-vit-test"):
+        teacher_from_workspace(ws, clip=load_clip(str(other_config), checkpoint=other_weights))
+
+
+def test_one_normalisation_for_pil_images_and_squared_arrays():
+    image = load_rgb(sorted((DEMO_DIR / "images").iterdir())[0])
+    squared = np.asarray(image.resize((48, 48)))  # Pillow's default resize is bicubic
+    clip = Preprocessing(48, defaults.CLIP_MEAN, defaults.CLIP_STD)
+    by_pil = clip.to_tensor([image], resample=Image.Resampling.BICUBIC)
+    np.testing.assert_array_equal(by_pil.numpy(), to_tensor([squared], 48, clip.mean, clip.std).numpy())
+    expected = (squared.astype(np.float32) / 255 - np.float32(defaults.CLIP_MEAN)) / np.float32(defaults.CLIP_STD)
+    np.testing.assert_allclose(by_pil[0].permute(1, 2, 0).numpy(), expected, rtol=1e-6, atol=1e-6)
+    open_clip = import_open_clip()
+    assert (defaults.CLIP_MEAN, defaults.CLIP_STD) == (open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD)
+
+
+def test_browsing_modules_do_not_import_torch():
+    code = ("import sys, conceptkd_core.images, conceptkd_core.extract.teacher_registry, "
+            "conceptkd_core.extract.add_images, conceptkd_core.extract.rescore; print('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
