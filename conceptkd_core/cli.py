@@ -100,9 +100,12 @@ def _quiet_ray_logs() -> None:
 
 
 def run_extract(args) -> int:
+    import dataclasses
+
     from tqdm import tqdm
 
     from .datasets import load_dataset
+    from .store.split import assign_heldout
     from .extract.pipeline import ExtractorSpec, extract
     from .vocabulary import DEFAULT_VOCABULARY, load_vocabulary
 
@@ -111,6 +114,8 @@ def run_extract(args) -> int:
     images = load_dataset(args.images, args.labels, [s for s in args.splits.split(",") if s])
     if args.limit:
         images = images.subset(range(min(args.limit, len(images))))
+    # Recorded in the workspace: the split the students are fit and measured on (store.split).
+    images = dataclasses.replace(images, splits=assign_heldout(images.splits, images.labels))
     vocabulary = load_vocabulary(args.vocabulary or DEFAULT_VOCABULARY)
     spec = ExtractorSpec(args.model, args.pretrained, args.checkpoint, args.teacher, args.device)
     clip = spec.load_clip()

@@ -11,7 +11,7 @@ import pytest
 ray = pytest.importorskip("ray", reason="Ray Data is in requirements.txt; this runs wherever it is installed")
 
 from conceptkd_core.datasets import load_folder
-from conceptkd_core.explorer import workspace_stats
+from conceptkd_core.explorer import fit_split, workspace_stats
 from conceptkd_core.extract.pipeline import PARTIAL_DIR, ExtractorSpec, extract
 from conceptkd_core.students.gram import GramStats
 from conceptkd_core.extract.ray_engine import RayEngine, gram_stats_on_ray
@@ -134,7 +134,8 @@ def test_cli_extract_with_ray_engine_starts_its_own_instance(image_set, tmp_path
     assert gram.returncode == 0, gram.stderr[-3000:]
     assert (out / GRAM_FILE).is_file() and "(ray)" in gram.stdout
     cached = workspace_stats(workspace)
-    np.testing.assert_array_equal(cached.gram, GramStats.from_arrays(workspace.concept_matrix, workspace.teacher_logits).gram)
+    local_gram = GramStats.from_arrays(workspace.concept_matrix, workspace.teacher_logits, rows=fit_split(workspace).fit)
+    np.testing.assert_array_equal(cached.gram, local_gram.gram)  # the students' fit images, bit for bit
 
 
 def test_unreachable_cluster_is_a_clear_error(image_set, tmp_path):

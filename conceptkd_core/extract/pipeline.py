@@ -35,7 +35,6 @@ from .teacher_registry import create_teacher
 from .teachers import ClipZeroShotTeacher, Teacher
 from ..vocabulary import vocabulary_hash
 from ..store.side_files import SEGMENT_ARRAYS, segment_file
-from ..store.split import assign_heldout
 from ..store.workspace import Workspace, write_workspace
 
 PARTIAL_DIR = ".extract"
@@ -264,8 +263,7 @@ def _assemble(images, out, clip, teacher, vocabulary, starts, computed, resumed,
     logits = np.load(npy(partial / "logits-merged.npy", "logits"))
     workspace = write_workspace(
         out, image_ids=[images.image_ids[r] for r in rows], paths=[images.paths[r] for r in rows],
-        splits=assign_heldout([images.splits[r] for r in rows], images.labels[rows]), labels=images.labels[rows],
-        classes=images.classes,
+        splits=[images.splits[r] for r in rows], labels=images.labels[rows], classes=images.classes,
         vocabulary=list(vocabulary), concept_matrix=concepts, teacher_logits=logits,
         model=clip.identity, teacher=teacher.identity, image_root=os.path.relpath(images.root, out.resolve()),
         extra=(extra_meta or {}) | {"segments": list(SEGMENT_ARRAYS), "skipped_images": len(failures),
