@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--teacher", default=DEFAULT_TEACHER,
                          help="clip-zero-shot (default), a TorchScript file (.pt/.ts/.pth/.jit; ImageNet "
                               f"preprocessing at {TEACHER_IMAGE_SIZE} px), or a logits file (.csv/.parquet/.npy)")
-    extract.add_argument("--vocabulary", help="concept words, one per line (default: data/vocabulary/default.txt)")
+    extract.add_argument("--vocabulary", help="concept words, one per line (default: the built-in 571-word list)")
     extract.add_argument("--out", required=True, help="workspace folder to create (or to resume)")
     extract.add_argument("--batch-size", type=int, default=16)
     extract.add_argument("--segments", type=int, default=N_SEGMENTS,

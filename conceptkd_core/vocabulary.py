@@ -11,8 +11,8 @@ import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
-VOCABULARY_DIR = DATA_DIR / "vocabulary"
+# The word lists ship inside the package (package data), so an installed ConceptKD finds them too.
+VOCABULARY_DIR = Path(__file__).resolve().parent / "vocabularies"
 DEFAULT_VOCABULARY = VOCABULARY_DIR / "default.txt"
 MAX_WORD_LENGTH = 100
 

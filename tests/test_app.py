@@ -31,7 +31,7 @@ def workspace(tmp_path_factory):
         rows.append(f"{i}.png,test,{['cat', 'dog', 'car'][i % 3]}")
     (base / "labels.csv").write_text("\n".join(rows) + "\n")
     images = load_folder(base / "images", base / "labels.csv")
-    vocab = load_vocabulary(ROOT / "data/vocabulary/davis2017.txt")
+    vocab = load_vocabulary(ROOT / "conceptkd_core/vocabularies/davis2017.txt")
     extract(images, base / "ws", clip, ClipZeroShotTeacher(clip, images.classes), vocab, batch_size=8)
     return base / "ws"
 

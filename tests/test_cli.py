@@ -30,7 +30,8 @@ def test_readme_commands_are_what_ci_runs():
     app_cmd = lines[lines.index("# run the app on its embedded default") + 1]
     test_cmd = lines[lines.index("# run the tests") + 1]
     assert "streamlit run app.py" in app_cmd and "pip install -r requirements.txt" in app_cmd
-    assert "pytest" in test_cmd and "pip install -r requirements.txt" in test_cmd
+    assert "pytest" in test_cmd and "pip install -r requirements-dev.txt" in test_cmd
+    assert "ruff check" in test_cmd and "ruff format --check" in test_cmd
     # The two commands come first: before any other section of the README.
     assert readme.index("# run the tests") < readme.index("\n## ")
 

@@ -287,7 +287,7 @@ def test_cli_extract_is_resumable_after_a_kill(tiny, folder_set, tmp_path):
     out = tmp_path / "ws"
     cmd = [sys.executable, "-m", "conceptkd_core", "extract", "--images", str(folder_set.root),
            "--labels", str(tmp_path / "labels.csv"), "--model", str(config), "--checkpoint", str(weights),
-           "--teacher", "clip-zero-shot", "--vocabulary", str(ROOT / "data/vocabulary/davis2017.txt"),
+           "--teacher", "clip-zero-shot", "--vocabulary", str(ROOT / "conceptkd_core/vocabularies/davis2017.txt"),
            "--out", str(out), "--batch-size", "2"]
     first = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ray = pytest.importorskip("ray", reason="Ray Data is in requirements.txt; this runs wherever it is installed")
+ray = pytest.importorskip("ray", reason="Ray Data is in requirements-dev.txt; this runs wherever it is installed")
 
 from conceptkd_core.datasets import load_folder
 from conceptkd_core.explorer import fit_split, workspace_stats

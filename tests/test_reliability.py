@@ -168,7 +168,7 @@ def test_extraction_killed_at_random_points_loses_and_repeats_nothing(tmp_path):
         write_scene(tmp_path / "im" / f"{i}.png", i)
     (tmp_path / "labels.csv").write_text("image,labels\n" + "".join(f"{i}.png,{'ab'[i % 2]}\n" for i in range(9)))
     args = ["-m", "conceptkd_core", "extract", "--images", str(tmp_path / "im"), "--labels", str(tmp_path / "labels.csv"),
-            "--model", str(config), "--checkpoint", str(weights), "--vocabulary", str(ROOT / "data/vocabulary/davis2017.txt"),
+            "--model", str(config), "--checkpoint", str(weights), "--vocabulary", str(ROOT / "conceptkd_core/vocabularies/davis2017.txt"),
             "--batch-size", "2"]
     baseline = tmp_path / "baseline"
     subprocess.run([sys.executable] + args + ["--out", str(baseline)], cwd=ROOT, check=True, capture_output=True, timeout=300)
