@@ -3,18 +3,37 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 from .store.workspace import WorkspaceError, safe_join
 
-VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-               "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
-               "train", "tvmonitor")
+VOC_CLASSES = (
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
+)
 
 
 class DatasetError(ValueError):
@@ -38,14 +57,21 @@ class ImageSet:
     def absolute_path(self, i: int) -> Path:
         return safe_join(self.root, self.paths[i])
 
-    def subset(self, rows: Sequence[int]) -> "ImageSet":
+    def subset(self, rows: Sequence[int]) -> ImageSet:
         rows = list(rows)
-        return ImageSet(self.root, [self.image_ids[r] for r in rows], [self.paths[r] for r in rows],
-                        [self.splits[r] for r in rows], self.labels[rows], self.classes)
+        return ImageSet(
+            self.root,
+            [self.image_ids[r] for r in rows],
+            [self.paths[r] for r in rows],
+            [self.splits[r] for r in rows],
+            self.labels[rows],
+            self.classes,
+        )
 
 
-def load_voc(root: str | os.PathLike, splits: Sequence[str] = ("train", "val"),
-             classes: Sequence[str] = VOC_CLASSES) -> ImageSet:
+def load_voc(
+    root: str | os.PathLike, splits: Sequence[str] = ("train", "val"), classes: Sequence[str] = VOC_CLASSES
+) -> ImageSet:
     """PASCAL VOC in its VOCdevkit layout: ``root`` holds JPEGImages/ and ImageSets/Main/.
 
     Labels come from ``ImageSets/Main/<class>_<split>.txt`` (1 present, 0 difficult — counted
@@ -55,8 +81,10 @@ def load_voc(root: str | os.PathLike, splits: Sequence[str] = ("train", "val"),
     main = root / "ImageSets" / "Main"
     for needed in (root / "JPEGImages", main):
         if not needed.is_dir():
-            raise DatasetError(f"{root} is not a VOC root: missing folder {needed.relative_to(root)}/ "
-                               "(point --images at VOCdevkit/VOC2012)")
+            raise DatasetError(
+                f"{root} is not a VOC root: missing folder {needed.relative_to(root)}/ "
+                "(point --images at VOCdevkit/VOC2012)"
+            )
     ids, split_of = [], []
     for split in splits:
         listing = main / f"{split}.txt"
@@ -99,7 +127,9 @@ def load_folder(images_dir: str | os.PathLike, labels_csv: str | os.PathLike) ->
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
         raise DatasetError(f"{labels_csv}: not a readable CSV ({exc})") from None
     if "image" not in frame.columns:
-        raise DatasetError(f"{labels_csv}: missing column 'image' (paths relative to {root}); has {list(frame.columns)}")
+        raise DatasetError(
+            f"{labels_csv}: missing column 'image' (paths relative to {root}); has {list(frame.columns)}"
+        )
     paths = [p.strip() for p in frame["image"]]
     ids = [i.strip() for i in frame["image_id"]] if "image_id" in frame.columns else paths
     splits = [s.strip().lower() or "all" for s in frame["split"]] if "split" in frame.columns else ["all"] * len(paths)
@@ -134,13 +164,16 @@ def load_folder(images_dir: str | os.PathLike, labels_csv: str | os.PathLike) ->
         bad = ~raw.isin(["0", "1"])
         if bad.to_numpy().any():
             r, c = np.argwhere(bad.to_numpy())[0]
-            raise DatasetError(f"{labels_csv}: label for image {ids[r]!r}, class {classes[c]!r} is {raw.iat[r, c]!r}; expected 0 or 1")
+            raise DatasetError(
+                f"{labels_csv}: label for image {ids[r]!r}, class {classes[c]!r} is {raw.iat[r, c]!r}; expected 0 or 1"
+            )
         labels = raw.to_numpy().astype(np.uint8)
     return ImageSet(root, ids, paths, splits, labels, classes)
 
 
-def load_dataset(images: str | os.PathLike, labels_csv: str | os.PathLike | None = None,
-                 splits: Sequence[str] = ("train", "val")) -> ImageSet:
+def load_dataset(
+    images: str | os.PathLike, labels_csv: str | os.PathLike | None = None, splits: Sequence[str] = ("train", "val")
+) -> ImageSet:
     """VOC layout if ``images`` has JPEGImages/ and no CSV is given, else folder + CSV."""
     if labels_csv is None:
         if (Path(images) / "JPEGImages").is_dir():

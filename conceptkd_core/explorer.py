@@ -8,15 +8,16 @@ loads) the base students; every browser session then tunes its own copy through
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 
 from .defaults import DEFAULT_ALPHA
 from .store import side_files
+from .store.split import Split, workspace_split
 from .store.workspace import Workspace, WorkspaceError, load_workspace
 from .students.bank import StudentBank
 from .students.budget import budget_bank
@@ -24,7 +25,6 @@ from .students.gram import GramStats
 from .students.metrics import average_precision, disagreements, summary
 from .students.scores import SharedScores
 from .students.session import TuningSession
-from .store.split import Split, workspace_split
 
 
 @dataclass(frozen=True)
@@ -53,8 +53,9 @@ def fit_split(workspace: Workspace) -> Split:
     return workspace_split(workspace.splits, workspace.labels)
 
 
-def workspace_stats(workspace: Workspace, rebuild: bool = False,
-                    build: Callable[[], GramStats] | None = None) -> GramStats:
+def workspace_stats(
+    workspace: Workspace, rebuild: bool = False, build: Callable[[], GramStats] | None = None
+) -> GramStats:
     """The Gram statistics of the workspace's fit images: read from its cache when that was made
     for this very workspace and split, else built (``build``, default ``GramStats.from_arrays`` over
     the fit rows) and cached. A read-only workspace still works: the statistics are then not cached."""
@@ -109,8 +110,17 @@ def _stamp(workspace: Workspace) -> dict:
 def new_session(explorer: Explorer, user: str | None = None, autosave: bool = True) -> TuningSession:
     """A private tuning session over a copy of the base students, autosaved under sessions/."""
     ws = explorer.workspace
-    session = TuningSession(explorer.base_bank.copy(), ws.concept_matrix, ws.teacher_logits, ws.labels,
-                            ws.classes, ws.vocabulary, user=user, shared=explorer.shared, stamp=_stamp(ws))
+    session = TuningSession(
+        explorer.base_bank.copy(),
+        ws.concept_matrix,
+        ws.teacher_logits,
+        ws.labels,
+        ws.classes,
+        ws.vocabulary,
+        user=user,
+        shared=explorer.shared,
+        stamp=_stamp(ws),
+    )
     if autosave:
         session.autosave_path = side_files.session_file(ws, session.session_id)
     return session
@@ -132,14 +142,20 @@ def metrics_table(explorer: Explorer, session: TuningSession) -> pd.DataFrame:
     positives = session.labels[rows].sum(axis=0).astype(int)
     held_out = [session.class_metrics(c) for c in range(len(session.classes))]
     in_sample = [session.class_metrics(c, "in_sample")["student_ap"] for c in range(len(session.classes))]
-    return pd.DataFrame({
-        "class": session.classes, "positives": positives, "chance_ap": positives / max(rows.size, 1),
-        "teacher_ap": explorer.teacher_ap,
-        **{name: np.array([np.nan if r[name] is None else r[name] for r in held_out], dtype=np.float64)
-           for name in STUDENT_COLUMNS},
-        "student_ap_in_sample": np.array([np.nan if v is None else v for v in in_sample], dtype=np.float64),
-        "concepts_used": (session.bank.coef_ != 0).sum(axis=1),
-    })
+    return pd.DataFrame(
+        {
+            "class": session.classes,
+            "positives": positives,
+            "chance_ap": positives / max(rows.size, 1),
+            "teacher_ap": explorer.teacher_ap,
+            **{
+                name: np.array([np.nan if r[name] is None else r[name] for r in held_out], dtype=np.float64)
+                for name in STUDENT_COLUMNS
+            },
+            "student_ap_in_sample": np.array([np.nan if v is None else v for v in in_sample], dtype=np.float64),
+            "concepts_used": (session.bank.coef_ != 0).sum(axis=1),
+        }
+    )
 
 
 def metrics_summary(explorer: Explorer, session: TuningSession) -> dict:
@@ -149,7 +165,9 @@ def metrics_summary(explorer: Explorer, session: TuningSession) -> dict:
         "chance_map": float(np.nanmean(table["chance_ap"].where(table["positives"] > 0))),
         "student_map_in_sample": float(np.nanmean(table["student_ap_in_sample"])),
         "concepts_per_class_median": float(np.median(table["concepts_used"])),
-        "n_fit": explorer.split.n_fit, "n_held_out": explorer.split.n_held_out, "split_rule": explorer.split.rule,
+        "n_fit": explorer.split.n_fit,
+        "n_held_out": explorer.split.n_held_out,
+        "split_rule": explorer.split.rule,
     }
 
 
@@ -163,7 +181,9 @@ def budget_table(explorer: Explorer, session: TuningSession, budgets: tuple[int,
     X, labels = np.asarray(session.X[rows], dtype=np.float32), session.labels[rows]
     table = pd.DataFrame({"class": session.classes, "concepts_used": (session.bank.coef_ != 0).sum(axis=1)})
     for budget in budgets:
-        table[f"ap_at_{budget}"] = np.atleast_1d(average_precision(labels, budget_bank(session.bank, budget).decision_function(X)))
+        table[f"ap_at_{budget}"] = np.atleast_1d(
+            average_precision(labels, budget_bank(session.bank, budget).decision_function(X))
+        )
     table["ap_all"] = np.atleast_1d(average_precision(labels, session.student_scores[rows]))
     return table
 
@@ -173,11 +193,16 @@ def top_concepts(session: TuningSession, class_index: int, n: int = 15) -> pd.Da
     w = session.bank.coef_[class_index]
     mean_x = session.bank.stats_.x_mean
     order = [j for j in np.argsort(-np.abs(w)) if w[j] != 0][:n]
-    return pd.DataFrame({
-        "concept": [session.vocabulary[j] for j in order], "concept_index": order,
-        "weight": w[order], "mean_contribution": w[order] * mean_x[order],
-        "lower": session.bank.lower_[class_index, order], "upper": session.bank.upper_[class_index, order],
-    })
+    return pd.DataFrame(
+        {
+            "concept": [session.vocabulary[j] for j in order],
+            "concept_index": order,
+            "weight": w[order],
+            "mean_contribution": w[order] * mean_x[order],
+            "lower": session.bank.lower_[class_index, order],
+            "upper": session.bank.upper_[class_index, order],
+        }
+    )
 
 
 def heatmap_table(session: TuningSession, per_class: int = 4) -> pd.DataFrame:
@@ -193,8 +218,14 @@ def image_contributions(session: TuningSession, row: int, class_index: int, n: i
     x = np.asarray(session.X[row], dtype=np.float64)
     contrib = session.bank.coef_[class_index] * x
     order = [j for j in np.argsort(-np.abs(contrib)) if contrib[j] != 0][:n]
-    return pd.DataFrame({"concept": [session.vocabulary[j] for j in order], "score": x[order],
-                         "weight": session.bank.coef_[class_index, order], "contribution": contrib[order]})
+    return pd.DataFrame(
+        {
+            "concept": [session.vocabulary[j] for j in order],
+            "score": x[order],
+            "weight": session.bank.coef_[class_index, order],
+            "contribution": contrib[order],
+        }
+    )
 
 
 def rows_where_concept_fires(X: np.ndarray, concept_index: int, top: int = 24) -> np.ndarray:
@@ -227,21 +258,38 @@ def saved_sessions(explorer: Explorer) -> pd.DataFrame:
         try:
             document = side_files.read_json(path)
             modified = pd.Timestamp(path.stat().st_mtime, unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M:%S")
-            rows.append({"path": str(path), "session_id": document.get("session_id", path.stem), "modified": modified,
-                         "edits": len(document.get("events", [])), "applied": document.get("cursor", 0)})
+            rows.append(
+                {
+                    "path": str(path),
+                    "session_id": document.get("session_id", path.stem),
+                    "modified": modified,
+                    "edits": len(document.get("events", [])),
+                    "applied": document.get("cursor", 0),
+                }
+            )
         except (WorkspaceError, OSError, AttributeError):
             continue  # unreadable or truncated autosave: not offered
     return pd.DataFrame(rows, columns=["path", "session_id", "modified", "edits", "applied"])
 
 
-def import_session(explorer: Explorer, data: str | bytes,
-                   autosave_path: str | os.PathLike | None = None) -> TuningSession:
+def import_session(
+    explorer: Explorer, data: str | bytes, autosave_path: str | os.PathLike | None = None
+) -> TuningSession:
     """A session rebuilt from an exported or autosaved file, refused (TuningError) unless it was
     made over this workspace. It shares the explorer's base scores and metric cache, as a new
     session does, and autosaves to ``autosave_path`` from its next change on."""
     ws = explorer.workspace
-    session = TuningSession.from_json(data, explorer.base_bank.copy(), ws.concept_matrix, ws.teacher_logits,
-                                      ws.labels, ws.classes, ws.vocabulary, stamp=_stamp(ws), shared=explorer.shared)
+    session = TuningSession.from_json(
+        data,
+        explorer.base_bank.copy(),
+        ws.concept_matrix,
+        ws.teacher_logits,
+        ws.labels,
+        ws.classes,
+        ws.vocabulary,
+        stamp=_stamp(ws),
+        shared=explorer.shared,
+    )
     session.autosave_path = Path(autosave_path) if autosave_path else None
     return session
 

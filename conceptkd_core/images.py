@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -71,9 +72,15 @@ def square_resize(image: Image.Image, size: int) -> np.ndarray:
     return np.asarray(image.resize((size, size), Image.Resampling.BICUBIC), dtype=np.uint8)
 
 
-def to_tensor(images: Sequence[Image.Image | np.ndarray], image_size: int, mean: Sequence[float],
-              std: Sequence[float], *, resample: Image.Resampling = Image.Resampling.BILINEAR,
-              device: str = "cpu") -> torch.Tensor:
+def to_tensor(
+    images: Sequence[Image.Image | np.ndarray],
+    image_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    *,
+    resample: Image.Resampling = Image.Resampling.BILINEAR,
+    device: str = "cpu",
+) -> torch.Tensor:
     """A model's input batch of shape (B, 3, S, S), float32: each image squared to ``image_size``
     (no crop), scaled to [0, 1], then ``(x - mean) / std`` per channel.
 
@@ -117,20 +124,29 @@ class Preprocessing:
         object.__setattr__(self, "mean", tuple(float(np.float32(v)) for v in self.mean))
         object.__setattr__(self, "std", tuple(float(np.float32(v)) for v in self.std))
         if self.image_size < 1 or len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            raise ValueError(f"Got image_size {self.image_size}, mean {list(self.mean)}, std {list(self.std)}; "
-                             "expected a size >= 1 and three means and three positive stds (R, G, B)")
+            raise ValueError(
+                f"Got image_size {self.image_size}, mean {list(self.mean)}, std {list(self.std)}; "
+                "expected a size >= 1 and three means and three positive stds (R, G, B)"
+            )
 
     @classmethod
     def from_identity(cls, identity: dict, default: Preprocessing) -> Preprocessing:
         """The preprocessing recorded in ``identity``; ``default``'s for what it does not record."""
-        return cls(identity.get("image_size", default.image_size), identity.get("mean", default.mean),
-                   identity.get("std", default.std))
+        return cls(
+            identity.get("image_size", default.image_size),
+            identity.get("mean", default.mean),
+            identity.get("std", default.std),
+        )
 
     @property
     def identity(self) -> dict:
         return {"image_size": self.image_size, "mean": list(self.mean), "std": list(self.std)}
 
-    def to_tensor(self, images: Sequence[Image.Image | np.ndarray], device: str = "cpu",
-                  resample: Image.Resampling = Image.Resampling.BILINEAR) -> torch.Tensor:
+    def to_tensor(
+        self,
+        images: Sequence[Image.Image | np.ndarray],
+        device: str = "cpu",
+        resample: Image.Resampling = Image.Resampling.BILINEAR,
+    ) -> torch.Tensor:
         """``to_tensor`` with this preprocessing."""
         return to_tensor(images, self.image_size, self.mean, self.std, resample=resample, device=device)

@@ -11,12 +11,14 @@ from PIL import Image
 
 from .defaults import MAX_SEGMENTS
 
+
 def _upsample_map(segment_map: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(segment_map).resize(size, Image.Resampling.NEAREST))
 
 
-def segment_scores_for_concept(concept: int, concept_score: float, best_segment: int,
-                               top_concepts: np.ndarray, top_scores: np.ndarray) -> np.ndarray:
+def segment_scores_for_concept(
+    concept: int, concept_score: float, best_segment: int, top_concepts: np.ndarray, top_scores: np.ndarray
+) -> np.ndarray:
     """Per segment score for one concept: known where the concept is in a segment's top list,
     and always for the segment that gave the image its score; 0 elsewhere. Shape (MAX_SEGMENTS,)."""
     scores = np.where(top_concepts == concept, top_scores.astype(np.float32), 0.0).max(axis=1)
@@ -24,8 +26,13 @@ def segment_scores_for_concept(concept: int, concept_score: float, best_segment:
     return np.clip(scores, 0.0, None)
 
 
-def concept_overlay(image: np.ndarray, segment_map: np.ndarray, segment_scores: np.ndarray,
-                    color: tuple[int, int, int] = (255, 64, 0), dim: float = 0.55) -> np.ndarray:
+def concept_overlay(
+    image: np.ndarray,
+    segment_map: np.ndarray,
+    segment_scores: np.ndarray,
+    color: tuple[int, int, int] = (255, 64, 0),
+    dim: float = 0.55,
+) -> np.ndarray:
     """The image with segments tinted by their score for one concept (others dimmed), uint8 (H, W, 3)."""
     h, w = image.shape[:2]
     labels = _upsample_map(segment_map, (w, h))
@@ -45,8 +52,13 @@ def _edges(labels: np.ndarray) -> np.ndarray:
     return edges
 
 
-def label_overlay(image: np.ndarray, segment_map: np.ndarray, top_concepts: np.ndarray,
-                  vocabulary: list[str] | tuple[str, ...], alpha: float = 0.45) -> tuple[np.ndarray, dict]:
+def label_overlay(
+    image: np.ndarray,
+    segment_map: np.ndarray,
+    top_concepts: np.ndarray,
+    vocabulary: list[str] | tuple[str, ...],
+    alpha: float = 0.45,
+) -> tuple[np.ndarray, dict]:
     """The image with each segment coloured by its top concept; returns (uint8 image, {concept: rgb})."""
     h, w = image.shape[:2]
     labels = _upsample_map(segment_map, (w, h))

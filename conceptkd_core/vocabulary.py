@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 # The word lists ship inside the package (package data), so an installed ConceptKD finds them too.
 VOCABULARY_DIR = Path(__file__).resolve().parent / "vocabularies"

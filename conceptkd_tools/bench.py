@@ -8,8 +8,9 @@ import warnings
 
 import numpy as np
 
-from conceptkd_core.students.gram import GramStats
 from conceptkd_core.students.bank import StudentBank
+from conceptkd_core.students.gram import GramStats
+
 from .synthetic import make_problem
 
 
@@ -28,8 +29,15 @@ def _slider_move(rng: np.random.Generator, bank: StudentBank, move: int) -> tupl
     return c, j, value
 
 
-def bench_refit(n_images: int = 11540, n_concepts: int = 584, n_classes: int = 20, alpha: float = 1e-3,
-                moves: int = 100, seed: int = 0, sklearn_tol: float = 1e-4) -> dict:
+def bench_refit(
+    n_images: int = 11540,
+    n_concepts: int = 584,
+    n_classes: int = 20,
+    alpha: float = 1e-3,
+    moves: int = 100,
+    seed: int = 0,
+    sklearn_tol: float = 1e-4,
+) -> dict:
     """Interactive re-fit at PASCAL VOC 2012 scale, against scikit-learn's Lasso on the same Gram.
 
     One move = pin one weight of one class (a slider drag to 0.3-1.7x its value, or to 0 for
@@ -76,27 +84,43 @@ def bench_refit(n_images: int = 11540, n_concepts: int = 584, n_classes: int = 2
     kkt = float(bank.kkt_violation().max())
     refit_p50 = float(np.median(times))
     return {
-        "bench": "refit", "n_images": n_images, "n_concepts": n_concepts, "n_classes": n_classes,
-        "alpha": alpha, "tol": bank.tol, "sklearn_tol": sklearn_tol, "moves": moves,
+        "bench": "refit",
+        "n_images": n_images,
+        "n_concepts": n_concepts,
+        "n_classes": n_classes,
+        "alpha": alpha,
+        "tol": bank.tol,
+        "sklearn_tol": sklearn_tol,
+        "moves": moves,
         "gram_build_ms": _ms(gram_s),
-        "refit_ms_p50": _ms(refit_p50), "refit_ms_p90": _ms(np.percentile(times, 90)),
-        "refit_ms_max": _ms(max(times)), "refit_iters_p50": float(np.median(iters)),
-        "cold_fit_ms": _ms(cold_s), "cold_converged": cold_converged,
+        "refit_ms_p50": _ms(refit_p50),
+        "refit_ms_p90": _ms(np.percentile(times, 90)),
+        "refit_ms_max": _ms(max(times)),
+        "refit_iters_p50": float(np.median(iters)),
+        "cold_fit_ms": _ms(cold_s),
+        "cold_converged": cold_converged,
         "sklearn_lasso_ms": _ms(sklearn_s),
         # What a slider move costs us (one warm re-fit, bank consistent) vs re-fitting the bank
         # with scikit-learn; and, for a like-for-like solver comparison, both cold fits.
         "speedup_vs_sklearn": round(sklearn_s / refit_p50, 1),
         "speedup_vs_sklearn_one_class": round(sklearn_s / n_classes / refit_p50, 1),
         "cold_speedup_vs_sklearn": round(sklearn_s / cold_s, 2),
-        "objective": float(cold_objective), "sklearn_objective": float(sk_objective),
+        "objective": float(cold_objective),
+        "sklearn_objective": float(sk_objective),
         "objective_rel_gap": float((cold_objective - sk_objective) / abs(sk_objective)),
         "nonzero_per_class": float((bank.coef_ != 0).sum(axis=1).mean()),
         "max_kkt_violation_after_moves": kkt,
     }
 
 
-def bench_extract(model_name: str = "ViT-B-16", batch_size: int = 8, batches: int = 4, device: str = "cpu",
-                  n_concepts: int = 584, seed: int = 0) -> dict:
+def bench_extract(
+    model_name: str = "ViT-B-16",
+    batch_size: int = 8,
+    batches: int = 4,
+    device: str = "cpu",
+    n_concepts: int = 584,
+    seed: int = 0,
+) -> dict:
     """Dense extraction (segments + concept vector) vs plain ``encode_image``, same model/batch/device.
 
     A randomly initialised model: speed does not depend on trained weights. Both paths start
@@ -115,14 +139,26 @@ def bench_extract(model_name: str = "ViT-B-16", batch_size: int = 8, batches: in
     visual = model.visual
     size = visual.image_size[0] if isinstance(visual.image_size, (tuple, list)) else visual.image_size
     patch = visual.patch_size[0] if isinstance(visual.patch_size, (tuple, list)) else visual.patch_size
-    clip = ClipModel(model, None, model_name, None, None, size, patch, open_clip.OPENAI_DATASET_MEAN,
-                     open_clip.OPENAI_DATASET_STD, device)
+    clip = ClipModel(
+        model,
+        None,
+        model_name,
+        None,
+        None,
+        size,
+        patch,
+        open_clip.OPENAI_DATASET_MEAN,
+        open_clip.OPENAI_DATASET_STD,
+        device,
+    )
     rng = np.random.default_rng(seed)
     images = []
     for _ in range(batch_size):  # blocky synthetic scenes: superpixels have real edges to follow
         small = rng.integers(0, 255, (size // 28, size // 28, 3), dtype=np.uint8)
         images.append(np.kron(small, np.ones((28, 28, 1), dtype=np.uint8)))
-    text = rng.standard_normal((n_concepts, model.text_projection.shape[1] if model.text_projection is not None else 512))
+    text = rng.standard_normal(
+        (n_concepts, model.text_projection.shape[1] if model.text_projection is not None else 512)
+    )
     text = (text / np.linalg.norm(text, axis=1, keepdims=True)).astype(np.float32)
 
     def plain():
@@ -142,10 +178,18 @@ def bench_extract(model_name: str = "ViT-B-16", batch_size: int = 8, batches: in
         for _ in range(batches):
             fn()
         rates[name] = batches * batch_size / (time.perf_counter() - t0)
-    return {"bench": "extract", "model": model_name, "image_size": size, "batch_size": batch_size, "device": device,
-            "torch_threads": torch.get_num_threads(), "n_concepts": n_concepts,
-            "dense_images_per_s": round(rates["dense"], 2), "encode_image_images_per_s": round(rates["plain"], 2),
-            "ratio": round(rates["dense"] / rates["plain"], 3)}
+    return {
+        "bench": "extract",
+        "model": model_name,
+        "image_size": size,
+        "batch_size": batch_size,
+        "device": device,
+        "torch_threads": torch.get_num_threads(),
+        "n_concepts": n_concepts,
+        "dense_images_per_s": round(rates["dense"], 2),
+        "encode_image_images_per_s": round(rates["plain"], 2),
+        "ratio": round(rates["dense"] / rates["plain"], 3),
+    }
 
 
 def bench_app(workspace: str | None = None, moves: int = 10) -> dict:
@@ -190,11 +234,16 @@ def bench_app(workspace: str | None = None, moves: int = 10) -> dict:
         at.run()
         move_s.append(time.perf_counter() - t0)
     slowest = max(page_s, key=page_s.get)
-    return {"bench": "app", "first_load_ms": _ms(first_load), "slider_move_ms_p50": _ms(float(np.median(move_s))),
-            "slowest_page": slowest, "slowest_page_ms": _ms(page_s[slowest]),
-            "page_ms": {Path(p).stem: _ms(v) for p, v in page_s.items()},
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "torch_imported": "torch" in sys.modules}
+    return {
+        "bench": "app",
+        "first_load_ms": _ms(first_load),
+        "slider_move_ms_p50": _ms(float(np.median(move_s))),
+        "slowest_page": slowest,
+        "slowest_page_ms": _ms(page_s[slowest]),
+        "page_ms": {Path(p).stem: _ms(v) for p, v in page_s.items()},
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "torch_imported": "torch" in sys.modules,
+    }
 
 
 def _gram_child(root: str) -> None:
@@ -209,13 +258,29 @@ def _gram_child(root: str) -> None:
     loaded_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0 = time.perf_counter()
     workspace_stats(workspace, rebuild=True)
-    print(json.dumps({"gram_build_s": time.perf_counter() - t0, "loaded_rss_mb": loaded_mb,
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}), flush=True)
+    print(
+        json.dumps(
+            {
+                "gram_build_s": time.perf_counter() - t0,
+                "loaded_rss_mb": loaded_mb,
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        ),
+        flush=True,
+    )
 
 
-def bench_scale(sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000), n_concepts: int = 584, n_classes: int = 20,
-                alpha: float = 1e-3, moves: int = 100, session_moves: int = 20, seed: int = 0,
-                folder: str | None = None, plot: str | None = None) -> dict:
+def bench_scale(
+    sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000),
+    n_concepts: int = 584,
+    n_classes: int = 20,
+    alpha: float = 1e-3,
+    moves: int = 100,
+    session_moves: int = 20,
+    seed: int = 0,
+    folder: str | None = None,
+    plot: str | None = None,
+) -> dict:
     """Students at 10k..1M images on synthetic float16 workspaces (written once into ``folder``).
 
     Per size: Gram build time and peak memory (in a fresh process), the solver's re-fit per
@@ -231,11 +296,12 @@ def bench_scale(sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000), n_concept
     from pathlib import Path
 
     from conceptkd_core.explorer import workspace_stats
+    from conceptkd_core.store.workspace import CONCEPTS_FILE, META_FILE, load_workspace, read_meta
     from conceptkd_core.students.metrics import student_class_metrics
     from conceptkd_core.students.scores import SharedScores, class_scores
-    from .synthetic import write_synthetic_workspace
     from conceptkd_core.students.session import TuningSession
-    from conceptkd_core.store.workspace import CONCEPTS_FILE, META_FILE, load_workspace, read_meta
+
+    from .synthetic import write_synthetic_workspace
 
     base = Path(folder) if folder else Path(tempfile.mkdtemp(prefix="conceptkd-scale-"))
     package_root = str(Path(__file__).resolve().parent.parent)
@@ -249,8 +315,13 @@ def bench_scale(sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000), n_concept
                 t0 = time.perf_counter()
                 write_synthetic_workspace(root, n, n_concepts, n_classes, seed=seed)
                 write_s = time.perf_counter() - t0
-            child = subprocess.run([sys.executable, "-c", f"from conceptkd_tools.bench import _gram_child; _gram_child({str(root)!r})"],
-                                   cwd=package_root, capture_output=True, text=True, check=True)
+            child = subprocess.run(
+                [sys.executable, "-c", f"from conceptkd_tools.bench import _gram_child; _gram_child({str(root)!r})"],
+                cwd=package_root,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             gram = json.loads(child.stdout.strip().splitlines()[-1])
 
             workspace = load_workspace(root, verify="size")
@@ -260,8 +331,16 @@ def bench_scale(sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000), n_concept
             t0 = time.perf_counter()
             shared = SharedScores.build(bank, X, logits)
             shared_s = time.perf_counter() - t0
-            session = TuningSession(bank.copy(), X, logits, workspace.labels, workspace.classes, workspace.vocabulary,
-                                    shared=shared, user="bench")
+            session = TuningSession(
+                bank.copy(),
+                X,
+                logits,
+                workspace.labels,
+                workspace.classes,
+                workspace.vocabulary,
+                shared=shared,
+                user="bench",
+            )
             rng = np.random.default_rng(seed + 1)
             refit_s, iters, metrics_s, move_s = [], [], [], []
             for move in range(moves):
@@ -277,33 +356,49 @@ def bench_scale(sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000), n_concept
                     continue
                 t0 = time.perf_counter()
                 scores = class_scores(X, shared, c, solver.coef_[c], solver.intercept_[c])
-                student_class_metrics(workspace.labels[:, c], logits[:, c], shared.teacher_probs[:, c], scores,
-                                      solver.predict_proba_from_scores(scores))
+                student_class_metrics(
+                    workspace.labels[:, c],
+                    logits[:, c],
+                    shared.teacher_probs[:, c],
+                    scores,
+                    solver.predict_proba_from_scores(scores),
+                )
                 metrics_s.append(time.perf_counter() - t0)
                 t0 = time.perf_counter()
                 session.set_weight(c, j, value)  # refit + scores + metrics + history, as the app does
                 move_s.append(time.perf_counter() - t0)
-            rows.append({
-                "n_images": n, "concepts_mb": round((root / CONCEPTS_FILE).stat().st_size / 2**20, 1),
-                "write_s": None if write_s is None else round(write_s, 1),
-                "gram_build_s": round(gram["gram_build_s"], 3), "gram_peak_rss_mb": round(gram["peak_rss_mb"], 1),
-                "loaded_rss_mb": round(gram["loaded_rss_mb"], 1), "session_base_scores_s": round(shared_s, 3),
-                "refit_ms_p50": _ms(float(np.median(refit_s))), "refit_ms_p90": _ms(float(np.percentile(refit_s, 90))),
-                "refit_iters_p50": float(np.median(iters)),
-                "metrics_after_move_ms_p50": _ms(float(np.median(metrics_s))),
-                "move_total_ms_p50": _ms(float(np.median(move_s))),
-            })
+            rows.append(
+                {
+                    "n_images": n,
+                    "concepts_mb": round((root / CONCEPTS_FILE).stat().st_size / 2**20, 1),
+                    "write_s": None if write_s is None else round(write_s, 1),
+                    "gram_build_s": round(gram["gram_build_s"], 3),
+                    "gram_peak_rss_mb": round(gram["peak_rss_mb"], 1),
+                    "loaded_rss_mb": round(gram["loaded_rss_mb"], 1),
+                    "session_base_scores_s": round(shared_s, 3),
+                    "refit_ms_p50": _ms(float(np.median(refit_s))),
+                    "refit_ms_p90": _ms(float(np.percentile(refit_s, 90))),
+                    "refit_iters_p50": float(np.median(iters)),
+                    "metrics_after_move_ms_p50": _ms(float(np.median(metrics_s))),
+                    "move_total_ms_p50": _ms(float(np.median(move_s))),
+                }
+            )
     finally:
         if not folder:
             shutil.rmtree(base, ignore_errors=True)
     small, large = rows[0], rows[-1]
     result = {
-        "bench": "scale", "n_concepts": n_concepts, "n_classes": n_classes, "alpha": alpha, "moves": moves,
+        "bench": "scale",
+        "n_concepts": n_concepts,
+        "n_classes": n_classes,
+        "alpha": alpha,
+        "moves": moves,
         "session_moves": session_moves,
         "rows": rows,
         "refit_ratio_largest_vs_smallest": round(large["refit_ms_p50"] / small["refit_ms_p50"], 2),
-        "gram_time_per_row_ratio": round((large["gram_build_s"] / large["n_images"])
-                                         / (small["gram_build_s"] / small["n_images"]), 2),
+        "gram_time_per_row_ratio": round(
+            (large["gram_build_s"] / large["n_images"]) / (small["gram_build_s"] / small["n_images"]), 2
+        ),
         "gram_peak_rss_mb_largest": large["gram_peak_rss_mb"],
     }
     if plot:
@@ -320,10 +415,12 @@ def _plot_scale(rows: list[dict], path: str) -> None:
 
     n = np.array([r["n_images"] for r in rows], dtype=float)
     fig, (times, memory) = plt.subplots(1, 2, figsize=(10, 4), dpi=110)
-    for key, label, scale in (("gram_build_s", "Gram build (once per workspace)", 1.0),
-                              ("move_total_ms_p50", "slider move, end to end (p50)", 1e-3),
-                              ("metrics_after_move_ms_p50", "scores + AP of the moved class (p50)", 1e-3),
-                              ("refit_ms_p50", "solver re-fit (p50)", 1e-3)):
+    for key, label, scale in (
+        ("gram_build_s", "Gram build (once per workspace)", 1.0),
+        ("move_total_ms_p50", "slider move, end to end (p50)", 1e-3),
+        ("metrics_after_move_ms_p50", "scores + AP of the moved class (p50)", 1e-3),
+        ("refit_ms_p50", "solver re-fit (p50)", 1e-3),
+    ):
         times.loglog(n, [r[key] * scale for r in rows], marker="o", label=label)
     # Through the largest size: small sizes carry a fixed cost (process, eigenvalues) that hides the slope.
     times.loglog(n, rows[-1]["gram_build_s"] * n / n[-1], ls=":", color="grey", label="linear in n")

@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from conceptkd_core.store.atomic_io import atomic_write_json, atomic_write_text
 from conceptkd_core.datasets import VOC_CLASSES, load_folder
 from conceptkd_core.defaults import CLIP_MEAN, CLIP_STD
 from conceptkd_core.images import Preprocessing
+from conceptkd_core.store.atomic_io import atomic_write_json, atomic_write_text
 from conceptkd_core.vocabulary import normalise_words, vocabulary_text
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "data" / "demo"
@@ -69,8 +69,9 @@ def train_clip(sprites, minutes: float, seed: int = 0, batch_size: int = 128, lr
     tokens to live in the text space: what extraction's segments rely on.
     """
     from conceptkd_core.extract.clip_backend import PROMPT_TEMPLATES, dense_and_global
-    from .demo_scenes import compose_scene
     from conceptkd_core.extract.torch_compat import import_open_clip
+
+    from .demo_scenes import compose_scene
 
     open_clip = import_open_clip()
     torch.manual_seed(seed)
@@ -91,7 +92,9 @@ def train_clip(sprites, minutes: float, seed: int = 0, batch_size: int = 128, lr
         progress = (time.time() - start) / budget
         for group in optimizer.param_groups:
             group["lr"] = lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * progress))
-        scenes = [compose_scene(sprites, k, rng, single=rng.random() < 0.3, class_words=words) for _ in range(batch_size)]
+        scenes = [
+            compose_scene(sprites, k, rng, single=rng.random() < 0.3, class_words=words) for _ in range(batch_size)
+        ]
         texts, text_sets = [], []
         for scene in scenes:
             present = [c for c in np.flatnonzero(scene.labels)]
@@ -126,7 +129,9 @@ def train_clip(sprites, minutes: float, seed: int = 0, batch_size: int = 128, lr
         step += 1
         if step % 25 == 0:
             rate = step * batch_size / (time.time() - start)
-            _log(f"clip step {step}: loss {loss_global.item():.3f} + dense {loss_dense.item():.3f}, {rate:.0f} scenes/s")
+            _log(
+                f"clip step {step}: loss {loss_global.item():.3f} + dense {loss_dense.item():.3f}, {rate:.0f} scenes/s"
+            )
     model.eval()
     return model, {"steps": step, "scenes_seen": step * batch_size, "minutes": round((time.time() - start) / 60, 2)}
 
@@ -150,9 +155,15 @@ class SceneCNN(torch.nn.Module):
         super().__init__()
         layers, channels = [], 3
         for width in (32, 64, 128, 192):
-            layers += [torch.nn.Conv2d(channels, width, 3, padding=1), torch.nn.BatchNorm2d(width), torch.nn.ReLU(),
-                       torch.nn.Conv2d(width, width, 3, padding=1), torch.nn.BatchNorm2d(width), torch.nn.ReLU(),
-                       torch.nn.MaxPool2d(2)]
+            layers += [
+                torch.nn.Conv2d(channels, width, 3, padding=1),
+                torch.nn.BatchNorm2d(width),
+                torch.nn.ReLU(),
+                torch.nn.Conv2d(width, width, 3, padding=1),
+                torch.nn.BatchNorm2d(width),
+                torch.nn.ReLU(),
+                torch.nn.MaxPool2d(2),
+            ]
             channels = width
         self.features = torch.nn.Sequential(*layers)
         self.head = torch.nn.Linear(channels, n_classes)
@@ -195,8 +206,9 @@ def train_teacher(sprites, minutes: float, seed: int = 0, batch_size: int = 64, 
 
 # ----------------------------------------------------------------------------- build
 def render_split(sprites, folder: Path, n_multi: int, n_single: int, seed: int, split: str, writer, masks_out) -> None:
-    from .demo_scenes import compose_scene
     from conceptkd_core.defaults import SEGMENT_MAP_SIZE
+
+    from .demo_scenes import compose_scene
 
     rng = np.random.default_rng(seed)
     k = len(VOC_CLASSES)
@@ -205,22 +217,38 @@ def render_split(sprites, folder: Path, n_multi: int, n_single: int, seed: int, 
         scene = compose_scene(sprites, k, rng, single=single, class_words=class_words())
         image_id = f"{split}-{i:04d}"
         scene.image.save(folder / f"{image_id}.png", optimize=True)
-        writer.writerow({"image": f"{image_id}.png", "image_id": image_id, "split": split,
-                         "kind": "single" if single else "multi",
-                         "labels": ";".join(VOC_CLASSES[c] for c in np.flatnonzero(scene.labels))})
+        writer.writerow(
+            {
+                "image": f"{image_id}.png",
+                "image_id": image_id,
+                "split": split,
+                "kind": "single" if single else "multi",
+                "labels": ";".join(VOC_CLASSES[c] for c in np.flatnonzero(scene.labels)),
+            }
+        )
         for c in np.flatnonzero(scene.labels):
             union = np.zeros((scene.image.size[1], scene.image.size[0]), bool)
             for cls, mask in scene.masks:
                 if cls == c:
                     union |= mask
-            small = Image.fromarray(union.astype(np.uint8) * 255).resize((SEGMENT_MAP_SIZE, SEGMENT_MAP_SIZE), Image.Resampling.BOX)
+            small = Image.fromarray(union.astype(np.uint8) * 255).resize(
+                (SEGMENT_MAP_SIZE, SEGMENT_MAP_SIZE), Image.Resampling.BOX
+            )
             masks_out.append((image_id, int(c), np.packbits(np.asarray(small) >= 128)))
 
 
-def build(out: Path = DEMO_DIR, clip_minutes: float = 15.0, teacher_minutes: float = 5.0, n_val: int = 300,
-          n_test: int = 500, n_single: int = 200, seed: int = 0) -> dict:
+def build(
+    out: Path = DEMO_DIR,
+    clip_minutes: float = 15.0,
+    teacher_minutes: float = 5.0,
+    n_val: int = 300,
+    n_test: int = 500,
+    n_single: int = 200,
+    seed: int = 0,
+) -> dict:
     """Build the whole demo into ``out`` (images, mini CLIP, teacher, workspace, eval.json)."""
     from conceptkd_core.extract.clip_backend import register_model_config
+
     from .demo_scenes import load_sprites
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -238,8 +266,12 @@ def build(out: Path = DEMO_DIR, clip_minutes: float = 15.0, teacher_minutes: flo
         writer.writeheader()
         render_split(sprites, images_dir, n_val, 0, seed + 100, "val", writer, masks)
         render_split(sprites, images_dir, n_test - n_single, n_single, seed + 200, "test", writer, masks)
-    np.savez_compressed(out / "masks.npz", image_id=np.array([m[0] for m in masks]), class_index=np.array([m[1] for m in masks]),
-                        bits=np.stack([m[2] for m in masks]))
+    np.savez_compressed(
+        out / "masks.npz",
+        image_id=np.array([m[0] for m in masks]),
+        class_index=np.array([m[1] for m in masks]),
+        bits=np.stack([m[2] for m in masks]),
+    )
     _log(f"rendered {n_val + n_test} held-out scenes")
 
     config_path = out / f"{MODEL_NAME}.json"
@@ -275,8 +307,16 @@ def extract_and_evaluate(out: Path = DEMO_DIR, training: dict | None = None) -> 
     teacher = create_teacher(out / "teacher.pt", images.classes, preprocessing=TEACHER_PREPROCESSING)
     _log("extracting the demo workspace")
     shutil.rmtree(out / "workspace", ignore_errors=True)
-    extract(images, out / "workspace", clip, teacher, load_vocabulary(out / "vocabulary.txt"), batch_size=32,
-            n_segments=DEMO_SEGMENTS, extra_meta={"demo": "Clipart Scenes"} | (training or {}))
+    extract(
+        images,
+        out / "workspace",
+        clip,
+        teacher,
+        load_vocabulary(out / "vocabulary.txt"),
+        batch_size=32,
+        n_segments=DEMO_SEGMENTS,
+        extra_meta={"demo": "Clipart Scenes"} | (training or {}),
+    )
     result = evaluate(out)
     atomic_write_json(out / "eval.json", result | (training or {}))
     return result
@@ -285,16 +325,22 @@ def extract_and_evaluate(out: Path = DEMO_DIR, training: dict | None = None) -> 
 # ----------------------------------------------------------------------------- eval
 def evaluate(demo: Path = DEMO_DIR) -> dict:
     """The demo's goals, measured on its held-out scenes (students fit on val, scored on test)."""
-    from conceptkd_core.extract.clip_backend import concept_embeddings, encode_image, load_clip, register_model_config, to_model_input
-    from conceptkd_core.store.side_files import read_segments
-    from conceptkd_core.images import load_rgb, square_resize
     from conceptkd_core.defaults import DEFAULT_ALPHA
+    from conceptkd_core.extract.clip_backend import (
+        concept_embeddings,
+        encode_image,
+        load_clip,
+        register_model_config,
+        to_model_input,
+    )
+    from conceptkd_core.images import load_rgb, square_resize
+    from conceptkd_core.store.side_files import read_segments
+    from conceptkd_core.store.split import workspace_split
+    from conceptkd_core.store.workspace import load_workspace
+    from conceptkd_core.students.bank import StudentBank
     from conceptkd_core.students.budget import budget_bank
     from conceptkd_core.students.metrics import agreement, average_precision, balanced_agreement, decision_f1, mean_ap
-    from conceptkd_core.store.split import workspace_split
-    from conceptkd_core.students.bank import StudentBank
     from conceptkd_core.students.solver import sigmoid
-    from conceptkd_core.store.workspace import load_workspace
 
     demo = Path(demo)
     ws = load_workspace(demo / "workspace")
@@ -321,8 +367,12 @@ def evaluate(demo: Path = DEMO_DIR) -> dict:
     scores = bank.decision_function(X[test])
     student_ap = average_precision(ws.labels[test], scores)
     teacher_probs, student_probs = sigmoid(ws.teacher_logits[test].astype(np.float64)), sigmoid(scores)
-    budget_ap = {f"student_map_at_{b}_concepts": round(mean_ap(average_precision(
-        ws.labels[test], budget_bank(bank, b).decision_function(X[test]))), 4) for b in (5, 20)}
+    budget_ap = {
+        f"student_map_at_{b}_concepts": round(
+            mean_ap(average_precision(ws.labels[test], budget_bank(bank, b).decision_function(X[test]))), 4
+        )
+        for b in (5, 20)
+    }
 
     # Pointing game: the segment that gives a present class's word its score overlaps the object.
     segments = read_segments(ws)
@@ -332,7 +382,7 @@ def evaluate(demo: Path = DEMO_DIR) -> dict:
     test_ids = set(ws.image_ids[test])
     pick = np.random.default_rng(0)
     hits = random_hits = total = 0
-    for image_id, c, bits in zip(masks["image_id"], masks["class_index"], masks["bits"]):
+    for image_id, c, bits in zip(masks["image_id"], masks["class_index"], masks["bits"], strict=True):
         if str(image_id) not in test_ids:
             continue
         r = ws.row_of(str(image_id))
@@ -344,14 +394,20 @@ def evaluate(demo: Path = DEMO_DIR) -> dict:
         chance = segments["segment_maps"][r] == pick.choice(np.unique(segments["segment_maps"][r]))
         random_hits += bool((chance & mask).any())  # baseline: a random segment of the image
         total += 1
-    return {"clip_zero_shot_top1": round(top1, 4), "teacher_map": round(mean_ap(teacher_ap), 4),
-            "student_map": round(mean_ap(student_ap), 4),
-            "student_teacher_gap": round(mean_ap(teacher_ap) - mean_ap(student_ap), 4),
-            "balanced_agreement": round(float(np.nanmean(balanced_agreement(teacher_probs, student_probs))), 4),
-            "plain_agreement": round(float(agreement(teacher_probs, student_probs).mean()), 4),
-            "decision_f1": round(float(np.nanmean(decision_f1(teacher_probs, student_probs))), 4),
-            "concepts_per_class_median": float(np.median((bank.coef_ != 0).sum(axis=1))), **budget_ap,
-            "fit_images": split.n_fit,
-            "pointing_game": round(hits / max(total, 1), 4),
-            "pointing_game_random_segment": round(random_hits / max(total, 1), 4), "single_object_scenes": int(rows.size),
-            "test_images": int(test.sum()), "vocabulary_words": ws.n_concepts}
+    return {
+        "clip_zero_shot_top1": round(top1, 4),
+        "teacher_map": round(mean_ap(teacher_ap), 4),
+        "student_map": round(mean_ap(student_ap), 4),
+        "student_teacher_gap": round(mean_ap(teacher_ap) - mean_ap(student_ap), 4),
+        "balanced_agreement": round(float(np.nanmean(balanced_agreement(teacher_probs, student_probs))), 4),
+        "plain_agreement": round(float(agreement(teacher_probs, student_probs).mean()), 4),
+        "decision_f1": round(float(np.nanmean(decision_f1(teacher_probs, student_probs))), 4),
+        "concepts_per_class_median": float(np.median((bank.coef_ != 0).sum(axis=1))),
+        **budget_ap,
+        "fit_images": split.n_fit,
+        "pointing_game": round(hits / max(total, 1), 4),
+        "pointing_game_random_segment": round(random_hits / max(total, 1), 4),
+        "single_object_scenes": int(rows.size),
+        "test_images": int(test.sum()),
+        "vocabulary_words": ws.n_concepts,
+    }

@@ -22,30 +22,87 @@ SCENE_SIZE = 128
 
 # Class name (PASCAL VOC) -> (the words used in prompts, emoji code points standing for it).
 CLASS_EMOJI: dict[str, tuple[str, tuple[str, ...]]] = {
-    "aeroplane": ("aeroplane", ("\u2708", "\U0001F6E9", "\U0001F6EB", "\U0001F6EC")),
-    "bicycle": ("bicycle", ("\U0001F6B2",)),
-    "bird": ("bird", ("\U0001F426", "\U0001F424", "\U0001F427", "\U0001F985", "\U0001F986", "\U0001F989", "\U0001F54A", "\U0001F99C", "\U0001F413")),
-    "boat": ("boat", ("\u26F5", "\U0001F6A4", "\U0001F6E5", "\U0001F6A2", "\U0001F6F6", "\u26F4")),
-    "bottle": ("bottle", ("\U0001F37E", "\U0001F37C", "\U0001F9F4")),
-    "bus": ("bus", ("\U0001F68C", "\U0001F68D", "\U0001F68E", "\U0001F690")),
-    "car": ("car", ("\U0001F697", "\U0001F698", "\U0001F695", "\U0001F693", "\U0001F3CE", "\U0001F699")),
-    "cat": ("cat", ("\U0001F408", "\U0001F431")),
-    "chair": ("chair", ("\U0001FA91", "\U0001F4BA")),
-    "cow": ("cow", ("\U0001F404", "\U0001F42E", "\U0001F402", "\U0001F403")),
+    "aeroplane": ("aeroplane", ("\u2708", "\U0001f6e9", "\U0001f6eb", "\U0001f6ec")),
+    "bicycle": ("bicycle", ("\U0001f6b2",)),
+    "bird": (
+        "bird",
+        (
+            "\U0001f426",
+            "\U0001f424",
+            "\U0001f427",
+            "\U0001f985",
+            "\U0001f986",
+            "\U0001f989",
+            "\U0001f54a",
+            "\U0001f99c",
+            "\U0001f413",
+        ),
+    ),
+    "boat": ("boat", ("\u26f5", "\U0001f6a4", "\U0001f6e5", "\U0001f6a2", "\U0001f6f6", "\u26f4")),
+    "bottle": ("bottle", ("\U0001f37e", "\U0001f37c", "\U0001f9f4")),
+    "bus": ("bus", ("\U0001f68c", "\U0001f68d", "\U0001f68e", "\U0001f690")),
+    "car": ("car", ("\U0001f697", "\U0001f698", "\U0001f695", "\U0001f693", "\U0001f3ce", "\U0001f699")),
+    "cat": ("cat", ("\U0001f408", "\U0001f431")),
+    "chair": ("chair", ("\U0001fa91", "\U0001f4ba")),
+    "cow": ("cow", ("\U0001f404", "\U0001f42e", "\U0001f402", "\U0001f403")),
     "diningtable": ("dining table", ()),  # drawn by draw_table
-    "dog": ("dog", ("\U0001F415", "\U0001F436", "\U0001F429", "\U0001F9AE")),
-    "horse": ("horse", ("\U0001F40E", "\U0001F434", "\U0001F3C7")),
-    "motorbike": ("motorbike", ("\U0001F3CD", "\U0001F6F5")),
-    "person": ("person", ("\U0001F9CD", "\U0001F6B6", "\U0001F3C3", "\U0001F469", "\U0001F468", "\U0001F9D2", "\U0001F467", "\U0001F466", "\U0001F9D1", "\U0001F46E", "\U0001F483", "\U0001F57A")),
-    "pottedplant": ("potted plant", ("\U0001FAB4", "\U0001F335")),
-    "sheep": ("sheep", ("\U0001F411", "\U0001F40F")),
-    "sofa": ("sofa", ("\U0001F6CB",)),
-    "train": ("train", ("\U0001F686", "\U0001F682", "\U0001F684", "\U0001F685", "\U0001F688", "\U0001F687", "\U0001F68A", "\U0001F683")),
-    "tvmonitor": ("tv monitor", ("\U0001F4FA", "\U0001F5A5")),
+    "dog": ("dog", ("\U0001f415", "\U0001f436", "\U0001f429", "\U0001f9ae")),
+    "horse": ("horse", ("\U0001f40e", "\U0001f434", "\U0001f3c7")),
+    "motorbike": ("motorbike", ("\U0001f3cd", "\U0001f6f5")),
+    "person": (
+        "person",
+        (
+            "\U0001f9cd",
+            "\U0001f6b6",
+            "\U0001f3c3",
+            "\U0001f469",
+            "\U0001f468",
+            "\U0001f9d2",
+            "\U0001f467",
+            "\U0001f466",
+            "\U0001f9d1",
+            "\U0001f46e",
+            "\U0001f483",
+            "\U0001f57a",
+        ),
+    ),
+    "pottedplant": ("potted plant", ("\U0001fab4", "\U0001f335")),
+    "sheep": ("sheep", ("\U0001f411", "\U0001f40f")),
+    "sofa": ("sofa", ("\U0001f6cb",)),
+    "train": (
+        "train",
+        (
+            "\U0001f686",
+            "\U0001f682",
+            "\U0001f684",
+            "\U0001f685",
+            "\U0001f688",
+            "\U0001f687",
+            "\U0001f68a",
+            "\U0001f683",
+        ),
+    ),
+    "tvmonitor": ("tv monitor", ("\U0001f4fa", "\U0001f5a5")),
 }
 # Objects that belong to no class: they make scenes less trivial and concepts richer.
-DISTRACTORS = ("\U0001F333", "\U0001F3E0", "\u2600", "\u26BD", "\U0001F34E", "\U0001F338", "\U0001F319", "\u2601",
-               "\U0001F388", "\U0001F381", "\U0001F4DA", "\u2602", "\U0001F344", "\U0001F31F", "\U0001F36A", "\U0001F3B8")
+DISTRACTORS = (
+    "\U0001f333",
+    "\U0001f3e0",
+    "\u2600",
+    "\u26bd",
+    "\U0001f34e",
+    "\U0001f338",
+    "\U0001f319",
+    "\u2601",
+    "\U0001f388",
+    "\U0001f381",
+    "\U0001f4da",
+    "\u2602",
+    "\U0001f344",
+    "\U0001f31f",
+    "\U0001f36a",
+    "\U0001f3b8",
+)
 BACKGROUNDS = ("plain", "gradient", "noise", "sky", "grass", "sea", "road", "room")
 
 
@@ -82,8 +139,10 @@ def draw_table(rng: np.random.Generator) -> Image.Image:
 
 def load_sprites(classes: tuple[str, ...], seed: int = 0) -> list[Sprite]:
     if not EMOJI_FONT.is_file():
-        raise FileNotFoundError(f"{EMOJI_FONT} is missing: the demo build needs Debian's fonts-noto-color-emoji "
-                                "(apt-get install fonts-noto-color-emoji)")
+        raise FileNotFoundError(
+            f"{EMOJI_FONT} is missing: the demo build needs Debian's fonts-noto-color-emoji "
+            "(apt-get install fonts-noto-color-emoji)"
+        )
     font = ImageFont.truetype(str(EMOJI_FONT), 109)
     rng = np.random.default_rng(seed)
     sprites = []
@@ -113,8 +172,10 @@ def _background(kind: str, rng: np.random.Generator, size: int) -> Image.Image:
         return Image.fromarray(np.broadcast_to(arr, (size, size, 3)).astype(np.uint8))
     horizon = int(size * rng.uniform(0.35, 0.65))
     top, bottom = {
-        "sky": ((110, 170, 235), (200, 225, 250)), "grass": ((130, 190, 240), (70, 150, 60)),
-        "sea": ((150, 200, 245), (30, 90, 170)), "road": ((160, 200, 235), (90, 90, 95)),
+        "sky": ((110, 170, 235), (200, 225, 250)),
+        "grass": ((130, 190, 240), (70, 150, 60)),
+        "sea": ((150, 200, 245), (30, 90, 170)),
+        "road": ((160, 200, 235), (90, 90, 95)),
         "room": ((225, 210, 180), (150, 105, 70)),
     }[kind]
     jitter = rng.integers(-20, 21, 3)
@@ -124,7 +185,7 @@ def _background(kind: str, rng: np.random.Generator, size: int) -> Image.Image:
     if kind == "sky":
         arr[:] = np.array(top) * (1 - t) + np.array(bottom) * t
     if kind == "road":
-        arr[horizon + (size - horizon) // 2 - 1: horizon + (size - horizon) // 2 + 2, ::12] = 240
+        arr[horizon + (size - horizon) // 2 - 1 : horizon + (size - horizon) // 2 + 2, ::12] = 240
     return Image.fromarray(arr.astype(np.uint8))
 
 
@@ -140,13 +201,28 @@ class Scene:
         words = [w for w in self.object_words]
         rng.shuffle(words)
         things = " and ".join(f"a {w}" for w in words)
-        place = {"plain": "", "gradient": "", "noise": "", "sky": " in the sky", "grass": " on grass",
-                 "sea": " at sea", "road": " on a road", "room": " in a room"}[self.background]
+        place = {
+            "plain": "",
+            "gradient": "",
+            "noise": "",
+            "sky": " in the sky",
+            "grass": " on grass",
+            "sea": " at sea",
+            "road": " on a road",
+            "room": " in a room",
+        }[self.background]
         return f"a picture of {things}{place}."
 
 
-def compose_scene(sprites: list[Sprite], n_classes: int, rng: np.random.Generator, size: int = SCENE_SIZE,
-                  max_objects: int = 4, single: bool = False, class_words: tuple[str, ...] = ()) -> Scene:
+def compose_scene(
+    sprites: list[Sprite],
+    n_classes: int,
+    rng: np.random.Generator,
+    size: int = SCENE_SIZE,
+    max_objects: int = 4,
+    single: bool = False,
+    class_words: tuple[str, ...] = (),
+) -> Scene:
     """One scene: 1-max_objects objects (at least one of a class), with masks and labels."""
     background = BACKGROUNDS[rng.integers(len(BACKGROUNDS))]
     image = _background(background, rng, size).convert("RGBA")
@@ -170,7 +246,7 @@ def compose_scene(sprites: list[Sprite], n_classes: int, rng: np.random.Generato
         y = int(rng.integers(0, size - obj.size[1] + 1))
         image.alpha_composite(obj, (x, y))
         alpha = np.zeros((size, size), bool)
-        alpha[y:y + obj.size[1], x:x + obj.size[0]] = np.asarray(obj)[..., 3] > 96
+        alpha[y : y + obj.size[1], x : x + obj.size[0]] = np.asarray(obj)[..., 3] > 96
         for _, earlier in masks:  # later objects occlude earlier ones
             earlier &= ~alpha
         masks.append((sprite.class_index, alpha))

@@ -6,15 +6,14 @@ import os
 from pathlib import Path
 
 import altair as alt
+import numpy as np
 import pandas as pd
 import streamlit as st
 
-import numpy as np
-
 from conceptkd_core.explorer import Explorer, new_session, open_explorer
 from conceptkd_core.images import ImageError, load_rgb
-from conceptkd_core.students.session import TuningSession
 from conceptkd_core.store.workspace import WorkspaceError
+from conceptkd_core.students.session import TuningSession
 
 ROOT = Path(__file__).resolve().parent.parent
 # The app's pages, in navigation order: (script, title, icon). app.py, the app benchmark and the
@@ -38,8 +37,12 @@ def get_explorer(root: str) -> Explorer:
 
 def sidebar() -> None:
     with st.sidebar:
-        st.text_input("Workspace folder", value=str(st.session_state.get("workspace_root", DEFAULT_WORKSPACE)),
-                      key="workspace_input", help="A folder made by `python -m conceptkd_core extract`.")
+        st.text_input(
+            "Workspace folder",
+            value=str(st.session_state.get("workspace_root", DEFAULT_WORKSPACE)),
+            key="workspace_input",
+            help="A folder made by `python -m conceptkd_core extract`.",
+        )
         st.session_state["workspace_root"] = st.session_state["workspace_input"]
         state = current()
         if state:
@@ -58,8 +61,10 @@ def current() -> tuple[Explorer, TuningSession] | None:
     except WorkspaceError as exc:
         st.session_state.pop("tuning", None)
         st.warning(f"No workspace to show: {exc}")
-        st.caption("Make one with `python -m conceptkd_core extract --images … --out WORKSPACE` "
-                   "(see README), then enter its folder in the sidebar.")
+        st.caption(
+            "Make one with `python -m conceptkd_core extract --images … --out WORKSPACE` "
+            "(see README), then enter its folder in the sidebar."
+        )
         return None
     session = st.session_state.get("tuning")
     if session is None or session.stamp.get("workspace_id") != explorer.workspace.workspace_id:
@@ -75,10 +80,16 @@ def selected_class(explorer: Explorer) -> int:
 
 def diverging_bars(table: pd.DataFrame, value: str, tooltip: list) -> alt.Chart:
     """Horizontal bars per concept, green when ``value`` pushes the score up, orange when down."""
-    return alt.Chart(table).mark_bar().encode(
-        x=alt.X(f"{value}:Q"), y=alt.Y("concept:N", sort="-x", title=None),
-        color=alt.condition(f"datum.{value} > 0", alt.value("#2a9d8f"), alt.value("#e76f51")),
-        tooltip=tooltip)
+    return (
+        alt.Chart(table)
+        .mark_bar()
+        .encode(
+            x=alt.X(f"{value}:Q"),
+            y=alt.Y("concept:N", sort="-x", title=None),
+            color=alt.condition(f"datum.{value} > 0", alt.value("#2a9d8f"), alt.value("#e76f51")),
+            tooltip=tooltip,
+        )
+    )
 
 
 @st.cache_data(max_entries=512, show_spinner=False)

@@ -18,23 +18,37 @@ if state:
     if cols[1].button("Redo", disabled=not session.can_redo()):
         session.redo()
         st.rerun()
-    rows = [{"#": i + 1, "applied": i < session.cursor, "time": e.time, "user": e.user, "operation": e.op,
-             "class": ", ".join(explorer.classes[c] for c in e.classes),
-             "concept": explorer.vocabulary[e.concept] if e.concept is not None else "",
-             "held-out AP after": "; ".join(f"{v['student_ap']:.3f}" for v in e.metrics_after.values()
-                                   if v["student_ap"] is not None)}
-            for i, e in enumerate(session.events)]
+    rows = [
+        {
+            "#": i + 1,
+            "applied": i < session.cursor,
+            "time": e.time,
+            "user": e.user,
+            "operation": e.op,
+            "class": ", ".join(explorer.classes[c] for c in e.classes),
+            "concept": explorer.vocabulary[e.concept] if e.concept is not None else "",
+            "held-out AP after": "; ".join(
+                f"{v['student_ap']:.3f}" for v in e.metrics_after.values() if v["student_ap"] is not None
+            ),
+        }
+        for i, e in enumerate(session.events)
+    ]
     if rows:
         st.dataframe(pd.DataFrame(rows), hide_index=True)
-        point = st.number_input("Revert to after edit # (0 = before any edit)", 0, len(rows), session.cursor,
-                                key="revert_to")
+        point = st.number_input(
+            "Revert to after edit # (0 = before any edit)", 0, len(rows), session.cursor, key="revert_to"
+        )
         if st.button("Revert"):
             session.revert(int(point))
             st.rerun()
     else:
         st.info("No edits yet. Tune a concept on the Tune page.")
-    st.download_button("Download students + log (JSON)", session.export_json(), file_name="conceptkd-tuning.json",
-                       mime="application/json")
+    st.download_button(
+        "Download students + log (JSON)",
+        session.export_json(),
+        file_name="conceptkd-tuning.json",
+        mime="application/json",
+    )
     upload = st.file_uploader("Import a saved log", type=["json"])
     if upload is not None:
         try:

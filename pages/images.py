@@ -57,16 +57,26 @@ def overlays(explorer, r: int, image: np.ndarray, concept: str) -> None:
     left, right = st.columns(2)
     if concept != NO_CONCEPT:
         j = explorer.vocabulary.index(concept)
-        scores = segment_scores_for_concept(j, float(ws.concept_matrix[r, j]), int(seg["best_segment"][r, j]),
-                                            np.asarray(seg["top_concepts"][r]), np.asarray(seg["top_scores"][r]))
-        left.image(concept_overlay(image, segment_map, scores),
-                   caption=f"segments by their score for “{concept}”", width="stretch")
+        scores = segment_scores_for_concept(
+            j,
+            float(ws.concept_matrix[r, j]),
+            int(seg["best_segment"][r, j]),
+            np.asarray(seg["top_concepts"][r]),
+            np.asarray(seg["top_scores"][r]),
+        )
+        left.image(
+            concept_overlay(image, segment_map, scores),
+            caption=f"segments by their score for “{concept}”",
+            width="stretch",
+        )
     else:
         left.image(image, caption="pick a concept to see where it fires", width="stretch")
     labelled, legend = label_overlay(image, segment_map, np.asarray(seg["top_concepts"][r]), explorer.vocabulary)
     right.image(labelled, caption="segments labelled by their top concept", width="stretch")
-    right.markdown(" ".join(f"<span style='color:rgb{rgb}'>■</span> {html.escape(word)}" for word, rgb in legend.items()),
-                   unsafe_allow_html=True)
+    right.markdown(
+        " ".join(f"<span style='color:rgb{rgb}'>■</span> {html.escape(word)}" for word, rgb in legend.items()),
+        unsafe_allow_html=True,
+    )
 
 
 def why(explorer, session, r: int, c: int) -> None:
@@ -102,8 +112,9 @@ if state:
     c = selected_class(explorer)
     cols = st.columns(2)
     with cols[0]:
-        mode = st.radio("Show", ["class members", "where a concept fires", "disagreements"], horizontal=True,
-                        key="grid_mode")
+        mode = st.radio(
+            "Show", ["class members", "where a concept fires", "disagreements"], horizontal=True, key="grid_mode"
+        )
     with cols[1]:
         concept = pick_concept(explorer)
     rows = grid_rows(explorer, session, c, mode, concept)

@@ -38,8 +38,9 @@ def progress_bar():
     bar = st.progress(0.0, text="Loading CLIP…")
 
     def update(p):
-        bar.progress(p.done / p.total, text=f"{p.done}/{p.total} images · {p.images_per_s:.1f} images/s · "
-                                             f"ETA {p.eta_s:.0f} s")
+        bar.progress(
+            p.done / p.total, text=f"{p.done}/{p.total} images · {p.images_per_s:.1f} images/s · ETA {p.eta_s:.0f} s"
+        )
 
     return bar, update
 
@@ -53,9 +54,12 @@ def switch_to(workspace, message: str) -> None:
 def image_adder(explorer) -> None:
     ws = explorer.workspace
     st.subheader("Add images")
-    files = st.file_uploader(f"Images ({', '.join(s[1:] for s in ALLOWED_SUFFIXES)}; up to "
-                             f"{MAX_UPLOAD_BYTES // 2**20} MiB each)", type=[s[1:] for s in ALLOWED_SUFFIXES],
-                             accept_multiple_files=True, key=f"upload_{ws.workspace_id}")
+    files = st.file_uploader(
+        f"Images ({', '.join(s[1:] for s in ALLOWED_SUFFIXES)}; up to {MAX_UPLOAD_BYTES // 2**20} MiB each)",
+        type=[s[1:] for s in ALLOWED_SUFFIXES],
+        accept_multiple_files=True,
+        key=f"upload_{ws.workspace_id}",
+    )
     if not files:
         return
     checked = check_uploads([(f.name, f.getvalue()) for f in files])
@@ -68,8 +72,10 @@ def image_adder(explorer) -> None:
     teacher = teacher_spec_of(ws.workspace_id, ws)
     if found is None or teacher is None:
         missing = " and ".join(x for x, ok in (("CLIP checkpoint", found), ("teacher model", teacher)) if ok is None)
-        st.info(f"This server cannot find the workspace's {missing}, so new images cannot be scored here; "
-                "use `python -m conceptkd_core extract` (see README).")
+        st.info(
+            f"This server cannot find the workspace's {missing}, so new images cannot be scored here; "
+            "use `python -m conceptkd_core extract` (see README)."
+        )
         return
     target = ws.root.with_name(f"{ws.root.name}-plus-{ws.n_images + len(checked.accepted)}")
     if st.button(f"Add {len(checked.accepted)} images → {target.name}"):
@@ -82,15 +88,22 @@ def image_adder(explorer) -> None:
             st.error(f"Could not add the images: {exc}")
             return
         bar.progress(1.0, text="Done")
-        switch_to(merged, f"New workspace {merged.root.name} with {merged.n_images} images; it is now open "
-                          "(the original is unchanged).")
+        switch_to(
+            merged,
+            f"New workspace {merged.root.name} with {merged.n_images} images; it is now open "
+            "(the original is unchanged).",
+        )
 
 
 def vocabulary_editor(explorer) -> None:
     ws = explorer.workspace
     st.subheader("Vocabulary")
-    text = st.text_area("Concept words, one per line (edit, then re-score)", "\n".join(ws.vocabulary), height=220,
-                        key=f"vocab_{ws.workspace_id}")
+    text = st.text_area(
+        "Concept words, one per line (edit, then re-score)",
+        "\n".join(ws.vocabulary),
+        height=220,
+        key=f"vocab_{ws.workspace_id}",
+    )
     try:
         words = parse_vocabulary(text)
     except VocabularyError as exc:
@@ -101,22 +114,31 @@ def vocabulary_editor(explorer) -> None:
     if not added and not removed:
         st.caption(f"{len(words)} concepts.")
         return
-    st.write(f"{len(added)} added ({', '.join(added[:8])}{'…' if len(added) > 8 else ''}), "
-             f"{len(removed)} removed ({', '.join(removed[:8])}{'…' if len(removed) > 8 else ''}).")
+    st.write(
+        f"{len(added)} added ({', '.join(added[:8])}{'…' if len(added) > 8 else ''}), "
+        f"{len(removed)} removed ({', '.join(removed[:8])}{'…' if len(removed) > 8 else ''})."
+    )
     found = checkpoint_of(ws.workspace_id, ws)
     if found is None:
         model = ws.meta["model"]
-        st.info(f"Concept scores need this workspace's CLIP ({model.get('name')}, {model.get('pretrained') or 'a local checkpoint'}), "
-                "which this server cannot find, so they cannot be recomputed here. Save the words to a file and run "
-                "`python -m conceptkd_core extract … --vocabulary FILE` (see README).")
+        st.info(
+            f"Concept scores need this workspace's CLIP ({model.get('name')}, "
+            f"{model.get('pretrained') or 'a local checkpoint'}), "
+            "which this server cannot find, so they cannot be recomputed here. Save the words to a file and run "
+            "`python -m conceptkd_core extract … --vocabulary FILE` (see README)."
+        )
         return
     target = rescored_folder(ws, words)
     if st.button(f"Re-score {ws.n_images} images with this vocabulary → {target.name}"):
         bar, update = progress_bar()
         result = rescore(ws, words, get_clip(*map(str, found)), update)
         bar.progress(1.0, text="Done")
-        switch_to(result.workspace, f"New workspace {result.workspace.root.name} with {result.workspace.n_concepts} "
-                                    "concepts; it is now the open workspace (the original is unchanged).")
+        switch_to(
+            result.workspace,
+            f"New workspace {result.workspace.root.name} with {result.workspace.n_concepts} "
+            "concepts; it is now the open workspace (the original is unchanged).",
+        )
+
 
 st.title("Setup")
 state = current()
@@ -129,15 +151,19 @@ if state:
             "trained on them inside this project (no pretrained weights ship or can be downloaded here), and a "
             "small CNN as the teacher. Everything you see is computed for real, but it explains a toy classifier. "
             "For real work, extract your own images with a real CLIP (e.g. `--model ViT-B-16 --pretrained openai`, "
-            "see README) and enter that workspace's folder in the sidebar.", icon="🧪")
+            "see README) and enter that workspace's folder in the sidebar.",
+            icon="🧪",
+        )
     cols = st.columns(4)
     cols[0].metric("Images", f"{ws.n_images:,}")
     cols[1].metric("Classes", ws.n_classes)
     cols[2].metric("Concepts", ws.n_concepts)
     cols[3].metric("Splits", ", ".join(sorted(set(ws.splits))))
     model = ws.meta["model"]
-    st.markdown(f"**CLIP:** `{model.get('name')}` · weights: `{model.get('pretrained') or 'local checkpoint'}` · "
-                f"**teacher:** `{ws.meta['teacher'].get('kind')}`")
+    st.markdown(
+        f"**CLIP:** `{model.get('name')}` · weights: `{model.get('pretrained') or 'local checkpoint'}` · "
+        f"**teacher:** `{ws.meta['teacher'].get('kind')}`"
+    )
     st.subheader("Classes")
     st.dataframe(pd.DataFrame({"class": ws.classes, "images": ws.labels.sum(axis=0)}), hide_index=True)
     vocabulary_editor(explorer)

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conceptkd_core.extract.clip_backend import load_clip
 from conceptkd_core.datasets import load_folder
+from conceptkd_core.extract.clip_backend import load_clip
 from conceptkd_core.extract.pipeline import extract
 from conceptkd_core.extract.teachers import ClipZeroShotTeacher
 from conceptkd_core.vocabulary import load_vocabulary
-
 from pages.common import PAGES as PAGE_LIST
+
 from tiny_clip import make_tiny_checkpoint, write_scene
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,10 +104,13 @@ def test_browsing_never_imports_torch():
     import subprocess
     import sys
 
-    code = ("import sys, runpy\n"
-            "import conceptkd_core.explorer, conceptkd_core.images, conceptkd_core.extract.segments, conceptkd_core.students.session\n"
-            "import pages.common\n"
-            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    code = (
+        "import sys, runpy\n"
+        "import conceptkd_core.explorer, conceptkd_core.images, conceptkd_core.extract.segments\n"
+        "import conceptkd_core.students.session\n"
+        "import pages.common\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=120)
 
 
@@ -164,5 +167,6 @@ def test_vocabulary_edit_rescores_into_a_new_workspace(workspace, tmp_path):
     assert new.n_images == ws.n_images
     np.testing.assert_array_equal(new.teacher_logits, ws.teacher_logits)  # the teacher's logits are reused
     # the words both share keep their scores (same model, same segments)
-    np.testing.assert_allclose(np.asarray(new.concept_matrix[:, :-1], np.float32),
-                               np.asarray(ws.concept_matrix, np.float32), atol=2e-3)
+    np.testing.assert_allclose(
+        np.asarray(new.concept_matrix[:, :-1], np.float32), np.asarray(ws.concept_matrix, np.float32), atol=2e-3
+    )

@@ -4,15 +4,14 @@ import errno
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from conceptkd_core import explorer as explorer_mod
 from conceptkd_core.datasets import load_folder
-from conceptkd_tools.demo import DEMO_DIR
 from conceptkd_core.extract.pipeline import ExtractionError, extract
 from conceptkd_core.extract.teachers import LogitsFileTeacher, TeacherError
 from conceptkd_core.vocabulary import MAX_WORD_LENGTH, VocabularyError, load_vocabulary, parse_vocabulary
+from conceptkd_tools.demo import DEMO_DIR
 
 from tiny_clip import write_scene
 
@@ -46,7 +45,9 @@ def test_teacher_classes_must_match_the_labels(small_set, tmp_path):
     csv = tmp_path / "logits.csv"
     csv.write_text("image_id,cat,dog,cow\n0.png,1,2,3\n1.png,1,2,3\n2.png,1,2,3\n")
     teacher = LogitsFileTeacher(csv, ("cat", "dog", "cow"))
-    with pytest.raises(ExtractionError, match="teacher's classes \\['cat', 'dog', 'cow'\\] differ from the labels' classes"):
+    with pytest.raises(
+        ExtractionError, match="teacher's classes \\['cat', 'dog', 'cow'\\] differ from the labels' classes"
+    ):
         extract(small_set, tmp_path / "ws", None, teacher, ["fur"])
     assert not (tmp_path / "ws").exists()
 
@@ -82,7 +83,11 @@ def test_read_only_or_full_disk_still_browses(tmp_path, monkeypatch):
 
 
 def test_no_unsafe_loaders_in_the_code():
-    sources = {p: p.read_text() for p in list((ROOT / "conceptkd_core").glob("*.py")) + list((ROOT / "pages").glob("*.py"))}
+    sources = {
+        p: p.read_text()
+        for folder in ("conceptkd_core", "conceptkd_tools", "pages")
+        for p in (ROOT / folder).rglob("*.py")
+    }
     for path, text in sources.items():
         assert not re.search(r"^\s*import pickle|\bpickle\.load|(?<![.\w])eval\(|(?<![.\w])exec\(", text, re.M), path
         for call in re.findall(r"torch\.load\([^)]*\)", text):

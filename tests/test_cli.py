@@ -1,18 +1,35 @@
 import json
-
-import pytest
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_bench_refit_prints_one_json_line_with_the_goal_figures():
     out = subprocess.run(
-        [sys.executable, "-m", "conceptkd_core", "bench", "refit", "--n-images", "600", "--n-concepts", "60",
-         "--n-classes", "4", "--moves", "10"],
-        cwd=ROOT, capture_output=True, text=True, check=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "conceptkd_core",
+            "bench",
+            "refit",
+            "--n-images",
+            "600",
+            "--n-concepts",
+            "60",
+            "--n-classes",
+            "4",
+            "--moves",
+            "10",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
     )
     lines = out.stdout.strip().splitlines()
     assert len(lines) == 1
@@ -38,10 +55,27 @@ def test_readme_commands_are_what_ci_runs():
 
 def test_bench_extract_reports_both_throughputs():
     out = subprocess.run(
-        [sys.executable, "-m", "conceptkd_core", "bench", "extract", "--model", "ViT-B-32", "--batch-size", "2",
-         "--batches", "1"],
-        cwd=ROOT, capture_output=True, text=True, check=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "conceptkd_core",
+            "bench",
+            "extract",
+            "--model",
+            "ViT-B-32",
+            "--batch-size",
+            "2",
+            "--batches",
+            "1",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
     )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["dense_images_per_s"] > 0 and result["encode_image_images_per_s"] > 0
-    assert result["ratio"] == pytest.approx(result["dense_images_per_s"] / result["encode_image_images_per_s"], rel=0.01)
+    assert result["ratio"] == pytest.approx(
+        result["dense_images_per_s"] / result["encode_image_images_per_s"], rel=0.01
+    )

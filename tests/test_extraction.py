@@ -8,15 +8,21 @@ import numpy as np
 import pytest
 import torch
 
-from conceptkd_core.extract.clip_backend import (ClipLoadError, concept_embeddings, dense_patch_features,
-                                         encode_image, load_clip, to_model_input)
 from conceptkd_core.datasets import DatasetError, load_dataset, load_folder, load_voc
-from conceptkd_core.extract.pipeline import ExtractionError, extract
-from conceptkd_core.store.side_files import read_segments
-from conceptkd_core.images import ImageError, load_rgb, square_resize
+from conceptkd_core.extract.clip_backend import (
+    ClipLoadError,
+    concept_embeddings,
+    dense_patch_features,
+    encode_image,
+    load_clip,
+    to_model_input,
+)
+from conceptkd_core.extract.pipeline import extract
 from conceptkd_core.extract.segments import concepts_for_image, superpixels
-from conceptkd_core.overlays import concept_overlay, label_overlay, segment_scores_for_concept
 from conceptkd_core.extract.teachers import ClipZeroShotTeacher, LogitsFileTeacher, TeacherError
+from conceptkd_core.images import ImageError, load_rgb, square_resize
+from conceptkd_core.overlays import concept_overlay, label_overlay, segment_scores_for_concept
+from conceptkd_core.store.side_files import read_segments
 from conceptkd_core.store.workspace import load_workspace
 
 from tiny_clip import make_tiny_checkpoint, write_labelled_scenes, write_scene
@@ -34,8 +40,10 @@ def tiny(tmp_path_factory):
 
 @pytest.fixture
 def folder_set(tmp_path):
-    labels = {f"img{i}": ("train" if i < 5 else "test", f"{'cat' if i % 2 else 'dog'}{';cat' if i == 3 else ''}")
-              for i in range(7)}
+    labels = {
+        f"img{i}": ("train" if i < 5 else "test", f"{'cat' if i % 2 else 'dog'}{';cat' if i == 3 else ''}")
+        for i in range(7)
+    }
     return load_folder(tmp_path / "images", write_labelled_scenes(tmp_path, labels))
 
 
@@ -55,7 +63,7 @@ def reference_dense(model, images):
         tokens = []
         for i in range(h // p):
             for j in range(w // p):
-                patch = img[:, i * p:(i + 1) * p, j * p:(j + 1) * p].reshape(-1)
+                patch = img[:, i * p : (i + 1) * p, j * p : (j + 1) * p].reshape(-1)
                 tokens.append(sd["conv1.weight"].reshape(sd["conv1.weight"].shape[0], -1) @ patch)
         x = torch.stack([sd["class_embedding"]] + tokens) + sd["positional_embedding"]
         x = ln(x, "ln_pre")
@@ -66,7 +74,7 @@ def reference_dense(model, images):
             pre = f"transformer.resblocks.{b}."
             y = ln(x, pre + "ln_1")
             qkv = y @ sd[pre + "attn.in_proj_weight"].T + sd[pre + "attn.in_proj_bias"]
-            q, k, val = qkv[:, :width], qkv[:, width:2 * width], qkv[:, 2 * width:]
+            q, k, val = qkv[:, :width], qkv[:, width : 2 * width], qkv[:, 2 * width :]
             if b == n_blocks - 1:  # value path only
                 x = val @ sd[pre + "attn.out_proj.weight"].T + sd[pre + "attn.out_proj.bias"]
                 break
@@ -74,7 +82,7 @@ def reference_dense(model, images):
             att = []
             for hh in range(heads):
                 s = slice(hh * d, (hh + 1) * d)
-                a = torch.softmax(q[:, s] @ k[:, s].T / d ** 0.5, dim=-1)
+                a = torch.softmax(q[:, s] @ k[:, s].T / d**0.5, dim=-1)
                 att.append(a @ val[:, s])
             x = x + torch.cat(att, 1) @ sd[pre + "attn.out_proj.weight"].T + sd[pre + "attn.out_proj.bias"]
             y = ln(x, pre + "ln_2")
@@ -163,12 +171,14 @@ def test_concept_vector_is_the_clipped_max_over_segments(tiny, folder_set):
     sims = np.array(seg_embs) @ text.T
     np.testing.assert_allclose(result.concept_vector, np.clip(sims.max(0), 0, None), atol=1e-5)
     assert (result.best_segment == sims.argmax(0)).all()
-    scores = segment_scores_for_concept(2, float(result.concept_vector[2]), int(result.best_segment[2]),
-                                        result.top_concepts, result.top_scores)
+    scores = segment_scores_for_concept(
+        2, float(result.concept_vector[2]), int(result.best_segment[2]), result.top_concepts, result.top_scores
+    )
     overlay = concept_overlay(np.asarray(load_rgb(folder_set.absolute_path(0))), result.segment_map, scores)
     assert overlay.shape == (60, 80, 3) and overlay.dtype == np.uint8
-    labelled, legend = label_overlay(np.asarray(load_rgb(folder_set.absolute_path(0))), result.segment_map,
-                                     result.top_concepts, VOCAB)
+    labelled, legend = label_overlay(
+        np.asarray(load_rgb(folder_set.absolute_path(0))), result.segment_map, result.top_concepts, VOCAB
+    )
     assert labelled.shape == (60, 80, 3) and set(legend) <= set(VOCAB) and legend
 
 
@@ -189,8 +199,9 @@ def test_extract_resume_and_corrupt_images(tiny, folder_set, tmp_path):
     # concept vector in the workspace equals a direct computation for one image
     text = concept_embeddings(clip, VOCAB)
     image = square_resize(load_rgb(folder_set.absolute_path(0)), clip.image_size)
-    direct = concepts_for_image(dense_patch_features(clip, to_model_input(clip, [image]))[0].numpy(),
-                                superpixels(image, 24), text).concept_vector
+    direct = concepts_for_image(
+        dense_patch_features(clip, to_model_input(clip, [image]))[0].numpy(), superpixels(image, 24), text
+    ).concept_vector
     np.testing.assert_allclose(ws.concept_matrix[ws.row_of("img0")], direct, atol=1e-3)
     assert ws.meta["model"]["checkpoint_sha256"] == clip.checkpoint_sha256
     # the image root is recorded relative to the workspace, so moving both together keeps it working
@@ -241,12 +252,15 @@ def test_voc_layout(tmp_path):
         load_dataset(tmp_path)
 
 
-@pytest.mark.parametrize("csv_text, message", [
-    ("path,cat\na.png,1\n", "missing column 'image'"),
-    ("image,cat\na.png,2\n", "label for image 'a.png', class 'cat' is '2'; expected 0 or 1"),
-    ("image,cat\n../../etc/passwd,1\n", "escapes the image root"),
-    ("image,image_id,cat\na.png,x,1\nb.png,x,0\n", "duplicate image id 'x'"),
-])
+@pytest.mark.parametrize(
+    "csv_text, message",
+    [
+        ("path,cat\na.png,1\n", "missing column 'image'"),
+        ("image,cat\na.png,2\n", "label for image 'a.png', class 'cat' is '2'; expected 0 or 1"),
+        ("image,cat\n../../etc/passwd,1\n", "escapes the image root"),
+        ("image,image_id,cat\na.png,x,1\nb.png,x,0\n", "duplicate image id 'x'"),
+    ],
+)
 def test_folder_csv_errors(tmp_path, csv_text, message):
     (tmp_path / "im").mkdir()
     (tmp_path / "l.csv").write_text(csv_text)
@@ -285,10 +299,28 @@ def test_bad_images_get_clear_messages(tmp_path):
 def test_cli_extract_is_resumable_after_a_kill(tiny, folder_set, tmp_path):
     config, weights, _ = tiny
     out = tmp_path / "ws"
-    cmd = [sys.executable, "-m", "conceptkd_core", "extract", "--images", str(folder_set.root),
-           "--labels", str(tmp_path / "labels.csv"), "--model", str(config), "--checkpoint", str(weights),
-           "--teacher", "clip-zero-shot", "--vocabulary", str(ROOT / "conceptkd_core/vocabularies/davis2017.txt"),
-           "--out", str(out), "--batch-size", "2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "conceptkd_core",
+        "extract",
+        "--images",
+        str(folder_set.root),
+        "--labels",
+        str(tmp_path / "labels.csv"),
+        "--model",
+        str(config),
+        "--checkpoint",
+        str(weights),
+        "--teacher",
+        "clip-zero-shot",
+        "--vocabulary",
+        str(ROOT / "conceptkd_core/vocabularies/davis2017.txt"),
+        "--out",
+        str(out),
+        "--batch-size",
+        "2",
+    ]
     first = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr
     assert "7 images extracted, 0 skipped" in first.stdout

@@ -11,10 +11,17 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conceptkd_core.explorer import (budget_table, disagreement_table, fit_split, metrics_summary, metrics_table,
-                                     new_session, open_explorer)
-from conceptkd_core.store.workspace import write_workspace
+from conceptkd_core.explorer import (
+    budget_table,
+    disagreement_table,
+    fit_split,
+    metrics_summary,
+    metrics_table,
+    new_session,
+    open_explorer,
+)
 from conceptkd_core.store.split import HELDOUT, TRAIN, assign_heldout, stratified_heldout, workspace_split
+from conceptkd_core.store.workspace import write_workspace
 from conceptkd_core.students.bank import StudentBank
 from conceptkd_core.students.metrics import average_precision, class_metrics
 from conceptkd_tools.synthetic import write_synthetic_workspace
@@ -32,9 +39,18 @@ def explorer(tmp_path_factory):
     noise = np.random.default_rng(0).normal(0, 4.0, logits.shape)
     logits[split.held_out] += noise[split.held_out]
     workspace = write_workspace(
-        root, image_ids=workspace.image_ids, paths=workspace.paths, splits=workspace.splits, labels=workspace.labels,
-        classes=workspace.classes, vocabulary=list(workspace.vocabulary), concept_matrix=workspace.concept_matrix,
-        teacher_logits=logits, model=workspace.meta["model"], teacher=workspace.meta["teacher"])
+        root,
+        image_ids=workspace.image_ids,
+        paths=workspace.paths,
+        splits=workspace.splits,
+        labels=workspace.labels,
+        classes=workspace.classes,
+        vocabulary=list(workspace.vocabulary),
+        concept_matrix=workspace.concept_matrix,
+        teacher_logits=logits,
+        model=workspace.meta["model"],
+        teacher=workspace.meta["teacher"],
+    )
     return open_explorer(workspace.root)
 
 
@@ -55,8 +71,9 @@ def test_every_figure_is_held_out(explorer):
     assert not np.isin(rows, explorer.shared.fit_rows).any()
 
     def reference(on):
-        return class_metrics(ws.labels[on], ws.teacher_logits[on], session.student_scores[on],
-                             session.student_probs()[on], ws.classes)
+        return class_metrics(
+            ws.labels[on], ws.teacher_logits[on], session.student_scores[on], session.student_probs()[on], ws.classes
+        )
 
     table, honest, dishonest = metrics_table(explorer, session), reference(rows), reference(everything)
     for column in ("teacher_ap", "student_ap", "fidelity_ap", "balanced_agreement", "decision_f1", "positives"):

@@ -2,8 +2,15 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from conceptkd_core.students.metrics import (agreement, average_precision, class_metrics, disagreements,
-                                    logit_correlation, mean_ap, summary)
+from conceptkd_core.students.metrics import (
+    agreement,
+    average_precision,
+    class_metrics,
+    disagreements,
+    logit_correlation,
+    mean_ap,
+    summary,
+)
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -27,7 +34,9 @@ def test_fidelity_measures():
     t = np.array([[2.0, -1.0], [-2.0, 1.0], [1.0, 3.0]])
     s = np.array([[1.0, -3.0], [1.0, 0.5], [0.2, 2.0]])
     np.testing.assert_allclose(agreement(1 / (1 + np.exp(-t)), 1 / (1 + np.exp(-s))), [2 / 3, 1.0])
-    np.testing.assert_allclose(logit_correlation(t, s), [np.corrcoef(t[:, 0], s[:, 0])[0, 1], np.corrcoef(t[:, 1], s[:, 1])[0, 1]])
+    np.testing.assert_allclose(
+        logit_correlation(t, s), [np.corrcoef(t[:, 0], s[:, 0])[0, 1], np.corrcoef(t[:, 1], s[:, 1])[0, 1]]
+    )
     table = class_metrics(np.array([[1, 0], [0, 1], [1, 1]]), t, s, 1 / (1 + np.exp(-s)), ["a", "b"])
     assert list(table["class"]) == ["a", "b"] and list(table["positives"]) == [2, 2]
     assert table.loc[0, "teacher_ap"] == pytest.approx(1.0)

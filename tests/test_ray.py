@@ -13,10 +13,10 @@ ray = pytest.importorskip("ray", reason="Ray Data is in requirements-dev.txt; th
 from conceptkd_core.datasets import load_folder
 from conceptkd_core.explorer import fit_split, workspace_stats
 from conceptkd_core.extract.pipeline import PARTIAL_DIR, ExtractorSpec, extract
-from conceptkd_core.students.gram import GramStats
 from conceptkd_core.extract.ray_engine import RayEngine, gram_stats_on_ray
 from conceptkd_core.store.side_files import GRAM_FILE, SEGMENT_ARRAYS, read_segments
 from conceptkd_core.store.workspace import CONCEPTS_FILE, load_workspace
+from conceptkd_core.students.gram import GramStats
 
 from tiny_clip import make_tiny_checkpoint, write_labelled_scenes
 
@@ -26,8 +26,12 @@ VOCAB = ["red square", "blue sky", "grass", "dog", "car"]
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"py_modules": [str(ROOT / "conceptkd_core")]})
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"py_modules": [str(ROOT / "conceptkd_core")]},
+    )
     yield
     ray.shutdown()
 
@@ -49,7 +53,9 @@ def image_set(tmp_path_factory):
 def _assert_same_workspace(a, b):
     assert list(a.image_ids) == list(b.image_ids)
     assert list(a.paths) == list(b.paths)
-    np.testing.assert_allclose(np.asarray(a.concept_matrix, np.float32), np.asarray(b.concept_matrix, np.float32), atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(a.concept_matrix, np.float32), np.asarray(b.concept_matrix, np.float32), atol=1e-5
+    )
     np.testing.assert_allclose(a.teacher_logits, b.teacher_logits, atol=1e-5)
     np.testing.assert_array_equal(a.labels, b.labels)
     sa, sb = read_segments(a), read_segments(b)
@@ -87,8 +93,17 @@ def test_ray_extraction_matches_local_and_resumes(local_ray, image_set, tmp_path
         asked.extend(starts)
         yield from engine(job, starts)
 
-    result = extract(images, interrupted, clip, teacher, VOCAB, batch_size=3, n_segments=8, engine=recording,
-                     progress=progress.append)
+    result = extract(
+        images,
+        interrupted,
+        clip,
+        teacher,
+        VOCAB,
+        batch_size=3,
+        n_segments=8,
+        engine=recording,
+        progress=progress.append,
+    )
     assert sorted(asked) == sorted(set(range(0, len(images), 3)) - finished)  # finished shards not recomputed
     assert result.resumed == 6 and result.computed == len(images) - 6
     assert progress[-1].done == len(images)
@@ -117,24 +132,55 @@ def test_cli_extract_with_ray_engine_starts_its_own_instance(image_set, tmp_path
     vocab = tmp_path / "vocab.txt"
     vocab.write_text("\n".join(VOCAB) + "\n")
     out = tmp_path / "cli-ray"
-    command = [sys.executable, "-m", "conceptkd_core", "extract", "--images", str(folder / "images"),
-               "--labels", str(folder / "labels.csv"), "--model", spec.model, "--checkpoint", spec.checkpoint,
-               "--vocabulary", str(vocab), "--batch-size", "4", "--segments", "8", "--out", str(out),
-               "--engine", "ray", "--actors", "2"]
+    command = [
+        sys.executable,
+        "-m",
+        "conceptkd_core",
+        "extract",
+        "--images",
+        str(folder / "images"),
+        "--labels",
+        str(folder / "labels.csv"),
+        "--model",
+        spec.model,
+        "--checkpoint",
+        spec.checkpoint,
+        "--vocabulary",
+        str(vocab),
+        "--batch-size",
+        "4",
+        "--segments",
+        "8",
+        "--out",
+        str(out),
+        "--engine",
+        "ray",
+        "--actors",
+        "2",
+    ]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "engine ray" in done.stdout and "13 images extracted, 1 skipped" in done.stdout
     workspace = load_workspace(out)
     clip = spec.load_clip()
-    local = extract(images, tmp_path / "local", clip, spec.make_teacher(clip, images), VOCAB, batch_size=4, n_segments=8)
+    local = extract(
+        images, tmp_path / "local", clip, spec.make_teacher(clip, images), VOCAB, batch_size=4, n_segments=8
+    )
     _assert_same_workspace(local.workspace, workspace)
 
-    gram = subprocess.run([sys.executable, "-m", "conceptkd_core", "gram", str(out), "--engine", "ray"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    gram = subprocess.run(
+        [sys.executable, "-m", "conceptkd_core", "gram", str(out), "--engine", "ray"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert gram.returncode == 0, gram.stderr[-3000:]
     assert (out / GRAM_FILE).is_file() and "(ray)" in gram.stdout
     cached = workspace_stats(workspace)
-    local_gram = GramStats.from_arrays(workspace.concept_matrix, workspace.teacher_logits, rows=fit_split(workspace).fit)
+    local_gram = GramStats.from_arrays(
+        workspace.concept_matrix, workspace.teacher_logits, rows=fit_split(workspace).fit
+    )
     np.testing.assert_array_equal(cached.gram, local_gram.gram)  # the students' fit images, bit for bit
 
 
@@ -142,10 +188,32 @@ def test_unreachable_cluster_is_a_clear_error(image_set, tmp_path):
     if ray.is_initialized():
         ray.shutdown()
     folder, spec, _ = image_set
-    done = subprocess.run([sys.executable, "-m", "conceptkd_core", "extract", "--images", str(folder / "images"),
-                           "--labels", str(folder / "labels.csv"), "--model", spec.model, "--checkpoint",
-                           spec.checkpoint, "--out", str(tmp_path / "x"), "--engine", "ray",
-                           "--address", "127.0.0.1:1"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "conceptkd_core",
+            "extract",
+            "--images",
+            str(folder / "images"),
+            "--labels",
+            str(folder / "labels.csv"),
+            "--model",
+            spec.model,
+            "--checkpoint",
+            spec.checkpoint,
+            "--out",
+            str(tmp_path / "x"),
+            "--engine",
+            "ray",
+            "--address",
+            "127.0.0.1:1",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 2
     assert "error:" in done.stderr and "127.0.0.1:1" in done.stderr
     assert json.loads((tmp_path / "x" / PARTIAL_DIR / "plan.json").read_text())["batch_size"] == 16

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conceptkd_tools.demo import DEMO_DIR
 from conceptkd_core.explorer import open_explorer
 from conceptkd_core.students.session import TuningSession
+from conceptkd_tools.demo import DEMO_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,8 +37,13 @@ def digest(*arrays) -> str:
 
 
 def shared_digest(explorer) -> str:
-    return digest(explorer.workspace.concept_matrix, explorer.workspace.teacher_logits, explorer.base_bank.coef_,
-                  explorer.stats.gram, explorer.stats.xty)
+    return digest(
+        explorer.workspace.concept_matrix,
+        explorer.workspace.teacher_logits,
+        explorer.base_bank.coef_,
+        explorer.stats.gram,
+        explorer.stats.xty,
+    )
 
 
 def check_isolated(explorer, sessions) -> None:
@@ -83,7 +88,7 @@ def test_twenty_app_sessions_interleaved(demo_copy):
     explorer = get_explorer(str(demo_copy.resolve()))
     before = shared_digest(explorer)
     apps = []
-    for i, name in enumerate(explorer.classes):
+    for name in explorer.classes:
         at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
         at.session_state["workspace_root"] = str(demo_copy.resolve())
         at.session_state["class"] = name
@@ -115,16 +120,27 @@ while True:  # edits until killed
 @pytest.mark.parametrize("delay", [0.3, 0.7, 1.1])
 def test_sigkill_during_autosave_leaves_a_loadable_log(demo_copy, tmp_path, delay):
     target = tmp_path / "session.json"
-    proc = subprocess.Popen([sys.executable, "-c", AUTOSAVER, str(demo_copy), str(target)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", AUTOSAVER, str(demo_copy), str(target)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     assert proc.stdout.readline().strip() == b"ready"
     time.sleep(delay)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     explorer = open_explorer(demo_copy)
     ws = explorer.workspace
-    restored = TuningSession.from_json(target.read_text(), explorer.base_bank.copy(), ws.concept_matrix,
-                                       ws.teacher_logits, ws.labels, ws.classes, ws.vocabulary)
+    restored = TuningSession.from_json(
+        target.read_text(),
+        explorer.base_bank.copy(),
+        ws.concept_matrix,
+        ws.teacher_logits,
+        ws.labels,
+        ws.classes,
+        ws.vocabulary,
+    )
     assert len(restored.events) >= 1
 
 
@@ -156,9 +172,9 @@ sys.exit(main(sys.argv[1:]))
 
 
 def test_extraction_killed_at_random_points_loses_and_repeats_nothing(tmp_path):
-    from tiny_clip import make_tiny_checkpoint
-
     from conceptkd_core.store.workspace import load_workspace
+
+    from tiny_clip import make_tiny_checkpoint
 
     config, weights = make_tiny_checkpoint(tmp_path / "model")
     (tmp_path / "im").mkdir()
@@ -167,18 +183,39 @@ def test_extraction_killed_at_random_points_loses_and_repeats_nothing(tmp_path):
     for i in range(9):
         write_scene(tmp_path / "im" / f"{i}.png", i)
     (tmp_path / "labels.csv").write_text("image,labels\n" + "".join(f"{i}.png,{'ab'[i % 2]}\n" for i in range(9)))
-    args = ["-m", "conceptkd_core", "extract", "--images", str(tmp_path / "im"), "--labels", str(tmp_path / "labels.csv"),
-            "--model", str(config), "--checkpoint", str(weights), "--vocabulary", str(ROOT / "conceptkd_core/vocabularies/davis2017.txt"),
-            "--batch-size", "2"]
+    args = [
+        "-m",
+        "conceptkd_core",
+        "extract",
+        "--images",
+        str(tmp_path / "im"),
+        "--labels",
+        str(tmp_path / "labels.csv"),
+        "--model",
+        str(config),
+        "--checkpoint",
+        str(weights),
+        "--vocabulary",
+        str(ROOT / "conceptkd_core/vocabularies/davis2017.txt"),
+        "--batch-size",
+        "2",
+    ]
     baseline = tmp_path / "baseline"
-    subprocess.run([sys.executable] + args + ["--out", str(baseline)], cwd=ROOT, check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable] + args + ["--out", str(baseline)], cwd=ROOT, check=True, capture_output=True, timeout=300
+    )
     out = tmp_path / "ws"
     partial = out / ".extract"
     kills = 0
     for seed in (1, 3, 5, 0):  # before, mid-rename, after a shard; then while writing the workspace
         finished = {p.name: p.stat().st_mtime_ns for p in partial.glob("shard-*.npz")} if partial.is_dir() else {}
-        run = subprocess.run([sys.executable, "-c", KILLER] + args[2:] + ["--out", str(out)], cwd=ROOT, capture_output=True,
-                             timeout=300, env={**__import__("os").environ, "KILL_SEED": str(seed)})
+        run = subprocess.run(
+            [sys.executable, "-c", KILLER] + args[2:] + ["--out", str(out)],
+            cwd=ROOT,
+            capture_output=True,
+            timeout=300,
+            env={**__import__("os").environ, "KILL_SEED": str(seed)},
+        )
         kills += run.returncode == -signal.SIGKILL
         if run.returncode == 0:
             break
@@ -186,8 +223,9 @@ def test_extraction_killed_at_random_points_loses_and_repeats_nothing(tmp_path):
             assert (partial / name).stat().st_mtime_ns == mtime
     assert kills == 4  # every planned kill happened
     if partial.is_dir():  # finish what the kills left
-        final = subprocess.run([sys.executable] + args + ["--out", str(out)], cwd=ROOT, capture_output=True, text=True,
-                               timeout=300)
+        final = subprocess.run(
+            [sys.executable] + args + ["--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300
+        )
         assert final.returncode == 0, final.stderr
         computed, resumed = map(int, re.search(r"computed (\d+), resumed (\d+)", final.stdout).groups())
         assert resumed > 0 and computed + resumed == 9  # every image exactly once across the runs

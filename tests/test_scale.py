@@ -9,23 +9,32 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conceptkd_core.explorer import (
+    disagreement_table,
+    fit_split,
+    import_session,
+    metrics_table,
+    new_session,
+    open_explorer,
+    resume_session,
+    workspace_stats,
+)
 from conceptkd_core.store.side_files import GRAM_FILE
-from conceptkd_core.explorer import (fit_split, disagreement_table, import_session, metrics_table, new_session, open_explorer,
-                                     resume_session, workspace_stats)
+from conceptkd_core.store.workspace import load_workspace
+from conceptkd_core.students.bank import StudentBank
 from conceptkd_core.students.gram import GramStats
 from conceptkd_core.students.metrics import class_metrics, disagreements
 from conceptkd_core.students.scores import MetricCache, SharedScores, class_scores
-from conceptkd_core.students.bank import StudentBank
 from conceptkd_tools.synthetic import make_problem, write_synthetic_workspace
-from conceptkd_core.store.workspace import load_workspace
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    return write_synthetic_workspace(tmp_path_factory.mktemp("syn") / "ws", n_images=3000, n_concepts=60, n_classes=5,
-                                     seed=1, chunk_rows=700)
+    return write_synthetic_workspace(
+        tmp_path_factory.mktemp("syn") / "ws", n_images=3000, n_concepts=60, n_classes=5, seed=1, chunk_rows=700
+    )
 
 
 def test_synthetic_workspace_is_streamed_and_matches_the_in_memory_problem(workspace):
@@ -70,10 +79,23 @@ def test_session_scores_are_a_function_of_the_weights_and_metrics_are_cached(wor
     table = metrics_table(explorer, session)
     rows = explorer.shared.held_out_rows
     assert 0 < rows.size < workspace.n_images and not np.isin(rows, explorer.shared.fit_rows).any()
-    reference = class_metrics(session.labels[rows], session.teacher_logits[rows], session.student_scores[rows],
-                              session.student_probs()[rows], session.classes)
-    for column in ("teacher_ap", "student_ap", "agreement", "balanced_agreement", "decision_f1", "logit_corr",
-                   "fidelity_ap", "positives"):
+    reference = class_metrics(
+        session.labels[rows],
+        session.teacher_logits[rows],
+        session.student_scores[rows],
+        session.student_probs()[rows],
+        session.classes,
+    )
+    for column in (
+        "teacher_ap",
+        "student_ap",
+        "agreement",
+        "balanced_agreement",
+        "decision_f1",
+        "logit_corr",
+        "fidelity_ap",
+        "positives",
+    ):
         np.testing.assert_allclose(table[column].to_numpy(float), reference[column].to_numpy(float), atol=1e-12)
 
     # Disagreements for one class and for all agree with the reference ranking.
@@ -142,10 +164,31 @@ def test_gram_statistics_are_cached_per_workspace(workspace, tmp_path):
 
 
 def test_bench_scale_prints_the_table_and_plots(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "conceptkd_core", "bench", "scale", "--sizes", "2000,8000",
-                           "--n-concepts", "50", "--n-classes", "4", "--moves", "5", "--folder", str(tmp_path),
-                           "--plot", str(tmp_path / "scale.png")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "conceptkd_core",
+            "bench",
+            "scale",
+            "--sizes",
+            "2000,8000",
+            "--n-concepts",
+            "50",
+            "--n-classes",
+            "4",
+            "--moves",
+            "5",
+            "--folder",
+            str(tmp_path),
+            "--plot",
+            str(tmp_path / "scale.png"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert [row["n_images"] for row in result["rows"]] == [2000, 8000]

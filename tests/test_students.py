@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize
 
-from conceptkd_core.students.gram import GramStats
 from conceptkd_core.students.bank import StudentBank
+from conceptkd_core.students.gram import GramStats
 from conceptkd_core.students.solver import gradient_mapping, sigmoid, solve_students
 from conceptkd_tools.synthetic import make_problem
 
@@ -17,19 +17,25 @@ def split_reference(fun_grad, m, alpha, lo, hi, n_extra=0):
     lb_u = np.where(lo > 0, lo, 0.0)
     ub_v = np.where(lo < 0, -lo, 0.0)
     lb_v = np.where(hi < 0, -hi, 0.0)
-    bounds = [(a, None if np.isinf(b) else b) for a, b in zip(lb_u, ub_u)]
-    bounds += [(a, None if np.isinf(b) else b) for a, b in zip(lb_v, ub_v)]
+    bounds = [(a, None if np.isinf(b) else b) for a, b in zip(lb_u, ub_u, strict=True)]
+    bounds += [(a, None if np.isinf(b) else b) for a, b in zip(lb_v, ub_v, strict=True)]
     bounds += [(None, None)] * n_extra
 
     def f(z):
-        u, v, extra = z[:m], z[m:2 * m], z[2 * m:]
+        u, v, extra = z[:m], z[m : 2 * m], z[2 * m :]
         val, g_w, g_extra = fun_grad(u - v, extra)
         return val + alpha * (u.sum() + v.sum()), np.r_[g_w + alpha, -g_w + alpha, g_extra]
 
-    x0 = np.r_[np.array([b[0] for b in bounds[:2 * m]]), np.zeros(n_extra)]
-    res = minimize(f, x0, jac=True, method="L-BFGS-B", bounds=bounds,
-                   options={"maxiter": 50000, "maxfun": 100000, "ftol": 1e-15, "gtol": 1e-12})
-    return res.x[:m] - res.x[m:2 * m], res.x[2 * m:], res.fun
+    x0 = np.r_[np.array([b[0] for b in bounds[: 2 * m]]), np.zeros(n_extra)]
+    res = minimize(
+        f,
+        x0,
+        jac=True,
+        method="L-BFGS-B",
+        bounds=bounds,
+        options={"maxiter": 50000, "maxfun": 100000, "ftol": 1e-15, "gtol": 1e-12},
+    )
+    return res.x[:m] - res.x[m : 2 * m], res.x[2 * m :], res.fun
 
 
 def random_problem(seed, n=300, m=25, k=3):
@@ -68,7 +74,8 @@ def test_interactive_solver_matches_scipy_reference(seed, active):
     assert (bank.coef_ >= lo).all() and (bank.coef_ <= hi).all()
     n, m = X.shape
     for c in range(Y.shape[1]):
-        def fun_grad(w, extra):
+
+        def fun_grad(w, extra, c=c):
             r = Y[:, c] - X @ w - extra[0]
             return 0.5 * r @ r / n, -X.T @ r / n, np.array([-r.sum() / n])
 
@@ -149,7 +156,8 @@ def test_refine_matches_scipy_reference_of_the_bce_objective(active):
     n, m = X.shape
     P = sigmoid(Y)
     for c in range(2):
-        def fun_grad(w, extra):
+
+        def fun_grad(w, extra, c=c):
             z = X @ w + extra[0]
             loss = np.mean(np.logaddexp(0, z) - P[:, c] * z)
             r = (sigmoid(z) - P[:, c]) / n
@@ -171,13 +179,26 @@ def test_seam_logistic_loss_matches_scipy_reference_on_selected_classes():
     cols, alpha = np.array([2, 0]), 2e-3
     P = sigmoid(0.5 * Y[:, cols])  # soft targets that are not the statistics' own
     W0 = np.clip(rng.normal(0, 0.5, (15, 2)), lo[cols].T, hi[cols].T)  # a warm start away from the optimum
-    res = solve_students(stats, alpha, lo[cols].T, hi[cols].T, loss="logistic", classes=cols, W0=W0,
-                         intercept0=np.array([0.3, -0.2]), X=X, P=P, tol=1e-9, max_iter=200000)
+    res = solve_students(
+        stats,
+        alpha,
+        lo[cols].T,
+        hi[cols].T,
+        loss="logistic",
+        classes=cols,
+        W0=W0,
+        intercept0=np.array([0.3, -0.2]),
+        X=X,
+        P=P,
+        tol=1e-9,
+        max_iter=200000,
+    )
     assert res.converged and res.kkt_violation.max() <= 1e-9
     assert res.coef.shape == (15, 2) and res.intercept.shape == (2,)
     n, m = X.shape
     for j, c in enumerate(cols):
-        def fun_grad(w, extra):
+
+        def fun_grad(w, extra, j=j):
             z = X @ w + extra[0]
             r = (sigmoid(z) - P[:, j]) / n
             return np.mean(np.logaddexp(0, z) - P[:, j] * z), X.T @ r, np.array([r.sum()])

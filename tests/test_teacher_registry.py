@@ -18,8 +18,14 @@ from conceptkd_core.datasets import load_folder
 from conceptkd_core.extract.clip_backend import load_clip
 from conceptkd_core.extract.pipeline import extract
 from conceptkd_core.extract.segments import recorded_n_segments
-from conceptkd_core.extract.teacher_registry import (ALLOWED_SPECS, IMAGENET, create_teacher, recorded_teacher_spec,
-                                                     teacher_from_workspace, teacher_kind)
+from conceptkd_core.extract.teacher_registry import (
+    ALLOWED_SPECS,
+    IMAGENET,
+    create_teacher,
+    recorded_teacher_spec,
+    teacher_from_workspace,
+    teacher_kind,
+)
 from conceptkd_core.extract.teachers import ClipZeroShotTeacher, LogitsFileTeacher, TeacherError, TorchTeacher
 from conceptkd_core.extract.torch_compat import import_open_clip
 from conceptkd_core.images import Preprocessing, load_rgb, to_tensor
@@ -68,8 +74,11 @@ def test_torchscript_files_get_imagenet_preprocessing_unless_given(tmp_path, suf
     teacher = create_teacher(str(path), CLASSES)
     assert isinstance(teacher, TorchTeacher) and teacher_kind(path) == "torch"
     assert teacher.preprocessing == IMAGENET
-    assert (IMAGENET.image_size, IMAGENET.mean, IMAGENET.std) == (224, pytest.approx(defaults.IMAGENET_MEAN),
-                                                                  pytest.approx(defaults.IMAGENET_STD))
+    assert (IMAGENET.image_size, IMAGENET.mean, IMAGENET.std) == (
+        224,
+        pytest.approx(defaults.IMAGENET_MEAN),
+        pytest.approx(defaults.IMAGENET_STD),
+    )
     given = Preprocessing(32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
     identity = create_teacher(path, CLASSES, preprocessing=given).identity
     assert identity["kind"] == "torch" and identity["source"] == str(path)
@@ -139,10 +148,14 @@ def test_recorded_teachers_that_cannot_be_rebuilt_say_why(demo_workspace, tmp_pa
     def workspace(teacher: dict):
         return SimpleNamespace(root=tmp_path / "ws", meta={"teacher": teacher}, classes=CLASSES)
 
-    cases = [({"kind": "logits-file", "source": "l.csv"}, "it is a logits file (l.csv), which has no logits"),
-             (demo_workspace.meta["teacher"] | {"source": str(tmp_path / "gone.pt")},
-              "no TorchScript file with SHA-256 729c7fd2f205…"),
-             ({"kind": "torch", "source": None, "sha256": None}, "it was a torch module given in memory")]
+    cases = [
+        ({"kind": "logits-file", "source": "l.csv"}, "it is a logits file (l.csv), which has no logits"),
+        (
+            demo_workspace.meta["teacher"] | {"source": str(tmp_path / "gone.pt")},
+            "no TorchScript file with SHA-256 729c7fd2f205…",
+        ),
+        ({"kind": "torch", "source": None, "sha256": None}, "it was a torch module given in memory"),
+    ]
     for teacher, why in cases:
         assert recorded_teacher_spec(workspace(teacher)) is None
         with pytest.raises(TeacherError, match=re.escape(f"cannot rebuild its teacher here: {why}")):
@@ -156,8 +169,14 @@ def test_recorded_teachers_that_cannot_be_rebuilt_say_why(demo_workspace, tmp_pa
 def test_a_clip_zero_shot_workspace_rebuilds_with_its_own_clip_only(tiny_clip, tmp_path):
     csv = write_labelled_scenes(tmp_path, {f"img{i}": ("train", CLASSES[i % 2]) for i in range(3)})
     images = load_folder(tmp_path / "images", csv)
-    ws = extract(images, tmp_path / "ws", tiny_clip, create_teacher("clip-zero-shot", images.classes, clip=tiny_clip),
-                 ["red square", "grass"], n_segments=8).workspace
+    ws = extract(
+        images,
+        tmp_path / "ws",
+        tiny_clip,
+        create_teacher("clip-zero-shot", images.classes, clip=tiny_clip),
+        ["red square", "grass"],
+        n_segments=8,
+    ).workspace
     assert recorded_teacher_spec(ws) == "clip-zero-shot"
     teacher = teacher_from_workspace(ws, clip=tiny_clip)
     logits = teacher.logits([load_rgb(ws.image_path(r)) for r in range(3)])
@@ -180,7 +199,9 @@ def test_one_normalisation_for_pil_images_and_squared_arrays():
 
 
 def test_browsing_modules_do_not_import_torch():
-    code = ("import sys, conceptkd_core.images, conceptkd_core.extract.teacher_registry, "
-            "conceptkd_core.extract.add_images, conceptkd_core.extract.rescore; print('torch' in sys.modules)")
+    code = (
+        "import sys, conceptkd_core.images, conceptkd_core.extract.teacher_registry, "
+        "conceptkd_core.extract.add_images, conceptkd_core.extract.rescore; print('torch' in sys.modules)"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from conceptkd_core.students.bank import StudentBank
-from conceptkd_tools.synthetic import make_problem
 from conceptkd_core.students.session import TuningError, TuningSession
+from conceptkd_tools.synthetic import make_problem
 
 CLASSES = [f"class{c}" for c in range(4)]
 VOCAB = [f"word{j}" for j in range(40)]
@@ -15,8 +15,16 @@ VOCAB = [f"word{j}" for j in range(40)]
 def session(tmp_path):
     p = make_problem(800, 40, 4, seed=3, active_per_class=6)
     bank = StudentBank(alpha=1e-3, tol=1e-9).fit(p.concept_matrix, p.teacher_logits)
-    return TuningSession(bank, p.concept_matrix, p.teacher_logits, p.labels, CLASSES, VOCAB,
-                         user="tester", autosave_path=tmp_path / "sessions" / "s.json")
+    return TuningSession(
+        bank,
+        p.concept_matrix,
+        p.teacher_logits,
+        p.labels,
+        CLASSES,
+        VOCAB,
+        user="tester",
+        autosave_path=tmp_path / "sessions" / "s.json",
+    )
 
 
 def top_concept(session, c):
@@ -54,20 +62,23 @@ def test_operations_set_the_documented_bounds_and_refit(session):
     np.testing.assert_allclose(session.student_scores, session.bank.decision_function(session.X), atol=1e-5)
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda s: s.upweight("nope", 0), "Unknown class 'nope'; classes are class0, class1"),
-    (lambda s: s.upweight(0, "unicorn"), "Unknown concept 'unicorn'"),
-    (lambda s: s.upweight(0, 99), "Concept index 99 is out of range"),
-    (lambda s: s.upweight(0, 0, 0.0), "factor must be a number > 0; got 0.0"),
-    (lambda s: s.upweight(0, 0, -2), "factor must be a number > 0; got -2"),
-    (lambda s: s.upweight(0, 0, 0.5), "up-tuning needs a factor >= 1"),
-    (lambda s: s.downweight(0, 0, 3), r"down-tuning needs a factor in \(0, 1\]"),
-    (lambda s: s.set_bounds(0, 0, 2.0, 1.0), "lower bound 2 is above upper bound 1"),
-    (lambda s: s.set_weight(0, 0, float("nan")), "value must be a finite number"),
-    (lambda s: s.apply("explode", 0, 0), "Unknown operation 'explode'"),
-    (lambda s: s.undo(), "Nothing to undo"),
-    (lambda s: s.revert(5), r"Can only revert to a point 0..0"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda s: s.upweight("nope", 0), "Unknown class 'nope'; classes are class0, class1"),
+        (lambda s: s.upweight(0, "unicorn"), "Unknown concept 'unicorn'"),
+        (lambda s: s.upweight(0, 99), "Concept index 99 is out of range"),
+        (lambda s: s.upweight(0, 0, 0.0), "factor must be a number > 0; got 0.0"),
+        (lambda s: s.upweight(0, 0, -2), "factor must be a number > 0; got -2"),
+        (lambda s: s.upweight(0, 0, 0.5), "up-tuning needs a factor >= 1"),
+        (lambda s: s.downweight(0, 0, 3), r"down-tuning needs a factor in \(0, 1\]"),
+        (lambda s: s.set_bounds(0, 0, 2.0, 1.0), "lower bound 2 is above upper bound 1"),
+        (lambda s: s.set_weight(0, 0, float("nan")), "value must be a finite number"),
+        (lambda s: s.apply("explode", 0, 0), "Unknown operation 'explode'"),
+        (lambda s: s.undo(), "Nothing to undo"),
+        (lambda s: s.revert(5), r"Can only revert to a point 0..0"),
+    ],
+)
 def test_bad_requests_raise_and_change_nothing(session, call, message):
     before = (session.bank.coef_.copy(), session.bank.lower_.copy(), len(session.events), len(session.audit))
     with pytest.raises(TuningError, match=message):
@@ -84,16 +95,22 @@ def test_upweight_of_a_zero_weight_explains_what_to_do(session):
 
 def test_undo_redo_revert_restore_weights_exactly(session):
     states = [session.bank.coef_.copy()]
-    session.remove(0, top_concept(session, 0)); states.append(session.bank.coef_.copy())
-    session.set_weight(1, 2, 1.25); states.append(session.bank.coef_.copy())
-    session.refine(["class2"]); states.append(session.bank.coef_.copy())
+    session.remove(0, top_concept(session, 0))
+    states.append(session.bank.coef_.copy())
+    session.set_weight(1, 2, 1.25)
+    states.append(session.bank.coef_.copy())
+    session.refine(["class2"])
+    states.append(session.bank.coef_.copy())
     intercepts = session.bank.intercept_.copy()
     session.undo()
     assert np.array_equal(session.bank.coef_, states[2])
-    session.undo(); session.undo()
+    session.undo()
+    session.undo()
     assert np.array_equal(session.bank.coef_, states[0])
     np.testing.assert_allclose(session.student_scores, session.bank.decision_function(session.X), atol=1e-5)
-    session.redo(); session.redo(); session.redo()
+    session.redo()
+    session.redo()
+    session.redo()
     assert np.array_equal(session.bank.coef_, states[3]) and np.array_equal(session.bank.intercept_, intercepts)
     session.revert(1)
     assert np.array_equal(session.bank.coef_, states[1])
@@ -109,8 +126,9 @@ def test_export_import_round_trip_and_autosave(session, tmp_path):
     session.set_weight(2, 1, -0.75)
     session.undo()
     text = session.export_json()
-    again = TuningSession.from_json(text, session.bank.copy(), session.X, session.teacher_logits,
-                                    session.labels, CLASSES, VOCAB)
+    again = TuningSession.from_json(
+        text, session.bank.copy(), session.X, session.teacher_logits, session.labels, CLASSES, VOCAB
+    )
     assert np.array_equal(again.bank.coef_, session.bank.coef_)
     assert np.array_equal(again.bank.lower_, session.bank.lower_)
     assert again.cursor == 1 and len(again.events) == 2
@@ -123,8 +141,9 @@ def test_export_import_round_trip_and_autosave(session, tmp_path):
 def test_an_unbounded_limit_is_saved_and_read_back(session):
     session.set_bounds(1, 3, -np.inf, 0.2)  # autosaves: JSON itself has no infinity
     text = session.export_json()
-    again = TuningSession.from_json(text, session.bank.copy(), session.X, session.teacher_logits,
-                                    session.labels, CLASSES, VOCAB)
+    again = TuningSession.from_json(
+        text, session.bank.copy(), session.X, session.teacher_logits, session.labels, CLASSES, VOCAB
+    )
     assert again.events[0].args == {"lower": -np.inf, "upper": 0.2}
     assert again.bank.lower_[1, 3] == -np.inf and again.bank.upper_[1, 3] == 0.2
     assert again.export_json() == text
@@ -142,25 +161,36 @@ def _tamper_cursor(text):
     return json.dumps(data)
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda t: t[: len(t) // 2], "malformed or truncated"),
-    (lambda t: t.replace('"version": 1', '"version": 7'), "Unsupported tuning file version 7"),
-    (_tamper_weight, "checksum does not match"),
-    (_tamper_cursor, "checksum does not match"),
-    (lambda t: '{"format": "other"}', "Not a ConceptKD tuning file"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda t: t[: len(t) // 2], "malformed or truncated"),
+        (lambda t: t.replace('"version": 1', '"version": 7'), "Unsupported tuning file version 7"),
+        (_tamper_weight, "checksum does not match"),
+        (_tamper_cursor, "checksum does not match"),
+        (lambda t: '{"format": "other"}', "Not a ConceptKD tuning file"),
+    ],
+)
 def test_import_refuses_damaged_files(session, mutate, message):
     session.set_weight(2, 1, -0.75)
     with pytest.raises(TuningError, match=message):
-        TuningSession.from_json(mutate(session.export_json()), session.bank.copy(), session.X,
-                                session.teacher_logits, session.labels, CLASSES, VOCAB)
+        TuningSession.from_json(
+            mutate(session.export_json()),
+            session.bank.copy(),
+            session.X,
+            session.teacher_logits,
+            session.labels,
+            CLASSES,
+            VOCAB,
+        )
 
 
 def test_import_refuses_other_workspace(session):
     text = session.export_json()
     with pytest.raises(TuningError, match="different classes or vocabulary"):
-        TuningSession.from_json(text, session.bank.copy(), session.X, session.teacher_logits,
-                                session.labels, CLASSES, VOCAB + ["extra"])
+        TuningSession.from_json(
+            text, session.bank.copy(), session.X, session.teacher_logits, session.labels, CLASSES, VOCAB + ["extra"]
+        )
 
 
 def test_autosave_failure_is_reported_not_raised(session, tmp_path):

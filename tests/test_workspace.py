@@ -14,10 +14,15 @@ VOCAB = ["fur", "wheel", "grass", "sky", "road"]
 def make_args(n=6, **overrides):
     rng = np.random.default_rng(0)
     args = dict(
-        image_ids=[f"img{i}" for i in range(n)], paths=[f"images/{i}.png" for i in range(n)],
-        splits=["train"] * (n - 2) + ["test"] * 2, labels=rng.integers(0, 2, (n, 3)),
-        classes=CLASSES, vocabulary=VOCAB, concept_matrix=rng.random((n, 5)).astype(np.float32),
-        teacher_logits=rng.normal(size=(n, 3)), model={"name": "tiny", "pretrained": None},
+        image_ids=[f"img{i}" for i in range(n)],
+        paths=[f"images/{i}.png" for i in range(n)],
+        splits=["train"] * (n - 2) + ["test"] * 2,
+        labels=rng.integers(0, 2, (n, 3)),
+        classes=CLASSES,
+        vocabulary=VOCAB,
+        concept_matrix=rng.random((n, 5)).astype(np.float32),
+        teacher_logits=rng.normal(size=(n, 3)),
+        model={"name": "tiny", "pretrained": None},
         teacher={"kind": "logits-file"},
     )
     args.update(overrides)
@@ -42,16 +47,31 @@ def test_round_trip(tmp_path):
         again.teacher_logits[0, 0] = 1.0  # read-only
 
 
-@pytest.mark.parametrize("override, message", [
-    (dict(concept_matrix=np.zeros((6, 4), np.float32)), r"concepts.npy: concept matrix has shape \(6, 4\); expected \(6, 5\)"),
-    (dict(teacher_logits=np.zeros((6, 2))), r"teacher_logits.npy: teacher logits have shape \(6, 2\); expected \(6, 3\)"),
-    (dict(labels=np.full((6, 3), 2)), r"manifest.parquet: labels must be 0 or 1; image 'img0' has 2 for class 'cat'"),
-    (dict(image_ids=["a", "a", "b", "c", "d", "e"]), r"duplicate image ids, e.g. \['a'\]"),
-    (dict(teacher_logits=np.where(np.eye(6, 3) > 0, np.nan, 0.0)), r"teacher logits contain NaN or inf \(e.g. image 'img0', 3 images"),
-    (dict(concept_matrix=np.full((6, 5), np.inf, np.float32)), r"concept scores contain NaN or inf"),
-    (dict(vocabulary=["fur", "Fur", "x", "y", "z"]), r"vocabulary must be normalised"),
-    (dict(classes=["cat", "cat", "car"]), r"duplicate class names"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (
+            dict(concept_matrix=np.zeros((6, 4), np.float32)),
+            r"concepts.npy: concept matrix has shape \(6, 4\); expected \(6, 5\)",
+        ),
+        (
+            dict(teacher_logits=np.zeros((6, 2))),
+            r"teacher_logits.npy: teacher logits have shape \(6, 2\); expected \(6, 3\)",
+        ),
+        (
+            dict(labels=np.full((6, 3), 2)),
+            r"manifest.parquet: labels must be 0 or 1; image 'img0' has 2 for class 'cat'",
+        ),
+        (dict(image_ids=["a", "a", "b", "c", "d", "e"]), r"duplicate image ids, e.g. \['a'\]"),
+        (
+            dict(teacher_logits=np.where(np.eye(6, 3) > 0, np.nan, 0.0)),
+            r"teacher logits contain NaN or inf \(e.g. image 'img0', 3 images",
+        ),
+        (dict(concept_matrix=np.full((6, 5), np.inf, np.float32)), r"concept scores contain NaN or inf"),
+        (dict(vocabulary=["fur", "Fur", "x", "y", "z"]), r"vocabulary must be normalised"),
+        (dict(classes=["cat", "cat", "car"]), r"duplicate class names"),
+    ],
+)
 def test_write_refuses_bad_input(tmp_path, override, message):
     with pytest.raises(WorkspaceError, match=message):
         write_workspace(tmp_path / "ws", **make_args(**override))

@@ -37,7 +37,7 @@ def write_scene(path: Path, seed: int, size=(80, 60)) -> None:
     rng = np.random.default_rng(seed)
     image = np.zeros((size[1], size[0], 3), np.uint8) + rng.integers(0, 255, 3, dtype=np.uint8)
     x, y = rng.integers(0, size[0] // 2), rng.integers(0, size[1] // 2)
-    image[y:y + 25, x:x + 30] = rng.integers(0, 255, 3, dtype=np.uint8)
+    image[y : y + 25, x : x + 30] = rng.integers(0, 255, 3, dtype=np.uint8)
     Image.fromarray(image).save(path)
 
 

@@ -13,15 +13,15 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
-from ..store.atomic_io import atomic_write_bytes, atomic_write_npy
 from ..datasets import ImageSet
 from ..images import ImageError, load_rgb
+from ..store.atomic_io import atomic_write_bytes, atomic_write_npy
 from ..store.side_files import SEGMENT_ARRAYS, read_segments, segment_file
 from ..store.workspace import Workspace, write_workspace
 
@@ -46,7 +46,9 @@ def check_uploads(files: Sequence[tuple[str, bytes]]) -> UploadCheck:
             result.refused.append((name, f"type {suffix or '(none)'} is not one of {', '.join(ALLOWED_SUFFIXES)}"))
             continue
         if len(data) > MAX_UPLOAD_BYTES:
-            result.refused.append((name, f"{len(data) / 2**20:.1f} MiB is over the {MAX_UPLOAD_BYTES // 2**20} MiB limit"))
+            result.refused.append(
+                (name, f"{len(data) / 2**20:.1f} MiB is over the {MAX_UPLOAD_BYTES // 2**20} MiB limit")
+            )
             continue
         with tempfile.NamedTemporaryFile(suffix=suffix) as handle:
             handle.write(data)
@@ -64,8 +66,15 @@ def check_uploads(files: Sequence[tuple[str, bytes]]) -> UploadCheck:
     return result
 
 
-def add_images(workspace: Workspace, accepted: Sequence[tuple[str, bytes]], present_classes: Sequence[str],
-               clip, teacher, out: str | os.PathLike, progress: Callable | None = None) -> Workspace:
+def add_images(
+    workspace: Workspace,
+    accepted: Sequence[tuple[str, bytes]],
+    present_classes: Sequence[str],
+    clip,
+    teacher,
+    out: str | os.PathLike,
+    progress: Callable | None = None,
+) -> Workspace:
     """Store ``accepted`` uploads, extract them, and write workspace + new images to ``out``.
 
     ``present_classes`` are the labels given to every uploaded image (the analyst says what they show).
@@ -84,12 +93,25 @@ def add_images(workspace: Workspace, accepted: Sequence[tuple[str, bytes]], pres
     for name, data in new:
         atomic_write_bytes(root / UPLOAD_DIR / name, data)
     label_row = np.array([int(c in present_classes) for c in workspace.classes], dtype=np.uint8)
-    images = ImageSet(root, [f"upload-{n}" for n, _ in new], [f"{UPLOAD_DIR}/{n}" for n, _ in new],
-                      ["uploaded"] * len(new), np.tile(label_row, (len(new), 1)), workspace.classes)
+    images = ImageSet(
+        root,
+        [f"upload-{n}" for n, _ in new],
+        [f"{UPLOAD_DIR}/{n}" for n, _ in new],
+        ["uploaded"] * len(new),
+        np.tile(label_row, (len(new), 1)),
+        workspace.classes,
+    )
     out = Path(out)
     extra = workspace.meta.get("extra", {})
-    added = extract(images, out / ".added", clip, teacher, list(workspace.vocabulary),
-                    n_segments=recorded_n_segments(workspace), progress=progress).workspace
+    added = extract(
+        images,
+        out / ".added",
+        clip,
+        teacher,
+        list(workspace.vocabulary),
+        n_segments=recorded_n_segments(workspace),
+        progress=progress,
+    ).workspace
     old_segments, new_segments = read_segments(workspace), read_segments(added)
     if old_segments is not None and new_segments is not None:
         for name in SEGMENT_ARRAYS:
@@ -99,12 +121,20 @@ def add_images(workspace: Workspace, accepted: Sequence[tuple[str, bytes]], pres
         return np.concatenate([np.asarray(a), np.asarray(b)])
 
     merged = write_workspace(
-        out, image_ids=both(workspace.image_ids, added.image_ids), paths=both(workspace.paths, added.paths),
-        splits=both(workspace.splits, added.splits), labels=both(workspace.labels, added.labels),
-        classes=workspace.classes, vocabulary=list(workspace.vocabulary),
-        concept_matrix=both(np.asarray(workspace.concept_matrix, np.float32), np.asarray(added.concept_matrix, np.float32)),
-        teacher_logits=both(workspace.teacher_logits, added.teacher_logits), model=workspace.meta["model"],
-        teacher=workspace.meta["teacher"], image_root=os.path.relpath(root, out.resolve()),
+        out,
+        image_ids=both(workspace.image_ids, added.image_ids),
+        paths=both(workspace.paths, added.paths),
+        splits=both(workspace.splits, added.splits),
+        labels=both(workspace.labels, added.labels),
+        classes=workspace.classes,
+        vocabulary=list(workspace.vocabulary),
+        concept_matrix=both(
+            np.asarray(workspace.concept_matrix, np.float32), np.asarray(added.concept_matrix, np.float32)
+        ),
+        teacher_logits=both(workspace.teacher_logits, added.teacher_logits),
+        model=workspace.meta["model"],
+        teacher=workspace.meta["teacher"],
+        image_root=os.path.relpath(root, out.resolve()),
         concept_dtype=workspace.meta.get("concept_dtype", "float16"),
         extra=extra | {"image_root_absolute": str(root), "added_images": len(new) + int(extra.get("added_images", 0))},
     )

@@ -13,9 +13,9 @@ import json
 import os
 import socket
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -25,8 +25,8 @@ from PIL import Image
 from ..defaults import CLIP_MEAN, CLIP_STD
 from ..images import to_tensor
 from ..store.atomic_io import atomic_write_npy, sha256_file
-from .torch_compat import import_open_clip
 from ..vocabulary import vocabulary_hash
+from .torch_compat import import_open_clip
 
 PROMPT_TEMPLATES = (
     "a photo of a {}.",
@@ -60,8 +60,13 @@ class ClipModel:
     @property
     def identity(self) -> dict:
         """What a workspace records about the model that made its concept scores."""
-        return {"name": self.name, "pretrained": self.pretrained, "checkpoint_sha256": self.checkpoint_sha256,
-                "image_size": self.image_size, "patch_size": self.patch_size}
+        return {
+            "name": self.name,
+            "pretrained": self.pretrained,
+            "checkpoint_sha256": self.checkpoint_sha256,
+            "image_size": self.image_size,
+            "patch_size": self.patch_size,
+        }
 
     @property
     def grid_size(self) -> int:
@@ -136,8 +141,12 @@ def register_model_config(path: str | os.PathLike) -> str:
     return path.stem
 
 
-def load_clip(model_name: str = "ViT-B-16", pretrained: str | None = None,
-              checkpoint: str | os.PathLike | None = None, device: str = "cpu") -> ClipModel:
+def load_clip(
+    model_name: str = "ViT-B-16",
+    pretrained: str | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    device: str = "cpu",
+) -> ClipModel:
     """Load a CLIP for extraction.
 
     model_name : an open_clip architecture name (e.g. "ViT-B-16"), or the path of an open_clip
@@ -153,10 +162,13 @@ def load_clip(model_name: str = "ViT-B-16", pretrained: str | None = None,
     if not pretrained and not checkpoint:
         raise ClipLoadError(
             f"No weights given for {model_name!r}. Pass pretrained='openai' (or another open_clip tag; needs "
-            "internet once) or checkpoint='path/to/weights.safetensors'. CLI: --pretrained TAG or --checkpoint FILE.")
+            "internet once) or checkpoint='path/to/weights.safetensors'. CLI: --pretrained TAG or --checkpoint FILE."
+        )
     name = register_model_config(model_name) if str(model_name).endswith(".json") else str(model_name)
     if name not in open_clip.list_models():
-        raise ClipLoadError(f"Unknown open_clip model {name!r}; e.g. ViT-B-16, ViT-B-32, ViT-L-14, or a JSON config path")
+        raise ClipLoadError(
+            f"Unknown open_clip model {name!r}; e.g. ViT-B-16, ViT-B-32, ViT-L-14, or a JSON config path"
+        )
     checkpoint_sha = None
     try:
         if checkpoint:
@@ -184,17 +196,27 @@ def load_clip(model_name: str = "ViT-B-16", pretrained: str | None = None,
     patch_size = patch[0] if isinstance(patch, (tuple, list)) else int(patch or 0)
     mean = tuple(getattr(visual, "image_mean", None) or CLIP_MEAN)
     std = tuple(getattr(visual, "image_std", None) or CLIP_STD)
-    return ClipModel(model=model, tokenizer=open_clip.get_tokenizer(name), name=name, pretrained=pretrained,
-                     checkpoint_sha256=checkpoint_sha, image_size=image_size, patch_size=patch_size,
-                     mean=mean, std=std, device=device)
+    return ClipModel(
+        model=model,
+        tokenizer=open_clip.get_tokenizer(name),
+        name=name,
+        pretrained=pretrained,
+        checkpoint_sha256=checkpoint_sha,
+        image_size=image_size,
+        patch_size=patch_size,
+        mean=mean,
+        std=std,
+        device=device,
+    )
 
 
 # ----------------------------------------------------------------------------- images
 def to_model_input(clip: ClipModel, images: Sequence[Image.Image | np.ndarray]) -> torch.Tensor:
     """CLIP's normalised batch (B, 3, S, S) of RGB images: PIL images (squared to ``image_size``,
     bicubic, as ``images.square_resize`` does) or uint8 arrays (S, S, 3) already squared."""
-    return to_tensor(images, clip.image_size, clip.mean, clip.std, resample=Image.Resampling.BICUBIC,
-                     device=clip.device)
+    return to_tensor(
+        images, clip.image_size, clip.mean, clip.std, resample=Image.Resampling.BICUBIC, device=clip.device
+    )
 
 
 @torch.inference_mode()
@@ -209,10 +231,16 @@ def _check_dense_support(clip: ClipModel) -> None:
     if blocks is None or not hasattr(visual, "conv1"):
         raise NotImplementedError(
             f"Dense patch features need an open_clip VisionTransformer; {clip.name!r} has "
-            f"{type(visual).__name__}. Use a ViT model (e.g. ViT-B-16).")
+            f"{type(visual).__name__}. Use a ViT model (e.g. ViT-B-16)."
+        )
     last = blocks[-1]
-    if not isinstance(getattr(last, "attn", None), torch.nn.MultiheadAttention) or getattr(visual, "attn_pool", None) is not None:
-        raise NotImplementedError(f"Dense patch features are not supported for {clip.name!r}'s attention/pooling variant")
+    if (
+        not isinstance(getattr(last, "attn", None), torch.nn.MultiheadAttention)
+        or getattr(visual, "attn_pool", None) is not None
+    ):
+        raise NotImplementedError(
+            f"Dense patch features are not supported for {clip.name!r}'s attention/pooling variant"
+        )
 
 
 def dense_and_global(visual: torch.nn.Module, batch: torch.Tensor, with_global: bool = True):
@@ -227,7 +255,7 @@ def dense_and_global(visual: torch.nn.Module, batch: torch.Tensor, with_global: 
     last = transformer.resblocks[-1]
     attn = last.attn
     width = attn.embed_dim
-    values = F.linear(last.ln_1(x), attn.in_proj_weight[2 * width:], attn.in_proj_bias[2 * width:])
+    values = F.linear(last.ln_1(x), attn.in_proj_weight[2 * width :], attn.in_proj_bias[2 * width :])
     if not transformer.batch_first:
         values = values.transpose(0, 1)
     dense = (visual.ln_post(attn.out_proj(values)) @ visual.proj)[:, 1:, :]
@@ -259,25 +287,31 @@ def dense_patch_features(clip: ClipModel, batch: torch.Tensor, with_global: bool
 
 # ----------------------------------------------------------------------------- text
 @torch.inference_mode()
-def encode_text_prompts(clip: ClipModel, words: Sequence[str], templates: Sequence[str] = PROMPT_TEMPLATES,
-                        batch_size: int = 256) -> np.ndarray:
+def encode_text_prompts(
+    clip: ClipModel, words: Sequence[str], templates: Sequence[str] = PROMPT_TEMPLATES, batch_size: int = 256
+) -> np.ndarray:
     """One embedding per word: the normalised mean of its normalised prompt embeddings, shape (m, D)."""
     prompts = [t.format(w) for w in words for t in templates]
     chunks = []
     for start in range(0, len(prompts), batch_size):
-        tokens = clip.tokenizer(prompts[start:start + batch_size]).to(clip.device)
+        tokens = clip.tokenizer(prompts[start : start + batch_size]).to(clip.device)
         chunks.append(F.normalize(clip.model.encode_text(tokens), dim=-1))
     per_prompt = torch.cat(chunks).reshape(len(words), len(templates), -1)
     return F.normalize(per_prompt.mean(dim=1), dim=-1).float().cpu().numpy()
 
 
-def concept_embeddings(clip: ClipModel, vocabulary: Sequence[str], cache_dir: str | os.PathLike | None = None,
-                       templates: Sequence[str] = PROMPT_TEMPLATES) -> np.ndarray:
+def concept_embeddings(
+    clip: ClipModel,
+    vocabulary: Sequence[str],
+    cache_dir: str | os.PathLike | None = None,
+    templates: Sequence[str] = PROMPT_TEMPLATES,
+) -> np.ndarray:
     """Concept text embeddings, cached on disk keyed by model identity + vocabulary + templates."""
     if cache_dir is None:
         return encode_text_prompts(clip, vocabulary, templates)
-    key = hashlib.sha256(json.dumps([clip.identity, vocabulary_hash(vocabulary), list(templates)],
-                                    sort_keys=True).encode()).hexdigest()[:24]
+    key = hashlib.sha256(
+        json.dumps([clip.identity, vocabulary_hash(vocabulary), list(templates)], sort_keys=True).encode()
+    ).hexdigest()[:24]
     path = Path(cache_dir) / f"text-{key}.npy"
     if path.is_file():
         cached = np.load(path, allow_pickle=False)

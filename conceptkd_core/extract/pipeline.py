@@ -19,23 +19,24 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 
-from ..defaults import DEFAULT_TEACHER, N_SEGMENTS
-from ..store.atomic_io import atomic_write, atomic_write_json, atomic_write_npy_rows
-from .clip_backend import ClipModel, concept_embeddings, dense_patch_features, load_clip, to_model_input
 from ..datasets import ImageSet
+from ..defaults import DEFAULT_TEACHER, N_SEGMENTS
 from ..images import load_rgb, square_resize
+from ..store.atomic_io import atomic_write, atomic_write_json, atomic_write_npy_rows
+from ..store.side_files import SEGMENT_ARRAYS, segment_file
+from ..store.workspace import Workspace, write_workspace
+from ..vocabulary import vocabulary_hash
+from .clip_backend import ClipModel, concept_embeddings, dense_patch_features, load_clip, to_model_input
 from .segments import concepts_for_image, superpixels
 from .teacher_registry import create_teacher
 from .teachers import ClipZeroShotTeacher, Teacher
-from ..vocabulary import vocabulary_hash
-from ..store.side_files import SEGMENT_ARRAYS, segment_file
-from ..store.workspace import Workspace, write_workspace
 
 PARTIAL_DIR = ".extract"
 REPORT_FILE = "extraction_report.json"
@@ -77,7 +78,9 @@ class ExtractorSpec:
     device: str = "cpu"
 
     def load_clip(self, device: str | None = None) -> ClipModel:
-        return load_clip(self.model, pretrained=self.pretrained, checkpoint=self.checkpoint, device=device or self.device)
+        return load_clip(
+            self.model, pretrained=self.pretrained, checkpoint=self.checkpoint, device=device or self.device
+        )
 
     def make_teacher(self, clip: ClipModel, images: ImageSet) -> Teacher:
         return create_teacher(self.teacher, images.classes, clip=clip, image_ids=images.image_ids)
@@ -108,9 +111,11 @@ class Engine(Protocol):
 
 def local_engine(clip: ClipModel, teacher: Teacher) -> Engine:
     """This process, one batch after the other."""
+
     def run(job: ExtractionJob, starts: Sequence[int]) -> Iterator[tuple[int, dict]]:
         for start in starts:
             yield start, job.run(clip, teacher, start)
+
     return run
 
 
@@ -126,8 +131,13 @@ def shard_from_bytes(data: bytes) -> dict:
 
 
 def _plan(images: ImageSet, clip: ClipModel, teacher: Teacher, vocabulary: Sequence[str], batch_size: int) -> dict:
-    return {"image_ids": list(images.image_ids), "model": clip.identity, "teacher": teacher.identity,
-            "vocabulary_sha256": vocabulary_hash(vocabulary), "batch_size": batch_size}
+    return {
+        "image_ids": list(images.image_ids),
+        "model": clip.identity,
+        "teacher": teacher.identity,
+        "vocabulary_sha256": vocabulary_hash(vocabulary),
+        "batch_size": batch_size,
+    }
 
 
 def _shard_path(partial: Path, start: int) -> Path:
@@ -139,8 +149,9 @@ def _write_shard(path: Path, arrays: dict) -> None:
     atomic_write(path, lambda handle: handle.write(data))
 
 
-def _extract_batch(clip: ClipModel, teacher: Teacher, text: np.ndarray, images: ImageSet, rows: range,
-                   n_segments: int) -> dict:
+def _extract_batch(
+    clip: ClipModel, teacher: Teacher, text: np.ndarray, images: ImageSet, rows: range, n_segments: int
+) -> dict:
     loaded, ok_rows, failures = [], [], []
     for r in rows:
         try:
@@ -149,10 +160,15 @@ def _extract_batch(clip: ClipModel, teacher: Teacher, text: np.ndarray, images: 
         except Exception as exc:  # any unreadable image (ImageError, a path outside the root, …) is skipped
             failures.append({"image_id": images.image_ids[r], "path": images.paths[r], "error": str(exc)})
     m = text.shape[0]
-    result = {"rows": np.asarray(ok_rows, dtype=np.int64),
-              "failures": np.asarray([json.dumps(f) for f in failures], dtype=str)}
+    result = {
+        "rows": np.asarray(ok_rows, dtype=np.int64),
+        "failures": np.asarray([json.dumps(f) for f in failures], dtype=str),
+    }
     if not ok_rows:
-        return result | {"concepts": np.zeros((0, m), np.float32), "logits": np.zeros((0, len(teacher.classes)), np.float32)}
+        return result | {
+            "concepts": np.zeros((0, m), np.float32),
+            "logits": np.zeros((0, len(teacher.classes)), np.float32),
+        }
     resized = [square_resize(im, clip.image_size) for im in loaded]
     batch = to_model_input(clip, resized)
     if isinstance(teacher, ClipZeroShotTeacher) and teacher.clip is clip:
@@ -173,10 +189,20 @@ def _extract_batch(clip: ClipModel, teacher: Teacher, text: np.ndarray, images: 
     }
 
 
-def extract(images: ImageSet, out: str | Path, clip: ClipModel, teacher: Teacher, vocabulary: Sequence[str], *,
-            batch_size: int = 16, n_segments: int = N_SEGMENTS, progress: Callable[[Progress], None] | None = None,
-            text_cache: str | Path | None = None, extra_meta: dict | None = None,
-            engine: Engine | None = None) -> ExtractionResult:
+def extract(
+    images: ImageSet,
+    out: str | Path,
+    clip: ClipModel,
+    teacher: Teacher,
+    vocabulary: Sequence[str],
+    *,
+    batch_size: int = 16,
+    n_segments: int = N_SEGMENTS,
+    progress: Callable[[Progress], None] | None = None,
+    text_cache: str | Path | None = None,
+    extra_meta: dict | None = None,
+    engine: Engine | None = None,
+) -> ExtractionResult:
     """Extract ``images`` into the workspace folder ``out`` (resuming a previous run there).
 
     ``clip`` and ``teacher`` name the models in the workspace and make the concept text
@@ -184,7 +210,9 @@ def extract(images: ImageSet, out: str | Path, clip: ClipModel, teacher: Teacher
     """
     out = Path(out)
     if tuple(teacher.classes) != tuple(images.classes):
-        raise ExtractionError(f"The teacher's classes {list(teacher.classes)} differ from the labels' classes {list(images.classes)}")
+        raise ExtractionError(
+            f"The teacher's classes {list(teacher.classes)} differ from the labels' classes {list(images.classes)}"
+        )
     if len(images) == 0:
         raise ExtractionError("No images to extract")
     if batch_size < 1:
@@ -199,12 +227,15 @@ def extract(images: ImageSet, out: str | Path, clip: ClipModel, teacher: Teacher
         if json.loads(plan_path.read_text()) != plan:
             raise ExtractionError(
                 f"{out} holds an unfinished extraction with different images, model, teacher, vocabulary or batch "
-                f"size. Use another --out, or delete {partial} to start over.")
+                f"size. Use another --out, or delete {partial} to start over."
+            )
     else:
         atomic_write_json(plan_path, plan)
     for leftover in partial.glob(".*.tmp"):  # temp files of writes a crash cut short
         leftover.unlink(missing_ok=True)
-    job = ExtractionJob(images, concept_embeddings(clip, vocabulary, cache_dir=text_cache or partial), batch_size, n_segments)
+    job = ExtractionJob(
+        images, concept_embeddings(clip, vocabulary, cache_dir=text_cache or partial), batch_size, n_segments
+    )
     starts = list(range(0, len(images), batch_size))
     pending = [s for s in starts if not _shard_path(partial, s).is_file()]
     resumed = len(images) - sum(len(job.rows(s)) for s in pending)
@@ -219,7 +250,9 @@ def extract(images: ImageSet, out: str | Path, clip: ClipModel, teacher: Teacher
             progress(Progress(done, len(images), skipped, rate, (len(images) - done) / rate if rate else float("inf")))
     missing = [s for s in starts if not _shard_path(partial, s).is_file()]
     if missing:
-        raise ExtractionError(f"{len(missing)} batches were not computed (first at image {missing[0]}); run again to resume")
+        raise ExtractionError(
+            f"{len(missing)} batches were not computed (first at image {missing[0]}); run again to resume"
+        )
     extra_meta = (extra_meta or {}) | {"n_segments": n_segments}
     return _assemble(images, out, clip, teacher, vocabulary, starts, computed, resumed, extra_meta)
 
@@ -244,11 +277,12 @@ def _assemble(images, out, clip, teacher, vocabulary, starts, computed, resumed,
     def stream(key: str) -> Callable[[np.ndarray], None]:
         def fill(target: np.ndarray) -> None:
             at = 0
-            for path, count in zip(paths, counts):
+            for path, count in zip(paths, counts, strict=True):
                 if count:
                     with np.load(path, allow_pickle=False) as shard:
-                        target[at:at + count] = shard[key]
+                        target[at : at + count] = shard[key]
                     at += count
+
         return fill
 
     def npy(path: Path, key: str, dtype=None) -> Path:
@@ -262,12 +296,20 @@ def _assemble(images, out, clip, teacher, vocabulary, starts, computed, resumed,
     concepts = np.load(npy(partial / "concepts-merged.npy", "concepts", np.float16), mmap_mode="r")
     logits = np.load(npy(partial / "logits-merged.npy", "logits"))
     workspace = write_workspace(
-        out, image_ids=[images.image_ids[r] for r in rows], paths=[images.paths[r] for r in rows],
-        splits=[images.splits[r] for r in rows], labels=images.labels[rows], classes=images.classes,
-        vocabulary=list(vocabulary), concept_matrix=concepts, teacher_logits=logits,
-        model=clip.identity, teacher=teacher.identity, image_root=os.path.relpath(images.root, out.resolve()),
-        extra=(extra_meta or {}) | {"segments": list(SEGMENT_ARRAYS), "skipped_images": len(failures),
-                                    "image_root_absolute": str(images.root)},
+        out,
+        image_ids=[images.image_ids[r] for r in rows],
+        paths=[images.paths[r] for r in rows],
+        splits=[images.splits[r] for r in rows],
+        labels=images.labels[rows],
+        classes=images.classes,
+        vocabulary=list(vocabulary),
+        concept_matrix=concepts,
+        teacher_logits=logits,
+        model=clip.identity,
+        teacher=teacher.identity,
+        image_root=os.path.relpath(images.root, out.resolve()),
+        extra=(extra_meta or {})
+        | {"segments": list(SEGMENT_ARRAYS), "skipped_images": len(failures), "image_root_absolute": str(images.root)},
     )
     del concepts
     atomic_write_json(out / REPORT_FILE, {"images": len(images), "extracted": n_ok, "skipped": failures})

@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..students.gram import DEFAULT_CHUNK_ROWS, GramStats, GramSums, chunk_shifts
 from ..store.rows import read_rows
+from ..students.gram import DEFAULT_CHUNK_ROWS, GramStats, GramSums, chunk_shifts
 
 if TYPE_CHECKING:  # extraction imports torch; the Gram path and the errors here do not need it
     from .pipeline import ExtractionJob, ExtractorSpec
@@ -56,8 +57,10 @@ def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
     try:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as exc:
-        raise RayUnavailable(f"Could not reach the Ray cluster at {address!r} ({exc}); check --address "
-                             "(the head node's GCS port, 6379 by default, or ray://head:10001)") from None
+        raise RayUnavailable(
+            f"Could not reach the Ray cluster at {address!r} ({exc}); check --address "
+            "(the head node's GCS port, 6379 by default, or ray://head:10001)"
+        ) from None
 
 
 class ray_session:
@@ -77,8 +80,13 @@ class ray_session:
             runtime_env = {"py_modules": [str(Path(__file__).resolve().parent.parent)]} if self.ship_code else None
             _check_reachable(self.address)
             try:
-                ray.init(address=self.address, runtime_env=runtime_env, log_to_driver=False,
-                         include_dashboard=False, configure_logging=False)
+                ray.init(
+                    address=self.address,
+                    runtime_env=runtime_env,
+                    log_to_driver=False,
+                    include_dashboard=False,
+                    configure_logging=False,
+                )
             except ConnectionError as exc:
                 raise RayUnavailable(f"Could not reach the Ray cluster at {self.address!r}: {exc}") from None
             self.opened = True
@@ -157,18 +165,32 @@ class RayEngine:
             device = "cuda" if gpus > 0 else "cpu"
             items = ray.data.from_items([{"start": int(s)} for s in starts], override_num_blocks=len(starts))
             shards = items.map_batches(
-                _ShardWorker, batch_size=1, batch_format="numpy",
+                _ShardWorker,
+                batch_size=1,
+                batch_format="numpy",
                 compute=ray.data.ActorPoolStrategy(size=size),
-                fn_constructor_kwargs={"spec": self.spec, "job": job, "device": device,
-                                       "threads": max(1, int(self.num_cpus))},
-                num_cpus=self.num_cpus, num_gpus=gpus or None)
+                fn_constructor_kwargs={
+                    "spec": self.spec,
+                    "job": job,
+                    "device": device,
+                    "threads": max(1, int(self.num_cpus)),
+                },
+                num_cpus=self.num_cpus,
+                num_gpus=gpus or None,
+            )
             for row in shards.iter_rows():
                 yield int(row["start"]), shard_from_bytes(row["shard"])
 
 
-def gram_stats_on_ray(concepts_path: str | os.PathLike, teacher_logits: np.ndarray, *, address: str | None = None,
-                      chunk_rows: int = DEFAULT_CHUNK_ROWS, ship_code: bool = True,
-                      rows: np.ndarray | None = None) -> GramStats:
+def gram_stats_on_ray(
+    concepts_path: str | os.PathLike,
+    teacher_logits: np.ndarray,
+    *,
+    address: str | None = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    ship_code: bool = True,
+    rows: np.ndarray | None = None,
+) -> GramStats:
     """``GramStats.from_arrays(concepts, teacher_logits, rows=rows)`` with one Ray task per chunk of rows.
 
     Every task memory-maps ``concepts_path`` (a workspace's concepts.npy: it must be on a path
@@ -180,14 +202,17 @@ def gram_stats_on_ray(concepts_path: str | os.PathLike, teacher_logits: np.ndarr
     keep = np.ones(X.shape[0], dtype=bool) if rows is None else np.asarray(rows, dtype=bool)
     shift_x, shift_y = chunk_shifts(X, Y, chunk_rows)
     with ray_session(address, ship_code) as ray:
+
         @ray.remote(num_cpus=1)
         def chunk_sums(start: int, y_chunk: np.ndarray, keep_chunk: np.ndarray) -> GramSums:
             chunk = read_rows(np.load(concepts_path, mmap_mode="r"), start, start + len(y_chunk))
             return GramSums.of_chunk(chunk[keep_chunk], y_chunk[keep_chunk], shift_x, shift_y)
 
         # Each task gets only its own rows of Y; the chunks are summed in row order.
-        refs = [chunk_sums.remote(start, Y[start:start + chunk_rows], keep[start:start + chunk_rows])
-                for start in range(0, X.shape[0], chunk_rows)]
+        refs = [
+            chunk_sums.remote(start, Y[start : start + chunk_rows], keep[start : start + chunk_rows])
+            for start in range(0, X.shape[0], chunk_rows)
+        ]
         total = GramSums.zeros(X.shape[1], Y.shape[1])
         for ref in refs:
             total += ray.get(ref)

@@ -8,13 +8,13 @@ logits are reused as they are, so no teacher model is needed.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
-from ..store.atomic_io import find_by_sha256
 from ..datasets import ImageSet
-from ..vocabulary import normalise_words, vocabulary_hash
+from ..store.atomic_io import find_by_sha256
 from ..store.workspace import TEACHER_LOGITS_FILE, Workspace
+from ..vocabulary import normalise_words, vocabulary_hash
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 
@@ -37,8 +37,14 @@ def find_checkpoint(workspace: Workspace, search: Sequence[str | os.PathLike] = 
 
 
 def workspace_images(workspace: Workspace) -> ImageSet:
-    return ImageSet(workspace.image_root, [str(i) for i in workspace.image_ids], [str(p) for p in workspace.paths],
-                    [str(s) for s in workspace.splits], workspace.labels, workspace.classes)
+    return ImageSet(
+        workspace.image_root,
+        [str(i) for i in workspace.image_ids],
+        [str(p) for p in workspace.paths],
+        [str(s) for s in workspace.splits],
+        workspace.labels,
+        workspace.classes,
+    )
 
 
 def rescored_folder(workspace: Workspace, words: Sequence[str]) -> Path:
@@ -52,9 +58,17 @@ def rescore(workspace: Workspace, words: Sequence[str], clip, progress: Callable
     from .teacher_registry import create_teacher
 
     words = normalise_words(words)
-    teacher = create_teacher(workspace.root / TEACHER_LOGITS_FILE, workspace.classes,
-                             image_ids=list(workspace.image_ids))
+    teacher = create_teacher(
+        workspace.root / TEACHER_LOGITS_FILE, workspace.classes, image_ids=list(workspace.image_ids)
+    )
     extra = {k: v for k, v in workspace.meta.get("extra", {}).items() if k in ("demo",)}
-    return extract(workspace_images(workspace), rescored_folder(workspace, words), clip, teacher, words,
-                   n_segments=recorded_n_segments(workspace), progress=progress,
-                   extra_meta=extra | {"rescored_from": workspace.workspace_id})
+    return extract(
+        workspace_images(workspace),
+        rescored_folder(workspace, words),
+        clip,
+        teacher,
+        words,
+        n_segments=recorded_n_segments(workspace),
+        progress=progress,
+        extra_meta=extra | {"rescored_from": workspace.workspace_id},
+    )

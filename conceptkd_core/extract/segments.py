@@ -87,5 +87,7 @@ def concepts_for_image(patch_features: np.ndarray, labels: np.ndarray, text_embe
     top_scores = np.zeros((MAX_SEGMENTS, TOP_CONCEPTS_PER_SEGMENT), dtype=np.float16)
     top_concepts[:k, :top] = order
     top_scores[:k, :top] = np.take_along_axis(sims, order, axis=1)
-    small = np.asarray(Image.fromarray(labels.astype(np.uint8)).resize((SEGMENT_MAP_SIZE, SEGMENT_MAP_SIZE), Image.Resampling.NEAREST))
+    small = np.asarray(
+        Image.fromarray(labels.astype(np.uint8)).resize((SEGMENT_MAP_SIZE, SEGMENT_MAP_SIZE), Image.Resampling.NEAREST)
+    )
     return ImageConcepts(vector, small.astype(np.uint8), top_concepts, top_scores, best.astype(np.uint8))

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from ..defaults import IMAGENET_MEAN, IMAGENET_STD, TEACHER_IMAGE_SIZE
 from ..images import Preprocessing
@@ -34,8 +35,10 @@ if TYPE_CHECKING:  # clip_backend imports torch, which the Setup page must not l
 CLIP_ZERO_SHOT = "clip-zero-shot"
 TORCHSCRIPT_SUFFIXES = (".pt", ".ts", ".pth", ".jit")
 LOGITS_SUFFIXES = (".csv", ".parquet", ".npy")
-ALLOWED_SPECS = (f"{CLIP_ZERO_SHOT}, a TorchScript file ({', '.join(TORCHSCRIPT_SUFFIXES)}), a torch module "
-                 f"or a logits file ({', '.join(LOGITS_SUFFIXES)})")
+ALLOWED_SPECS = (
+    f"{CLIP_ZERO_SHOT}, a TorchScript file ({', '.join(TORCHSCRIPT_SUFFIXES)}), a torch module "
+    f"or a logits file ({', '.join(LOGITS_SUFFIXES)})"
+)
 IMAGENET = Preprocessing(TEACHER_IMAGE_SIZE, IMAGENET_MEAN, IMAGENET_STD)
 
 
@@ -60,9 +63,15 @@ def teacher_kind(spec: object) -> str:
     raise TeacherError(f"teacher {shown}: expected {ALLOWED_SPECS}")
 
 
-def create_teacher(spec: object, classes: Sequence[str], *, clip: ClipModel | None = None,
-                   image_ids: Sequence[str] | None = None, preprocessing: Preprocessing | None = None,
-                   device: str | None = None) -> Teacher:
+def create_teacher(
+    spec: object,
+    classes: Sequence[str],
+    *,
+    clip: ClipModel | None = None,
+    image_ids: Sequence[str] | None = None,
+    preprocessing: Preprocessing | None = None,
+    device: str | None = None,
+) -> Teacher:
     """The teacher ``spec`` names, giving logits for ``classes`` in that order.
 
     clip : the CLIP model; clip-zero-shot is made of it, and a torch teacher runs on its device
@@ -73,8 +82,9 @@ def create_teacher(spec: object, classes: Sequence[str], *, clip: ClipModel | No
     """
     kind = teacher_kind(spec)
     if preprocessing is not None and kind != "torch":
-        raise TeacherError(f"teacher {spec}: preprocessing applies to torch teachers only; "
-                           f"got one for a {kind} teacher")
+        raise TeacherError(
+            f"teacher {spec}: preprocessing applies to torch teachers only; got one for a {kind} teacher"
+        )
     if kind == CLIP_ZERO_SHOT:
         if clip is None:
             raise TeacherError(f"teacher {CLIP_ZERO_SHOT}: needs the CLIP model; got none")
@@ -103,8 +113,12 @@ def recorded_teacher_spec(workspace: Workspace, search: Sequence[str | os.PathLi
     return str(found) if found else None
 
 
-def teacher_from_workspace(workspace: Workspace, clip: ClipModel | None = None,
-                           search: Sequence[str | os.PathLike] = (), device: str | None = None) -> Teacher:
+def teacher_from_workspace(
+    workspace: Workspace,
+    clip: ClipModel | None = None,
+    search: Sequence[str | os.PathLike] = (),
+    device: str | None = None,
+) -> Teacher:
     """The teacher ``workspace`` was extracted with, with its recorded preprocessing.
 
     clip : the workspace's own CLIP (found by its checksum): a clip-zero-shot teacher is made of
@@ -119,8 +133,10 @@ def teacher_from_workspace(workspace: Workspace, clip: ClipModel | None = None,
         raise TeacherError(f"{workspace.root}: cannot rebuild its teacher here: {_why_not(recorded)}")
     if spec == CLIP_ZERO_SHOT:
         if clip is not None and clip.identity != recorded.get("model"):
-            raise TeacherError(f"{workspace.root}: its clip-zero-shot teacher is the CLIP it recorded, "
-                               f"{_clip_label(recorded.get('model', {}))}; got {_clip_label(clip.identity)}")
+            raise TeacherError(
+                f"{workspace.root}: its clip-zero-shot teacher is the CLIP it recorded, "
+                f"{_clip_label(recorded.get('model', {}))}; got {_clip_label(clip.identity)}"
+            )
         return create_teacher(spec, workspace.classes, clip=clip)
     try:
         preprocessing = Preprocessing.from_identity(recorded, IMAGENET)
@@ -134,8 +150,10 @@ def _why_not(recorded: dict) -> str:
     if kind == "logits-file":
         return f"it is a logits file ({recorded.get('source')}), which has no logits for new images"
     if kind == "torch" and recorded.get("sha256"):
-        return (f"no TorchScript file with SHA-256 {recorded['sha256'][:12]}… at {recorded.get('source')}, "
-                "in the workspace's folder or its parent")
+        return (
+            f"no TorchScript file with SHA-256 {recorded['sha256'][:12]}… at {recorded.get('source')}, "
+            "in the workspace's folder or its parent"
+        )
     if kind == "torch":
         return "it was a torch module given in memory, not a file"
     return f"its recorded kind {kind!r} is not one of {CLIP_ZERO_SHOT}, torch, logits-file"

@@ -9,8 +9,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -72,8 +73,13 @@ class TorchTeacher:
     def identity(self) -> dict:
         from ..store.atomic_io import sha256_file
 
-        return {"kind": "torch", "source": self.source, "sha256": sha256_file(self.source) if self.source else None,
-                **self.preprocessing.identity, "classes": list(self.classes)}
+        return {
+            "kind": "torch",
+            "source": self.source,
+            "sha256": sha256_file(self.source) if self.source else None,
+            **self.preprocessing.identity,
+            "classes": list(self.classes),
+        }
 
     def logits(self, images, image_ids=None) -> np.ndarray:
         import torch
@@ -99,13 +105,15 @@ class LogitsFileTeacher:
             raise TeacherError(f"{self.path}: logits file not found")
         if suffix == ".npy":
             if image_ids is None:
-                raise TeacherError(f"{self.path}: an .npy logits file has no image ids; it must come with the manifest order")
+                raise TeacherError(
+                    f"{self.path}: an .npy logits file has no image ids; it must come with the manifest order"
+                )
             try:
                 values = np.load(self.path, allow_pickle=False)
             except ValueError as exc:
                 raise TeacherError(f"{self.path}: not a plain numeric .npy array ({exc})") from None
             values = _finite_logits(values, len(image_ids), k, str(self.path))
-            self.table = dict(zip(map(str, image_ids), values))
+            self.table = dict(zip(map(str, image_ids), values, strict=True))
             return
         try:
             frame = pd.read_parquet(self.path) if suffix == ".parquet" else pd.read_csv(self.path)
@@ -124,7 +132,7 @@ class LogitsFileTeacher:
         except ValueError as exc:
             raise TeacherError(f"{self.path}: logits must be numbers ({exc})") from None
         values = _finite_logits(values, len(frame), k, str(self.path))
-        self.table = dict(zip(ids, values))
+        self.table = dict(zip(ids, values, strict=True))
 
     @property
     def identity(self) -> dict:

@@ -10,9 +10,10 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, IO, Iterable, Iterator, Sequence
+from typing import IO, Any
 
 import numpy as np
 
@@ -75,8 +76,9 @@ def atomic_write_npy(path: str | os.PathLike, array: np.ndarray) -> Path:
     return atomic_write(path, lambda handle: np.save(handle, np.ascontiguousarray(array), allow_pickle=False))
 
 
-def atomic_write_npy_rows(path: str | os.PathLike, shape: tuple[int, ...], dtype,
-                          fill: Callable[[np.ndarray], None]) -> Path:
+def atomic_write_npy_rows(
+    path: str | os.PathLike, shape: tuple[int, ...], dtype, fill: Callable[[np.ndarray], None]
+) -> Path:
     """Write a .npy too large to build in memory: ``fill(array)`` writes into a memory-mapped
     temporary file, which is then renamed into place like any atomic write."""
     path = Path(path)
@@ -97,8 +99,9 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def find_by_sha256(wanted: str, folders: Iterable[Path], suffixes: Sequence[str],
-                   first: Iterable[Path] = ()) -> Path | None:
+def find_by_sha256(
+    wanted: str, folders: Iterable[Path], suffixes: Sequence[str], first: Iterable[Path] = ()
+) -> Path | None:
     """The first file with SHA-256 ``wanted``: among ``first``, then files with ``suffixes`` in ``folders``."""
     candidates = list(first)
     for folder in folders:

@@ -9,7 +9,7 @@ instead, so they need one chunk of memory, not the file's size.
 from __future__ import annotations
 
 import mmap
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 

@@ -20,13 +20,14 @@ from __future__ import annotations
 import io
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
 from .atomic_io import atomic_write_bytes, atomic_write_json
-from .workspace import SUPPORTED_SCHEMA_VERSIONS, SCHEMA_VERSION, Workspace, WorkspaceError
+from .workspace import SCHEMA_VERSION, SUPPORTED_SCHEMA_VERSIONS, Workspace, WorkspaceError
 
 STUDENTS_FILE = "students.json"
 STUDENTS_KIND = "conceptkd.students"
@@ -63,12 +64,21 @@ def check_stamp(workspace: Workspace, document: Any, kind: str, path: str | os.P
     _check(isinstance(document, dict), path, "expected a JSON object")
     _check(document.get("kind") == kind, path, f"expected a {kind!r} document; got kind {document.get('kind')!r}")
     version = document.get("schema_version")
-    _check(version in SUPPORTED_SCHEMA_VERSIONS, path,
-           f"unknown schema version {version!r}; this ConceptKD reads {', '.join(map(str, SUPPORTED_SCHEMA_VERSIONS))}")
-    _check(document.get("vocabulary_sha256") == workspace.vocabulary_sha256, path,
-           "made with a different vocabulary than this workspace (vocabulary hash mismatch)")
-    _check(document.get("classes") == list(workspace.classes), path,
-           f"made for classes {document.get('classes')!r}, not this workspace's {list(workspace.classes)!r}")
+    _check(
+        version in SUPPORTED_SCHEMA_VERSIONS,
+        path,
+        f"unknown schema version {version!r}; this ConceptKD reads {', '.join(map(str, SUPPORTED_SCHEMA_VERSIONS))}",
+    )
+    _check(
+        document.get("vocabulary_sha256") == workspace.vocabulary_sha256,
+        path,
+        "made with a different vocabulary than this workspace (vocabulary hash mismatch)",
+    )
+    _check(
+        document.get("classes") == list(workspace.classes),
+        path,
+        f"made for classes {document.get('classes')!r}, not this workspace's {list(workspace.classes)!r}",
+    )
     return document
 
 
@@ -112,8 +122,12 @@ def write_gram(workspace: Workspace, fields: Mapping[str, Any], split_digest: st
     """Cache Gram statistics (``GRAM_FIELDS``) of this very workspace's fit images (``split_digest``);
     None if the workspace is read-only."""
     buffer = io.BytesIO()
-    np.savez(buffer, workspace_id=np.asarray(workspace.workspace_id), split_digest=np.asarray(split_digest),
-             **{name: np.asarray(fields[name]) for name in GRAM_FIELDS})
+    np.savez(
+        buffer,
+        workspace_id=np.asarray(workspace.workspace_id),
+        split_digest=np.asarray(split_digest),
+        **{name: np.asarray(fields[name]) for name in GRAM_FIELDS},
+    )
     try:
         return atomic_write_bytes(workspace.root / GRAM_FILE, buffer.getvalue())
     except OSError:
@@ -131,11 +145,16 @@ def read_gram(workspace: Workspace, split_digest: str, n_fit: int) -> dict | Non
     shapes = {"x_mean": (m,), "y_mean": (k,), "gram": (m, m), "xty": (m, k), "yty": (k,)}
     try:
         with np.load(path, allow_pickle=False) as saved:
-            if (str(saved["workspace_id"]) != workspace.workspace_id or int(saved["n_samples"]) != n_fit
-                    or str(saved["split_digest"]) != split_digest):
+            if (
+                str(saved["workspace_id"]) != workspace.workspace_id
+                or int(saved["n_samples"]) != n_fit
+                or str(saved["split_digest"]) != split_digest
+            ):
                 return None
             fields = {name: saved[name] for name in shapes}
-            if any(fields[name].shape != shape or not np.isfinite(fields[name]).all() for name, shape in shapes.items()):
+            if any(
+                fields[name].shape != shape or not np.isfinite(fields[name]).all() for name, shape in shapes.items()
+            ):
                 return None
             lipschitz = float(saved["lipschitz"])
     except (OSError, ValueError, KeyError, EOFError):

@@ -24,18 +24,19 @@ import io
 import json
 import os
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..vocabulary import VocabularyError, parse_vocabulary, vocabulary_hash, vocabulary_text
 from .atomic_io import atomic_write, atomic_write_json, atomic_write_npy, atomic_write_text, sha256_file
 from .rows import row_chunks
-from ..vocabulary import VocabularyError, parse_vocabulary, vocabulary_hash, vocabulary_text
 
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS = (1,)
@@ -164,23 +165,47 @@ def _validate_arrays(
     bad_splits = sorted({str(s) for s in np.unique(splits)} - {""})
     bad_splits = [s for s in bad_splits if not set(s) <= SPLITS_ALLOWED_CHARS]
     _check(not bad_splits, manifest, f"split names must be lower-case words; got {bad_splits[:5]}")
-    _check(labels.shape == (n, k), manifest, f"labels have shape {labels.shape}; expected ({n}, {k}) for {n} images and {k} classes")
+    _check(
+        labels.shape == (n, k),
+        manifest,
+        f"labels have shape {labels.shape}; expected ({n}, {k}) for {n} images and {k} classes",
+    )
     bad = ~np.isin(labels, (0, 1))
     if bad.any():
         r, c = np.argwhere(bad)[0]
-        raise WorkspaceError(manifest, f"labels must be 0 or 1; image {str(image_ids[r])!r} has {labels[r, c].item()!r} for class {classes[c]!r}")
+        raise WorkspaceError(
+            manifest,
+            f"labels must be 0 or 1; image {str(image_ids[r])!r} has {labels[r, c].item()!r} for class {classes[c]!r}",
+        )
     _check(concept_matrix.ndim == 2, concepts, f"concept matrix must be 2-D; got shape {concept_matrix.shape}")
-    _check(concept_matrix.shape == (n, m), concepts,
-           f"concept matrix has shape {concept_matrix.shape}; expected ({n}, {m}) for {n} images and {m} vocabulary words")
-    _check(str(concept_matrix.dtype) in CONCEPT_DTYPES, concepts,
-           f"concept matrix dtype is {concept_matrix.dtype}; expected one of {', '.join(CONCEPT_DTYPES)}")
-    _check(teacher_logits.shape == (n, k), logits,
-           f"teacher logits have shape {teacher_logits.shape}; expected ({n}, {k}) for {n} images and {k} classes")
-    _check(np.issubdtype(teacher_logits.dtype, np.floating), logits, f"teacher logits dtype is {teacher_logits.dtype}; expected float")
+    _check(
+        concept_matrix.shape == (n, m),
+        concepts,
+        f"concept matrix has shape {concept_matrix.shape}; expected ({n}, {m}) for {n} images and {m} vocabulary words",
+    )
+    _check(
+        str(concept_matrix.dtype) in CONCEPT_DTYPES,
+        concepts,
+        f"concept matrix dtype is {concept_matrix.dtype}; expected one of {', '.join(CONCEPT_DTYPES)}",
+    )
+    _check(
+        teacher_logits.shape == (n, k),
+        logits,
+        f"teacher logits have shape {teacher_logits.shape}; expected ({n}, {k}) for {n} images and {k} classes",
+    )
+    _check(
+        np.issubdtype(teacher_logits.dtype, np.floating),
+        logits,
+        f"teacher logits dtype is {teacher_logits.dtype}; expected float",
+    )
     for path, array, what in ((concepts, concept_matrix, "concept scores"), (logits, teacher_logits, "teacher logits")):
         bad_rows = _non_finite_rows(array)
         if bad_rows.size:
-            raise WorkspaceError(path, f"{what} contain NaN or inf (e.g. image {str(image_ids[bad_rows[0]])!r}, {bad_rows.size} images in all)")
+            raise WorkspaceError(
+                path,
+                f"{what} contain NaN or inf "
+                f"(e.g. image {str(image_ids[bad_rows[0]])!r}, {bad_rows.size} images in all)",
+            )
 
 
 def _non_finite_rows(array: np.ndarray, chunk: int = 65536) -> np.ndarray:
@@ -194,8 +219,12 @@ def _manifest_bytes(image_ids, paths, splits, labels, workspace_id: str) -> byte
     n, k = labels.shape
     label_list = pa.FixedSizeListArray.from_arrays(pa.array(labels.reshape(-1), type=pa.uint8()), k)
     table = pa.table(
-        {"image_id": pa.array(image_ids, type=pa.string()), "path": pa.array(paths, type=pa.string()),
-         "split": pa.array(splits, type=pa.string()), "labels": label_list},
+        {
+            "image_id": pa.array(image_ids, type=pa.string()),
+            "path": pa.array(paths, type=pa.string()),
+            "split": pa.array(splits, type=pa.string()),
+            "labels": label_list,
+        },
         metadata={"conceptkd_schema_version": str(SCHEMA_VERSION), "conceptkd_workspace_id": workspace_id},
     )
     sink = io.BytesIO()
@@ -234,12 +263,18 @@ def write_workspace(
     except VocabularyError as exc:
         raise WorkspaceError(root / VOCABULARY_FILE, str(exc)) from None
     if normalised != vocabulary:
-        raise WorkspaceError(root / VOCABULARY_FILE, "vocabulary must be normalised (lower-case, single spaces, no duplicates); use vocabulary.normalise_words")
+        raise WorkspaceError(
+            root / VOCABULARY_FILE,
+            "vocabulary must be normalised (lower-case, single spaces, no duplicates); use vocabulary.normalise_words",
+        )
     image_ids = np.asarray([str(i) for i in image_ids], dtype=object)
     paths = np.asarray([str(p) for p in paths], dtype=object)
     splits = np.asarray([str(s) for s in splits], dtype=object)
     if not (len(paths) == len(splits) == len(image_ids)):
-        raise WorkspaceError(root / MANIFEST_FILE, f"image_ids, paths and splits differ in length: {len(image_ids)}, {len(paths)}, {len(splits)}")
+        raise WorkspaceError(
+            root / MANIFEST_FILE,
+            f"image_ids, paths and splits differ in length: {len(image_ids)}, {len(paths)}, {len(splits)}",
+        )
     labels = np.asarray(labels)
     teacher_logits = np.asarray(teacher_logits)
     if not isinstance(concept_matrix, np.ndarray):
@@ -248,8 +283,9 @@ def write_workspace(
         # No copy when it already has the stored dtype (a memory map of a million rows stays on disk);
         # a value too large for float16 becomes inf here and is refused by the check below.
         concept_matrix = concept_matrix.astype(concept_dtype, copy=False)
-    _validate_arrays(root, image_ids.astype(str), splits.astype(str), labels, classes, vocabulary,
-                     concept_matrix, teacher_logits)
+    _validate_arrays(
+        root, image_ids.astype(str), splits.astype(str), labels, classes, vocabulary, concept_matrix, teacher_logits
+    )
     labels = labels.astype(np.uint8)
     teacher_logits = teacher_logits.astype(np.float32)
 
@@ -263,7 +299,7 @@ def write_workspace(
     meta = {
         "schema_version": SCHEMA_VERSION,
         "workspace_id": workspace_id,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "model": dict(model),
         "teacher": dict(teacher),
         "vocabulary_sha256": vocabulary_hash(vocabulary),
@@ -273,7 +309,9 @@ def write_workspace(
         "n_classes": len(classes),
         "concept_dtype": concept_dtype,
         "image_root": image_root,
-        "files": {name: {"bytes": (root / name).stat().st_size, "sha256": sha256_file(root / name)} for name in DATA_FILES},
+        "files": {
+            name: {"bytes": (root / name).stat().st_size, "sha256": sha256_file(root / name)} for name in DATA_FILES
+        },
         "extra": dict(extra or {}),
     }
     atomic_write_json(root / META_FILE, meta)
@@ -294,11 +332,18 @@ def read_meta(root: str | os.PathLike) -> dict:
         raise WorkspaceError(path, f"not valid JSON ({exc})") from None
     _check(isinstance(meta, dict), path, "expected a JSON object")
     version = meta.get("schema_version")
-    _check(version in SUPPORTED_SCHEMA_VERSIONS, path,
-           f"unknown schema version {version!r}; this ConceptKD reads {', '.join(map(str, SUPPORTED_SCHEMA_VERSIONS))}")
+    _check(
+        version in SUPPORTED_SCHEMA_VERSIONS,
+        path,
+        f"unknown schema version {version!r}; this ConceptKD reads {', '.join(map(str, SUPPORTED_SCHEMA_VERSIONS))}",
+    )
     for key in ("workspace_id", "vocabulary_sha256", "classes", "n_images", "n_concepts", "files", "model", "teacher"):
         _check(key in meta, path, f"missing key {key!r}")
-    _check(isinstance(meta["classes"], list) and all(isinstance(c, str) for c in meta["classes"]), path, "classes must be a list of strings")
+    _check(
+        isinstance(meta["classes"], list) and all(isinstance(c, str) for c in meta["classes"]),
+        path,
+        "classes must be a list of strings",
+    )
     return meta
 
 
@@ -306,11 +351,18 @@ def _verify_file(root: Path, name: str, record: Mapping[str, Any], verify: str) 
     path = root / name
     _check(path.is_file(), path, "missing file")
     size = path.stat().st_size
-    _check(size == record.get("bytes"), path,
-           f"file is {size} bytes but the workspace metadata records {record.get('bytes')}: it was changed or only partly written")
+    _check(
+        size == record.get("bytes"),
+        path,
+        f"file is {size} bytes but the workspace metadata records {record.get('bytes')}: "
+        "it was changed or only partly written",
+    )
     if verify == "full" and size <= FULL_VERIFY_MAX_BYTES:
-        _check(sha256_file(path) == record.get("sha256"), path,
-               "file content does not match the checksum in the workspace metadata: it was changed or only partly written")
+        _check(
+            sha256_file(path) == record.get("sha256"),
+            path,
+            "file content does not match the checksum in the workspace metadata: it was changed or only partly written",
+        )
 
 
 def _load_npy(path: Path, mmap: bool) -> np.ndarray:
@@ -342,23 +394,34 @@ def load_workspace(root: str | os.PathLike, *, mmap: bool = True, verify: str = 
         vocabulary = parse_vocabulary(vocab_path.read_text(encoding="utf-8"))
     except (VocabularyError, UnicodeDecodeError) as exc:
         raise WorkspaceError(vocab_path, str(exc)) from None
-    _check(len(vocabulary) == meta["n_concepts"], vocab_path,
-           f"vocabulary has {len(vocabulary)} words; the workspace was built with {meta['n_concepts']}")
-    _check(vocabulary_hash(vocabulary) == meta["vocabulary_sha256"], vocab_path,
-           "vocabulary differs from the one the workspace was built with (hash mismatch)")
+    _check(
+        len(vocabulary) == meta["n_concepts"],
+        vocab_path,
+        f"vocabulary has {len(vocabulary)} words; the workspace was built with {meta['n_concepts']}",
+    )
+    _check(
+        vocabulary_hash(vocabulary) == meta["vocabulary_sha256"],
+        vocab_path,
+        "vocabulary differs from the one the workspace was built with (hash mismatch)",
+    )
 
     manifest_path = root / MANIFEST_FILE
     try:
         # In batches: decoding the nested labels column of a million rows at once peaks at ~300 MB.
         manifest = pq.ParquetFile(manifest_path)
-        table = pa.Table.from_batches(list(manifest.iter_batches(batch_size=MANIFEST_BATCH_ROWS)), manifest.schema_arrow)
+        table = pa.Table.from_batches(
+            list(manifest.iter_batches(batch_size=MANIFEST_BATCH_ROWS)), manifest.schema_arrow
+        )
     except (pa.ArrowException, OSError) as exc:
         raise WorkspaceError(manifest_path, f"not a readable Parquet file ({exc})") from None
     missing = [c for c in ("image_id", "path", "split", "labels") if c not in table.column_names]
     _check(not missing, manifest_path, f"missing columns {missing}; has {table.column_names}")
     file_meta = manifest.schema_arrow.metadata or {}
-    _check(file_meta.get(b"conceptkd_workspace_id", b"").decode() == meta["workspace_id"], manifest_path,
-           "manifest belongs to a different workspace (workspace id mismatch)")
+    _check(
+        file_meta.get(b"conceptkd_workspace_id", b"").decode() == meta["workspace_id"],
+        manifest_path,
+        "manifest belongs to a different workspace (workspace id mismatch)",
+    )
     k = len(meta["classes"])
     label_column = table.column("labels").combine_chunks()
     try:
@@ -377,7 +440,14 @@ def load_workspace(root: str | os.PathLike, *, mmap: bool = True, verify: str = 
     for array in (labels, teacher_logits, image_ids, paths, splits):
         array.setflags(write=False)
     return Workspace(
-        root=root, meta=meta, image_ids=image_ids, paths=paths, splits=splits, labels=labels,
-        classes=tuple(meta["classes"]), vocabulary=tuple(vocabulary),
-        concept_matrix=concept_matrix, teacher_logits=teacher_logits,
+        root=root,
+        meta=meta,
+        image_ids=image_ids,
+        paths=paths,
+        splits=splits,
+        labels=labels,
+        classes=tuple(meta["classes"]),
+        vocabulary=tuple(vocabulary),
+        concept_matrix=concept_matrix,
+        teacher_logits=teacher_logits,
     )

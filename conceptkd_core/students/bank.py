@@ -13,13 +13,14 @@ Both objectives are stated and solved in ``solver.solve_students``, under the sa
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
+from ..store.rows import row_chunks
 from .gram import GramStats
 from .solver import check_bounds, gradient_mapping, sigmoid, solve_students
-from ..store.rows import row_chunks
 
 TARGETS = ("logits", "probabilities")
 
@@ -71,8 +72,14 @@ class StudentBank:
         logits = np.asarray(teacher_logits, dtype=np.float64)
         return logits if self.target == "logits" else sigmoid(logits)
 
-    def fit(self, X: np.ndarray, teacher_logits: np.ndarray, lower: np.ndarray | None = None,
-            upper: np.ndarray | None = None, stats: GramStats | None = None) -> "StudentBank":
+    def fit(
+        self,
+        X: np.ndarray,
+        teacher_logits: np.ndarray,
+        lower: np.ndarray | None = None,
+        upper: np.ndarray | None = None,
+        stats: GramStats | None = None,
+    ) -> StudentBank:
         """Fit every class from scratch.
 
         X : ndarray of shape (n_samples, n_concepts), concept scores (a memory map is fine)
@@ -82,14 +89,16 @@ class StudentBank:
         """
         teacher_logits = np.asarray(teacher_logits)
         if X.ndim != 2 or teacher_logits.ndim != 2 or X.shape[0] != teacher_logits.shape[0]:
-            raise ValueError(f"X (n, m) and teacher_logits (n, k) must share n; "
-                             f"got {X.shape} and {teacher_logits.shape}")
+            raise ValueError(
+                f"X (n, m) and teacher_logits (n, k) must share n; got {X.shape} and {teacher_logits.shape}"
+            )
         if stats is None:
             stats = GramStats.from_arrays(X, self.targets_from_logits(teacher_logits))
         return self.fit_stats(stats, lower, upper)
 
-    def fit_stats(self, stats: GramStats, lower: np.ndarray | None = None,
-                  upper: np.ndarray | None = None) -> "StudentBank":
+    def fit_stats(
+        self, stats: GramStats, lower: np.ndarray | None = None, upper: np.ndarray | None = None
+    ) -> StudentBank:
         m, k = stats.xty.shape
         self.stats_ = stats
         self.lower_ = _as_bounds(lower, (k, m), -np.inf, "lower")
@@ -98,17 +107,33 @@ class StudentBank:
         self.intercept_ = stats.y_mean.copy()
         return self.refit(warm_start=False)
 
-    def refit(self, classes: Sequence[int] | None = None, warm_start: bool = True) -> "StudentBank":
+    def refit(self, classes: Sequence[int] | None = None, warm_start: bool = True) -> StudentBank:
         """Re-solve ``classes`` (all if None) under the current ``lower_``/``upper_``, warm-started."""
         return self._solve(classes, "squared", self.alpha, warm_start, self.tol, self.max_iter)
 
-    def _solve(self, classes: Sequence[int] | None, loss: str, alpha: float, warm_start: bool, tol: float,
-               max_iter: int, **data: np.ndarray) -> "StudentBank":
+    def _solve(
+        self,
+        classes: Sequence[int] | None,
+        loss: str,
+        alpha: float,
+        warm_start: bool,
+        tol: float,
+        max_iter: int,
+        **data: np.ndarray,
+    ) -> StudentBank:
         # The solver works column-per-class (n_concepts, n_selected); the bank stores rows per class.
         cols = np.arange(self.coef_.shape[0]) if classes is None else np.asarray(classes, dtype=int)
         result = solve_students(
-            self.stats_, alpha, self.lower_[cols].T, self.upper_[cols].T, loss=loss, classes=cols,
-            W0=self.coef_[cols].T if warm_start else None, tol=tol, max_iter=max_iter, **data,
+            self.stats_,
+            alpha,
+            self.lower_[cols].T,
+            self.upper_[cols].T,
+            loss=loss,
+            classes=cols,
+            W0=self.coef_[cols].T if warm_start else None,
+            tol=tol,
+            max_iter=max_iter,
+            **data,
         )
         self.coef_[cols] = result.coef.T
         self.intercept_[cols] = result.intercept
@@ -129,8 +154,15 @@ class StudentBank:
         return gradient_mapping(W, grad, self.stats_.lipschitz, self.alpha, self.lower_.T, self.upper_.T).max(axis=0)
 
     # ------------------------------------------------------------------ refine (paper objective)
-    def refine(self, X: np.ndarray, teacher_logits: np.ndarray, alpha: float = 1e-4,
-               classes: Sequence[int] | None = None, tol: float = 1e-5, max_iter: int = 3000) -> "StudentBank":
+    def refine(
+        self,
+        X: np.ndarray,
+        teacher_logits: np.ndarray,
+        alpha: float = 1e-4,
+        classes: Sequence[int] | None = None,
+        tol: float = 1e-5,
+        max_iter: int = 3000,
+    ) -> StudentBank:
         """Exact fit of the paper's objective for ``classes`` (all if None), same bounds, warm-started.
 
         Minimises ``(1/n) Σ_i BCE(sigmoid(x_i·w_c + b_c), p_ic) + alpha ||w_c||₁`` subject to the
@@ -146,14 +178,15 @@ class StudentBank:
         return self._solve(cols, "logistic", alpha, True, tol, max_iter, X=X, P=P, intercept0=self.intercept_[cols])
 
     # ------------------------------------------------------------------ prediction
-    def decision_function(self, X: np.ndarray, classes: Sequence[int] | None = None,
-                          chunk_rows: int = 65536) -> np.ndarray:
+    def decision_function(
+        self, X: np.ndarray, classes: Sequence[int] | None = None, chunk_rows: int = 65536
+    ) -> np.ndarray:
         """Student scores of shape (n_samples, n_selected): approximations of the teacher's targets."""
         cols = np.arange(self.coef_.shape[0]) if classes is None else np.asarray(classes, dtype=int)
         out = np.empty((X.shape[0], cols.size), dtype=np.float64)
         W = self.coef_[cols].T.astype(np.float32)
         for start, rows in row_chunks(X, chunk_rows):
-            out[start:start + len(rows)] = rows.astype(np.float32, copy=False) @ W
+            out[start : start + len(rows)] = rows.astype(np.float32, copy=False) @ W
         return out + self.intercept_[cols]
 
     def predict_proba_from_scores(self, scores: np.ndarray) -> np.ndarray:
@@ -174,21 +207,27 @@ class StudentBank:
     def to_dict(self) -> dict:
         """JSON-ready parameters and learned weights (exact: floats are written with repr)."""
         return {
-            "alpha": self.alpha, "target": self.target, "tol": self.tol, "max_iter": self.max_iter,
-            "coef": self.coef_.tolist(), "intercept": self.intercept_.tolist(),
-            "lower": bounds_to_json(self.lower_), "upper": bounds_to_json(self.upper_),
+            "alpha": self.alpha,
+            "target": self.target,
+            "tol": self.tol,
+            "max_iter": self.max_iter,
+            "coef": self.coef_.tolist(),
+            "intercept": self.intercept_.tolist(),
+            "lower": bounds_to_json(self.lower_),
+            "upper": bounds_to_json(self.upper_),
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], stats: GramStats) -> "StudentBank":
+    def from_dict(cls, data: Mapping[str, Any], stats: GramStats) -> StudentBank:
         """Rebuild a bank saved with ``to_dict`` over the statistics of its workspace."""
         bank = cls(alpha=data["alpha"], target=data["target"], tol=data["tol"], max_iter=data["max_iter"])
         m, k = stats.xty.shape
         coef = np.array(data["coef"], dtype=np.float64)
         intercept = np.array(data["intercept"], dtype=np.float64)
         if coef.shape != (k, m) or intercept.shape != (k,):
-            raise ValueError(f"saved students have coef {coef.shape} and intercept {intercept.shape}; "
-                             f"expected ({k}, {m}) and ({k},)")
+            raise ValueError(
+                f"saved students have coef {coef.shape} and intercept {intercept.shape}; expected ({k}, {m}) and ({k},)"
+            )
         if not (np.isfinite(coef).all() and np.isfinite(intercept).all()):
             raise ValueError("saved students contain NaN or inf")
         bank.stats_ = stats
@@ -201,7 +240,7 @@ class StudentBank:
         bank.n_iter_, bank.converged_ = 0, True
         return bank
 
-    def copy(self) -> "StudentBank":
+    def copy(self) -> StudentBank:
         other = StudentBank(self.alpha, self.target, self.tol, self.max_iter)
         other.stats_ = self.stats_  # read-only, shared
         for name in ("coef_", "intercept_", "lower_", "upper_"):
@@ -221,8 +260,9 @@ def _bounds_from_json(entries: Any, shape: tuple[int, int], fill: float, name: s
         for c, j, v in entries:
             dense[int(c), int(j)] = float(v)
     except (TypeError, ValueError, IndexError) as exc:
-        raise ValueError(f"saved {name} bounds are malformed ({exc}); "
-                         "expected [class, concept, value] triples") from None
+        raise ValueError(
+            f"saved {name} bounds are malformed ({exc}); expected [class, concept, value] triples"
+        ) from None
     if np.isnan(dense).any():
         raise ValueError(f"saved {name} bounds contain NaN")
     return dense

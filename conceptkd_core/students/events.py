@@ -10,8 +10,9 @@ writes and reads them; both use this module, which depends on neither.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -51,7 +52,7 @@ class BankState(NamedTuple):
     upper: np.ndarray
 
     @classmethod
-    def of(cls, bank: StudentBank) -> "BankState":
+    def of(cls, bank: StudentBank) -> BankState:
         """A copy of the bank's current state (later edits of the bank do not reach it)."""
         return cls(bank.coef_.copy(), bank.intercept_.copy(), bank.lower_.copy(), bank.upper_.copy())
 

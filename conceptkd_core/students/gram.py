@@ -20,8 +20,10 @@ def chunk_shifts(X: np.ndarray, Y: np.ndarray, chunk_rows: int = DEFAULT_CHUNK_R
         raise ValueError(f"Y must have shape ({n}, n_classes); got {Y.shape}")
     if n == 0:
         raise ValueError("Cannot build statistics from zero samples")
-    return (read_rows(X, 0, chunk_rows).astype(np.float64).mean(axis=0),
-            np.asarray(Y[:chunk_rows], dtype=np.float64).mean(axis=0))
+    return (
+        read_rows(X, 0, chunk_rows).astype(np.float64).mean(axis=0),
+        np.asarray(Y[:chunk_rows], dtype=np.float64).mean(axis=0),
+    )
 
 
 @dataclass
@@ -40,17 +42,17 @@ class GramSums:
     syy: np.ndarray  # (k,)
 
     @classmethod
-    def zeros(cls, m: int, k: int) -> "GramSums":
+    def zeros(cls, m: int, k: int) -> GramSums:
         return cls(0, np.zeros(m), np.zeros(k), np.zeros((m, m)), np.zeros((m, k)), np.zeros(k))
 
     @classmethod
-    def of_chunk(cls, x_chunk: np.ndarray, y_chunk: np.ndarray, shift_x: np.ndarray, shift_y: np.ndarray) -> "GramSums":
+    def of_chunk(cls, x_chunk: np.ndarray, y_chunk: np.ndarray, shift_x: np.ndarray, shift_y: np.ndarray) -> GramSums:
         """Sums over the rows of ``x_chunk`` (r, m) and ``y_chunk`` (r, k), shifted, in float64."""
         xc = np.asarray(x_chunk, dtype=np.float64) - shift_x
         yc = np.asarray(y_chunk, dtype=np.float64) - shift_y
         return cls(xc.shape[0], xc.sum(axis=0), yc.sum(axis=0), xc.T @ xc, xc.T @ yc, np.einsum("ij,ij->j", yc, yc))
 
-    def __iadd__(self, other: "GramSums") -> "GramSums":
+    def __iadd__(self, other: GramSums) -> GramSums:
         self.n += other.n
         self.sxx += other.sxx
         self.sxy += other.sxy
@@ -82,8 +84,9 @@ class GramStats:
     lipschitz: float
 
     @classmethod
-    def from_arrays(cls, X: np.ndarray, Y: np.ndarray, chunk_rows: int = DEFAULT_CHUNK_ROWS,
-                    rows: np.ndarray | None = None) -> "GramStats":
+    def from_arrays(
+        cls, X: np.ndarray, Y: np.ndarray, chunk_rows: int = DEFAULT_CHUNK_ROWS, rows: np.ndarray | None = None
+    ) -> GramStats:
         """Accumulate the statistics over row chunks of ``X`` (n, m) and ``Y`` (n, k) in float64.
 
         ``rows`` : bool mask of shape (n,), the rows to use (the students' fit rows); all if None.
@@ -94,15 +97,15 @@ class GramStats:
         shift_x, shift_y = chunk_shifts(X, Y, chunk_rows)
         total = GramSums.zeros(X.shape[1], Y.shape[1])
         for start, chunk in row_chunks(X, chunk_rows):
-            y_chunk = Y[start:start + len(chunk)]
+            y_chunk = Y[start : start + len(chunk)]
             if rows is not None:
-                keep = rows[start:start + len(chunk)]
+                keep = rows[start : start + len(chunk)]
                 chunk, y_chunk = chunk[keep], y_chunk[keep]
             total += GramSums.of_chunk(chunk, y_chunk, shift_x, shift_y)
         return cls.from_sums(total, shift_x, shift_y)
 
     @classmethod
-    def from_sums(cls, sums: "GramSums", shift_x: np.ndarray, shift_y: np.ndarray) -> "GramStats":
+    def from_sums(cls, sums: GramSums, shift_x: np.ndarray, shift_y: np.ndarray) -> GramStats:
         """The statistics from sums of shifted rows (``GramSums``), however those were split up."""
         n, m = sums.n, sums.sx.size
         if n == 0:
@@ -113,8 +116,15 @@ class GramStats:
         xty = sums.sxy / n - np.outer(dx, dy)
         yty = sums.syy / n - dy**2
         lipschitz = float(np.linalg.eigvalsh(gram)[-1]) if m else 0.0
-        return cls(n_samples=n, x_mean=shift_x + dx, y_mean=shift_y + dy, gram=gram, xty=xty,
-                   yty=yty, lipschitz=max(lipschitz, 1e-12))
+        return cls(
+            n_samples=n,
+            x_mean=shift_x + dx,
+            y_mean=shift_y + dy,
+            gram=gram,
+            xty=xty,
+            yty=yty,
+            lipschitz=max(lipschitz, 1e-12),
+        )
 
     def squared_loss(self, W: np.ndarray, classes: np.ndarray | None = None) -> np.ndarray:
         """Per-class ``(1/(2n)) ||yc - Xc w||²`` for W of shape (n_concepts, n_selected)."""

@@ -105,8 +105,13 @@ def logit_correlation(teacher_logits: np.ndarray, student_scores: np.ndarray) ->
         return np.where(denom > 0, (t * s).sum(axis=0) / denom, np.nan)
 
 
-def class_metrics(labels: np.ndarray, teacher_logits: np.ndarray, student_scores: np.ndarray,
-                  student_probs: np.ndarray, classes: list[str] | tuple[str, ...]) -> pd.DataFrame:
+def class_metrics(
+    labels: np.ndarray,
+    teacher_logits: np.ndarray,
+    student_scores: np.ndarray,
+    student_probs: np.ndarray,
+    classes: list[str] | tuple[str, ...],
+) -> pd.DataFrame:
     """One row per class: AP of teacher and student against labels, and the student's fidelity.
 
     Columns: class, positives, teacher_ap, student_ap, agreement (same decision as the teacher),
@@ -115,21 +120,28 @@ def class_metrics(labels: np.ndarray, teacher_logits: np.ndarray, student_scores
     """
     teacher_logits = np.asarray(teacher_logits, dtype=np.float64)
     teacher_probs = sigmoid(teacher_logits)
-    return pd.DataFrame({
-        "class": list(classes),
-        "positives": np.asarray(labels).sum(axis=0).astype(int),
-        "teacher_ap": np.atleast_1d(average_precision(labels, teacher_logits)),
-        "student_ap": np.atleast_1d(average_precision(labels, student_scores)),
-        "agreement": agreement(teacher_probs, student_probs),
-        "balanced_agreement": balanced_agreement(teacher_probs, student_probs),
-        "decision_f1": decision_f1(teacher_probs, student_probs),
-        "logit_corr": logit_correlation(teacher_logits, np.asarray(student_scores, dtype=np.float64)),
-        "fidelity_ap": np.atleast_1d(average_precision(decisions(teacher_probs).astype(np.uint8), student_scores)),
-    })
+    return pd.DataFrame(
+        {
+            "class": list(classes),
+            "positives": np.asarray(labels).sum(axis=0).astype(int),
+            "teacher_ap": np.atleast_1d(average_precision(labels, teacher_logits)),
+            "student_ap": np.atleast_1d(average_precision(labels, student_scores)),
+            "agreement": agreement(teacher_probs, student_probs),
+            "balanced_agreement": balanced_agreement(teacher_probs, student_probs),
+            "decision_f1": decision_f1(teacher_probs, student_probs),
+            "logit_corr": logit_correlation(teacher_logits, np.asarray(student_scores, dtype=np.float64)),
+            "fidelity_ap": np.atleast_1d(average_precision(decisions(teacher_probs).astype(np.uint8), student_scores)),
+        }
+    )
 
 
-def student_class_metrics(labels: np.ndarray, teacher_logits: np.ndarray, teacher_probs: np.ndarray,
-                          student_scores: np.ndarray, student_probs: np.ndarray) -> dict:
+def student_class_metrics(
+    labels: np.ndarray,
+    teacher_logits: np.ndarray,
+    teacher_probs: np.ndarray,
+    student_scores: np.ndarray,
+    student_probs: np.ndarray,
+) -> dict:
     """The student's columns of ``class_metrics`` for one class; every argument of shape (n_images,).
 
     Returns floats (NaN where undefined): student_ap, agreement, balanced_agreement, decision_f1,
@@ -144,7 +156,9 @@ def student_class_metrics(labels: np.ndarray, teacher_logits: np.ndarray, teache
         "agreement": float(agreement(teacher_probs, student_probs)[0]),
         "balanced_agreement": float(balanced_agreement(teacher_probs, student_probs)[0]),
         "decision_f1": float(decision_f1(teacher_probs, student_probs)[0]),
-        "logit_corr": float(logit_correlation(np.asarray(teacher_logits, dtype=np.float64)[:, None], scores[:, None])[0]),
+        "logit_corr": float(
+            logit_correlation(np.asarray(teacher_logits, dtype=np.float64)[:, None], scores[:, None])[0]
+        ),
         "fidelity_ap": _ap_sorted(ranked, decisions(teacher_probs[:, 0])[order]),
     }
 
@@ -155,14 +169,20 @@ def summary(table: pd.DataFrame) -> dict:
         "teacher_map": mean_ap(table["teacher_ap"]),
         "student_map": mean_ap(table["student_ap"]),
         "fidelity": float(table["agreement"].mean()),
-        "balanced_agreement": float(np.nanmean(table["balanced_agreement"])) if table["balanced_agreement"].notna().any()
+        "balanced_agreement": float(np.nanmean(table["balanced_agreement"]))
+        if table["balanced_agreement"].notna().any()
         else float("nan"),
         "fidelity_ap": mean_ap(table["fidelity_ap"]),
     }
 
 
-def disagreements(teacher_logits: np.ndarray, student_probs: np.ndarray, class_index: int | None = None,
-                  top: int = 20, probabilities: bool = False) -> pd.DataFrame:
+def disagreements(
+    teacher_logits: np.ndarray,
+    student_probs: np.ndarray,
+    class_index: int | None = None,
+    top: int = 20,
+    probabilities: bool = False,
+) -> pd.DataFrame:
     """Images where teacher and student differ most, largest gap first.
 
     The gap is ``|p_teacher - p_student|`` for ``class_index``, or the largest gap over all
@@ -183,7 +203,12 @@ def disagreements(teacher_logits: np.ndarray, student_probs: np.ndarray, class_i
     top = min(int(top), gap.size)
     pick = np.argpartition(-gap, top - 1)[:top] if top else np.empty(0, dtype=int)
     pick = pick[np.lexsort((pick, -gap[pick]))]
-    return pd.DataFrame({
-        "row": pick, "class_index": cls[pick], "teacher_prob": teacher_probs[pick, cls[pick]],
-        "student_prob": student_probs[pick, cls[pick]], "gap": gap[pick],
-    })
+    return pd.DataFrame(
+        {
+            "row": pick,
+            "class_index": cls[pick],
+            "teacher_prob": teacher_probs[pick, cls[pick]],
+            "student_prob": student_probs[pick, cls[pick]],
+            "gap": gap[pick],
+        }
+    )

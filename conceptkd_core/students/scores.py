@@ -85,14 +85,21 @@ class SharedScores:
     metric_cache: MetricCache = field(default_factory=MetricCache)
 
     @classmethod
-    def build(cls, bank: StudentBank, X: np.ndarray, teacher_logits: np.ndarray,
-              held_out: np.ndarray | None = None) -> "SharedScores":
+    def build(
+        cls, bank: StudentBank, X: np.ndarray, teacher_logits: np.ndarray, held_out: np.ndarray | None = None
+    ) -> SharedScores:
         """``held_out`` : bool mask of shape (n_images,); the students were fit on the other images."""
         n = X.shape[0]
         held_out = np.ones(n, dtype=bool) if held_out is None else np.asarray(held_out, dtype=bool)
         fit = ~held_out if held_out.any() and not held_out.all() else np.ones(n, dtype=bool)
-        arrays = (bank.coef_.copy(), bank.intercept_.copy(), bank.decision_function(X),
-                  sigmoid(np.asarray(teacher_logits, dtype=np.float64)), np.flatnonzero(fit), np.flatnonzero(held_out))
+        arrays = (
+            bank.coef_.copy(),
+            bank.intercept_.copy(),
+            bank.decision_function(X),
+            sigmoid(np.asarray(teacher_logits, dtype=np.float64)),
+            np.flatnonzero(fit),
+            np.flatnonzero(held_out),
+        )
         for array in arrays:
             array.setflags(write=False)
         return cls(*arrays)
@@ -107,8 +114,9 @@ class SharedScores:
         return np.array_equal(bank.coef_, self.base_coef) and np.array_equal(bank.intercept_, self.base_intercept)
 
 
-def class_scores(X: np.ndarray, shared: SharedScores, c: int, coef: np.ndarray, intercept: float,
-                 chunk_rows: int = CHUNK_ROWS) -> np.ndarray:
+def class_scores(
+    X: np.ndarray, shared: SharedScores, c: int, coef: np.ndarray, intercept: float, chunk_rows: int = CHUNK_ROWS
+) -> np.ndarray:
     """Scores of class ``c`` with weights ``coef`` (n_concepts,) and ``intercept``, shape (n_images,)."""
     delta = coef - shared.base_coef[c]
     changed = np.flatnonzero(delta)
@@ -119,8 +127,8 @@ def class_scores(X: np.ndarray, shared: SharedScores, c: int, coef: np.ndarray, 
         changed = np.arange(coef.size)
     step = delta[changed].astype(np.float32)
     for start in range(0, X.shape[0], chunk_rows):
-        block = np.asarray(X[start:start + chunk_rows, changed], dtype=np.float32)
-        out[start:start + chunk_rows] += block @ step
+        block = np.asarray(X[start : start + chunk_rows, changed], dtype=np.float32)
+        out[start : start + chunk_rows] += block @ step
     return out
 
 
@@ -135,7 +143,7 @@ class MoveFigures:
     metrics: dict[int, dict]
     decisions: dict[int, np.ndarray]
 
-    def flipped_since(self, before: "MoveFigures") -> dict[int, int]:
+    def flipped_since(self, before: MoveFigures) -> dict[int, int]:
         """Per class, how many images changed side between ``before`` and these figures."""
         return {c: int((now != before.decisions[c]).sum()) for c, now in self.decisions.items()}
 
@@ -148,8 +156,9 @@ class SessionScores:
     labels, teacher_logits : ndarray of shape (n_images, n_classes)
     """
 
-    def __init__(self, bank: StudentBank, X: np.ndarray, labels: np.ndarray, teacher_logits: np.ndarray,
-                 shared: SharedScores):
+    def __init__(
+        self, bank: StudentBank, X: np.ndarray, labels: np.ndarray, teacher_logits: np.ndarray, shared: SharedScores
+    ):
         self.bank, self.X, self.labels, self.teacher_logits, self.shared = bank, X, labels, teacher_logits, shared
         self._scores = shared.base_scores.copy()
 
@@ -179,9 +188,13 @@ class SessionScores:
         metrics = self.shared.metric_cache.get(key)
         if metrics is None:
             scores = self._scores[rows, c]
-            raw = student_class_metrics(self.labels[rows, c], self.teacher_logits[rows, c],
-                                        self.shared.teacher_probs[rows, c], scores,
-                                        self.bank.predict_proba_from_scores(scores))
+            raw = student_class_metrics(
+                self.labels[rows, c],
+                self.teacher_logits[rows, c],
+                self.shared.teacher_probs[rows, c],
+                scores,
+                self.bank.predict_proba_from_scores(scores),
+            )
             metrics = {name: None if not np.isfinite(value) else float(value) for name, value in raw.items()}
             self.shared.metric_cache.put(key, metrics)
         return metrics
@@ -189,5 +202,7 @@ class SessionScores:
     def figures(self, classes: list[int]) -> MoveFigures:
         """The figures an event records of ``classes``, as they stand now."""
         metrics = {c: self.class_metrics(c) for c in classes}
-        return MoveFigures({c: {name: m[name] for name in EVENT_METRICS} for c, m in metrics.items()},
-                           {c: decisions(self.class_probs(c)[self.shared.held_out_rows]) for c in classes})
+        return MoveFigures(
+            {c: {name: m[name] for name in EVENT_METRICS} for c, m in metrics.items()},
+            {c: decisions(self.class_probs(c)[self.shared.held_out_rows]) for c in classes},
+        )

@@ -28,9 +28,10 @@ from __future__ import annotations
 import getpass
 import os
 import uuid
-from datetime import datetime, timezone
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +42,7 @@ from .scores import SessionScores, SharedScores
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def _default_user() -> str:
@@ -63,10 +64,21 @@ class TuningSession:
         it was built for other base weights
     """
 
-    def __init__(self, bank: StudentBank, X: np.ndarray, teacher_logits: np.ndarray, labels: np.ndarray,
-                 classes: Sequence[str], vocabulary: Sequence[str], *, user: str | None = None,
-                 autosave_path: str | os.PathLike | None = None, stamp: Mapping[str, Any] | None = None,
-                 session_id: str | None = None, shared: SharedScores | None = None):
+    def __init__(
+        self,
+        bank: StudentBank,
+        X: np.ndarray,
+        teacher_logits: np.ndarray,
+        labels: np.ndarray,
+        classes: Sequence[str],
+        vocabulary: Sequence[str],
+        *,
+        user: str | None = None,
+        autosave_path: str | os.PathLike | None = None,
+        stamp: Mapping[str, Any] | None = None,
+        session_id: str | None = None,
+        shared: SharedScores | None = None,
+    ):
         self.bank = bank
         self.X = X
         self.teacher_logits = np.asarray(teacher_logits)
@@ -156,8 +168,14 @@ class TuningSession:
         if not cols:
             raise TuningError("refine needs at least one class")
         fit = self.shared.fit_rows  # like the base fit: never the held-out images
-        return self._commit("refine", cols, None, {"alpha": float(alpha)}, [],
-                            lambda: self.bank.refine(self.X[fit], self.teacher_logits[fit], alpha=alpha, classes=cols))
+        return self._commit(
+            "refine",
+            cols,
+            None,
+            {"alpha": float(alpha)},
+            [],
+            lambda: self.bank.refine(self.X[fit], self.teacher_logits[fit], alpha=alpha, classes=cols),
+        )
 
     def _new_bounds(self, op: str, c: int, j: int, args: dict) -> tuple[float, float]:
         w0 = float(self.base.coef[c, j])
@@ -173,7 +191,8 @@ class TuningSession:
             if w0 == 0:
                 raise TuningError(
                     f"{self.vocabulary[j]!r} has weight 0 for {self.classes[c]!r} before tuning, so there is nothing "
-                    "to scale; use set_weight or set_bounds to give it a weight")
+                    "to scale; use set_weight or set_bounds to give it a weight"
+                )
             target = x * w0
             if op == "upweight":
                 return (target, np.inf) if w0 > 0 else (-np.inf, target)
@@ -214,8 +233,9 @@ class TuningSession:
 
         return self._commit(op, [c], j, args, [[c, j, lo, hi]], refit)
 
-    def _commit(self, op: str, cols: list[int], j: int | None, args: dict, bounds: list,
-                change: Callable[[], Any]) -> TuningEvent:
+    def _commit(
+        self, op: str, cols: list[int], j: int | None, args: dict, bounds: list, change: Callable[[], Any]
+    ) -> TuningEvent:
         """Run ``change`` (which re-fits the classes ``cols`` of the bank in place) and record it as an
         event; if it raises, the bank is put back as it was and nothing is recorded."""
         before = self.scores.figures(cols)
@@ -229,13 +249,20 @@ class TuningSession:
             self.scores.refresh(c)
         after = self.scores.figures(cols)
         event = TuningEvent(
-            op=op, classes=cols, concept=j, args=args, bounds=bounds,
+            op=op,
+            classes=cols,
+            concept=j,
+            args=args,
+            bounds=bounds,
             coef={c: sparse_row(self.bank.coef_[c]) for c in cols},
             intercept={c: float(self.bank.intercept_[c]) for c in cols},
-            metrics_before=before.metrics, metrics_after=after.metrics, flipped=after.flipped_since(before),
-            time=_now(), user=self.user,
+            metrics_before=before.metrics,
+            metrics_after=after.metrics,
+            flipped=after.flipped_since(before),
+            time=_now(),
+            user=self.user,
         )
-        del self.events[self.cursor:]
+        del self.events[self.cursor :]
         self.events.append(event)
         self.cursor = len(self.events)
         self._log("edit", event=event.id, op=op)
@@ -308,9 +335,19 @@ class TuningSession:
             self.autosave_error = f"Could not autosave to {self.autosave_path}: {exc.strerror or exc}"
 
     @classmethod
-    def from_json(cls, text: str | bytes, bank: StudentBank, X: np.ndarray, teacher_logits: np.ndarray,
-                  labels: np.ndarray, classes: Sequence[str], vocabulary: Sequence[str], *,
-                  stamp: Mapping[str, Any] | None = None, **kwargs: Any) -> "TuningSession":
+    def from_json(
+        cls,
+        text: str | bytes,
+        bank: StudentBank,
+        X: np.ndarray,
+        teacher_logits: np.ndarray,
+        labels: np.ndarray,
+        classes: Sequence[str],
+        vocabulary: Sequence[str],
+        *,
+        stamp: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> TuningSession:
         """Rebuild a session exported with ``export_json`` over the same workspace; refuse anything else
         (``session_file.parse`` says what is checked). Raises TuningError.
 
@@ -318,8 +355,17 @@ class TuningSession:
         go to the constructor (``shared`` spares recomputing the base scores).
         """
         document = session_file.parse(text, bank.stats_, classes, vocabulary, stamp)
-        session = cls(document.base, X, teacher_logits, labels, classes, vocabulary, stamp=stamp,
-                      session_id=document.session_id, **kwargs)
+        session = cls(
+            document.base,
+            X,
+            teacher_logits,
+            labels,
+            classes,
+            vocabulary,
+            stamp=stamp,
+            session_id=document.session_id,
+            **kwargs,
+        )
         session.created, session.events, session.audit = document.created, document.events, document.audit
         session._go_to(document.cursor, document.state)
         return session

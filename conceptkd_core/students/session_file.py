@@ -13,16 +13,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..store.atomic_io import atomic_write_text
 from .bank import StudentBank, bounds_to_json
-from .solver import check_bounds
 from .events import OPERATIONS, BankState, TuningError, TuningEvent, replay
 from .gram import GramStats
+from .solver import check_bounds
 
 if TYPE_CHECKING:
     from .session import TuningSession
@@ -54,12 +55,23 @@ def to_dict(session: TuningSession) -> dict:
     """The session as a JSON-ready document, its checksum included."""
     base = session.base
     payload = {
-        "format": FORMAT, "version": FORMAT_VERSION, "session_id": session.session_id, "created": session.created,
-        "stamp": session.stamp, "classes": session.classes, "vocabulary_size": len(session.vocabulary),
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "session_id": session.session_id,
+        "created": session.created,
+        "stamp": session.stamp,
+        "classes": session.classes,
+        "vocabulary_size": len(session.vocabulary),
         "students": session.bank.to_dict(),
-        "base": {"coef": base.coef.tolist(), "intercept": base.intercept.tolist(),
-                 "lower": bounds_to_json(base.lower), "upper": bounds_to_json(base.upper)},
-        "events": [_event_to_json(e) for e in session.events], "cursor": session.cursor, "audit": session.audit,
+        "base": {
+            "coef": base.coef.tolist(),
+            "intercept": base.intercept.tolist(),
+            "lower": bounds_to_json(base.lower),
+            "upper": bounds_to_json(base.upper),
+        },
+        "events": [_event_to_json(e) for e in session.events],
+        "cursor": session.cursor,
+        "audit": session.audit,
     }
     payload["sha256"] = _digest(payload)
     return payload
@@ -75,8 +87,13 @@ def write(session: TuningSession, path: str | os.PathLike) -> None:
 
 
 # ----------------------------------------------------------------------------- read
-def parse(text: str | bytes, stats: GramStats, classes: Sequence[str], vocabulary: Sequence[str],
-          stamp: Mapping[str, Any] | None = None) -> SessionDocument:
+def parse(
+    text: str | bytes,
+    stats: GramStats,
+    classes: Sequence[str],
+    vocabulary: Sequence[str],
+    stamp: Mapping[str, Any] | None = None,
+) -> SessionDocument:
     """Read and check a session file written by ``to_json`` for the workspace of ``stats``,
     ``classes`` and ``vocabulary`` (and, where ``stamp`` names them, its workspace id and
     vocabulary hash). Raises TuningError, saying what is wrong, for anything else."""
@@ -87,8 +104,9 @@ def parse(text: str | bytes, stats: GramStats, classes: Sequence[str], vocabular
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise TuningError(f"Not a ConceptKD tuning file (expected format {FORMAT!r})")
     if doc.get("version") != FORMAT_VERSION:
-        raise TuningError(f"Unsupported tuning file version {doc.get('version')!r}; "
-                          f"this ConceptKD reads {FORMAT_VERSION}")
+        raise TuningError(
+            f"Unsupported tuning file version {doc.get('version')!r}; this ConceptKD reads {FORMAT_VERSION}"
+        )
     claimed = doc.pop("sha256", None)
     if claimed != _digest(doc):
         raise TuningError("The tuning file's checksum does not match its content: it was edited or corrupted")
@@ -169,11 +187,17 @@ def _event_from_json(data: Mapping[str, Any], n_classes: int, n_concepts: int) -
             raise TuningError(f"bounds in the history are malformed: {[c, j, lo, hi]}")
         bounds.append(bound)
     return TuningEvent(
-        op=data["op"], classes=classes, concept=data["concept"], bounds=bounds, coef=coef,
+        op=data["op"],
+        classes=classes,
+        concept=data["concept"],
+        bounds=bounds,
+        coef=coef,
         args={name: float(v) if v in ("inf", "-inf") else v for name, v in data["args"].items()},
         intercept={int(c): _from_json_float(b) for c, b in data["intercept"].items()},
         metrics_before={int(c): v for c, v in data["metrics_before"].items()},
         metrics_after={int(c): v for c, v in data["metrics_after"].items()},
         flipped={int(c): int(v) for c, v in data["flipped"].items()},
-        time=str(data["time"]), user=str(data["user"]), id=str(data["id"]),
+        time=str(data["time"]),
+        user=str(data["user"]),
+        id=str(data["id"]),
     )

@@ -13,8 +13,8 @@ KKT point, and it is in the units of the gradient, like ``alpha``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -37,8 +37,9 @@ def prox_box_l1(z: np.ndarray, threshold: float | np.ndarray, lower: np.ndarray,
     return np.clip(np.sign(z) * np.maximum(np.abs(z) - threshold, 0.0), lower, upper)
 
 
-def gradient_mapping(W: np.ndarray, grad: np.ndarray, lipschitz: float, alpha: float | np.ndarray,
-                     lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+def gradient_mapping(
+    W: np.ndarray, grad: np.ndarray, lipschitz: float, alpha: float | np.ndarray, lower: np.ndarray, upper: np.ndarray
+) -> np.ndarray:
     """``L·|W - prox(W - grad/L)|`` elementwise: the KKT violation measure of the stopping rule."""
     return lipschitz * np.abs(W - prox_box_l1(W - grad / lipschitz, alpha / lipschitz, lower, upper))
 
@@ -58,12 +59,22 @@ def check_bounds(lower: np.ndarray, upper: np.ndarray, classes: np.ndarray | Non
     if bad.size:
         c, j = bad[0]
         label = c if classes is None else classes[c]
-        raise ValueError(f"lower bound {lower[c, j]:g} is above upper bound {upper[c, j]:g} "
-                         f"for class {label}, concept {j}")
+        raise ValueError(
+            f"lower bound {lower[c, j]:g} is above upper bound {upper[c, j]:g} for class {label}, concept {j}"
+        )
 
 
-def _active_set_solve(G: np.ndarray, c: np.ndarray, alpha: float, lo: np.ndarray, hi: np.ndarray,
-                      w: np.ndarray, lipschitz: float, tol: float, max_rounds: int = 400) -> np.ndarray | None:
+def _active_set_solve(
+    G: np.ndarray,
+    c: np.ndarray,
+    alpha: float,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    w: np.ndarray,
+    lipschitz: float,
+    tol: float,
+    max_rounds: int = 400,
+) -> np.ndarray | None:
     """Finish one class of the squared loss exactly from a feasible ``w`` by a sign-and-bound active-set search.
 
     This is feature-sign search (Lee et al., 2007) extended to box bounds. Each weight is either
@@ -99,8 +110,9 @@ def _active_set_solve(G: np.ndarray, c: np.ndarray, alpha: float, lo: np.ndarray
                 current = w[free]
                 step = target - current
                 with np.errstate(divide="ignore", invalid="ignore"):
-                    ratio = np.where(step < 0, (low - current) / step,
-                                     np.where(step > 0, (high - current) / step, np.inf))
+                    ratio = np.where(
+                        step < 0, (low - current) / step, np.where(step > 0, (high - current) / step, np.inf)
+                    )
                 blocking = int(np.argmin(ratio))
                 if not np.isfinite(ratio[blocking]):
                     return None
@@ -131,9 +143,19 @@ Gradient = Callable[[np.ndarray, np.ndarray], np.ndarray]
 Polish = Callable[[int, np.ndarray], np.ndarray | None]
 
 
-def _fista(gradient: Gradient, W: np.ndarray, lower: np.ndarray, upper: np.ndarray, penalty: float | np.ndarray,
-           lipschitz: float, tol: float, max_iter: int, polish: Polish | None = None,
-           polish_after: int = 3, polish_backoff: int = 10) -> tuple[np.ndarray, int, bool]:
+def _fista(
+    gradient: Gradient,
+    W: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    penalty: float | np.ndarray,
+    lipschitz: float,
+    tol: float,
+    max_iter: int,
+    polish: Polish | None = None,
+    polish_after: int = 3,
+    polish_backoff: int = 10,
+) -> tuple[np.ndarray, int, bool]:
     """FISTA with per-column adaptive restart for ``f(W) + Σ penalty·|W|`` s.t. ``lower <= W <= upper``.
 
     Each column of W (n_rows, n_cols) is an independent problem and stops on its own once its
@@ -201,16 +223,18 @@ def _check_box(name: str, value: np.ndarray, shape: tuple[int, int]) -> np.ndarr
     try:
         value = value if value.shape == shape else np.broadcast_to(value, shape)  # the bank's case costs nothing
     except ValueError:
-        raise ValueError(f"{name} must broadcast to (n_concepts, n_selected) = {shape}. "
-                         f"Got shape {value.shape} instead.") from None
+        raise ValueError(
+            f"{name} must broadcast to (n_concepts, n_selected) = {shape}. Got shape {value.shape} instead."
+        ) from None
     if np.isnan(value).any():
         where = tuple(int(i) for i in np.argwhere(np.isnan(value))[0])
         raise ValueError(f"{name} must not contain NaN. Got NaN at (concept, selected class) {where} instead.")
     return value
 
 
-def _check_inputs(loss: str, stats: GramStats, alpha: float, classes: Sequence[int] | np.ndarray | None,
-                  tol: float, max_iter: int) -> np.ndarray:
+def _check_inputs(
+    loss: str, stats: GramStats, alpha: float, classes: Sequence[int] | np.ndarray | None, tol: float, max_iter: int
+) -> np.ndarray:
     """Validate the scalars and ``classes``; returns the selected columns of ``stats``."""
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {', '.join(map(repr, LOSSES))}. Got {loss!r} instead.")
@@ -227,8 +251,9 @@ def _check_inputs(loss: str, stats: GramStats, alpha: float, classes: Sequence[i
     return cols
 
 
-def _check_logistic(X: np.ndarray | None, P: np.ndarray | None, intercept0: np.ndarray | None,
-                    m: int, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _check_logistic(
+    X: np.ndarray | None, P: np.ndarray | None, intercept0: np.ndarray | None, m: int, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Validate the logistic loss's data; returns X as a float64 copy, P, and the intercept warm start."""
     if X is None or P is None:
         raise ValueError(f"loss='logistic' needs X and P. Got X={type(X).__name__}, P={type(P).__name__} instead.")
@@ -305,15 +330,19 @@ def solve_students(
     else:
         W0 = np.asarray(W0, dtype=np.float64)
         if W0.shape != (m, k) or not np.isfinite(W0).all():
-            raise ValueError(f"W0 must be finite, of shape (n_concepts, n_selected) = {(m, k)}. "
-                             f"Got shape {W0.shape}{'' if np.isfinite(W0).all() else ' with NaN or inf'} instead.")
+            raise ValueError(
+                f"W0 must be finite, of shape (n_concepts, n_selected) = {(m, k)}. "
+                f"Got shape {W0.shape}{'' if np.isfinite(W0).all() else ' with NaN or inf'} instead."
+            )
         W = np.clip(W0, lower, upper)
 
     if loss == "squared":
         given = [name for name, value in (("X", X), ("P", P), ("intercept0", intercept0)) if value is not None]
         if given:
-            raise ValueError(f"X, P and intercept0 are inputs of loss='logistic' only. Got {', '.join(given)} "
-                             "with loss='squared' instead.")
+            raise ValueError(
+                f"X, P and intercept0 are inputs of loss='logistic' only. Got {', '.join(given)} "
+                "with loss='squared' instead."
+            )
         G, C, L = stats.gram, stats.xty[:, cols], stats.lipschitz
         penalty: float | np.ndarray = alpha
 
@@ -349,4 +378,3 @@ def solve_students(
     else:
         coef, intercept = W[:m], W[m] - stats.x_mean @ W[:m]
     return SolveResult(coef=coef, intercept=intercept, n_iter=n_iter, converged=converged, kkt_violation=kkt)
-
