@@ -107,16 +107,18 @@ def _stamp(workspace: Workspace) -> dict:
     return {"workspace_id": workspace.workspace_id, "vocabulary_sha256": workspace.vocabulary_sha256}
 
 
+def _session_data(explorer: Explorer) -> tuple:
+    """What every session of the workspace tunes: a private copy of the base students, and the
+    shared, read-only concept matrix, teacher logits, labels, classes and vocabulary."""
+    ws = explorer.workspace
+    return explorer.base_bank.copy(), ws.concept_matrix, ws.teacher_logits, ws.labels, ws.classes, ws.vocabulary
+
+
 def new_session(explorer: Explorer, user: str | None = None, autosave: bool = True) -> TuningSession:
     """A private tuning session over a copy of the base students, autosaved under sessions/."""
     ws = explorer.workspace
     session = TuningSession(
-        explorer.base_bank.copy(),
-        ws.concept_matrix,
-        ws.teacher_logits,
-        ws.labels,
-        ws.classes,
-        ws.vocabulary,
+        *_session_data(explorer),
         user=user,
         shared=explorer.shared,
         stamp=_stamp(ws),
@@ -281,12 +283,7 @@ def import_session(
     ws = explorer.workspace
     session = TuningSession.from_json(
         data,
-        explorer.base_bank.copy(),
-        ws.concept_matrix,
-        ws.teacher_logits,
-        ws.labels,
-        ws.classes,
-        ws.vocabulary,
+        *_session_data(explorer),
         stamp=_stamp(ws),
         shared=explorer.shared,
     )

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from .atomic_io import atomic_write_bytes, atomic_write_json
+from .validation import check
 from .workspace import SCHEMA_VERSION, SUPPORTED_SCHEMA_VERSIONS, Workspace, WorkspaceError
 
 STUDENTS_FILE = "students.json"
@@ -53,28 +54,23 @@ def stamp(workspace: Workspace, kind: str, payload: Mapping[str, Any]) -> dict:
     }
 
 
-def _check(condition: bool, path: Path, problem: str) -> None:
-    if not condition:
-        raise WorkspaceError(path, problem)
-
-
 def check_stamp(workspace: Workspace, document: Any, kind: str, path: str | os.PathLike) -> dict:
     """Validate a stamped JSON document against ``workspace``; raise ``WorkspaceError`` if it does not belong."""
     path = Path(path)
-    _check(isinstance(document, dict), path, "expected a JSON object")
-    _check(document.get("kind") == kind, path, f"expected a {kind!r} document; got kind {document.get('kind')!r}")
+    check(isinstance(document, dict), path, "expected a JSON object")
+    check(document.get("kind") == kind, path, f"expected a {kind!r} document; got kind {document.get('kind')!r}")
     version = document.get("schema_version")
-    _check(
+    check(
         version in SUPPORTED_SCHEMA_VERSIONS,
         path,
         f"unknown schema version {version!r}; this ConceptKD reads {', '.join(map(str, SUPPORTED_SCHEMA_VERSIONS))}",
     )
-    _check(
+    check(
         document.get("vocabulary_sha256") == workspace.vocabulary_sha256,
         path,
         "made with a different vocabulary than this workspace (vocabulary hash mismatch)",
     )
-    _check(
+    check(
         document.get("classes") == list(workspace.classes),
         path,
         f"made for classes {document.get('classes')!r}, not this workspace's {list(workspace.classes)!r}",
@@ -111,9 +107,9 @@ def read_students(workspace: Workspace, split_digest: str) -> dict | None:
     if not path.is_file():
         return None
     document = check_stamp(workspace, read_json(path), STUDENTS_KIND, path)
-    _check(document.get("split_digest") == split_digest, path, "fit on other images than this workspace's split")
+    check(document.get("split_digest") == split_digest, path, "fit on other images than this workspace's split")
     students = document.get("students")
-    _check(isinstance(students, dict), path, "no 'students' object")
+    check(isinstance(students, dict), path, "no 'students' object")
     return students
 
 

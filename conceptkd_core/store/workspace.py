@@ -36,31 +36,26 @@ import pyarrow.parquet as pq
 
 from ..vocabulary import VocabularyError, parse_vocabulary, vocabulary_hash, vocabulary_text
 from .atomic_io import atomic_write, atomic_write_json, atomic_write_npy, atomic_write_text, sha256_file
-from .rows import row_chunks
+from .validation import (
+    CONCEPT_DTYPES,
+    CONCEPTS_FILE,
+    MANIFEST_FILE,
+    META_FILE,
+    TEACHER_LOGITS_FILE,
+    WorkspaceError,
+    check,
+    safe_join,
+    validate_arrays,
+)
 
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS = (1,)
-META_FILE = "conceptkd.json"
-MANIFEST_FILE = "manifest.parquet"
 VOCABULARY_FILE = "vocabulary.txt"
-CONCEPTS_FILE = "concepts.npy"
-TEACHER_LOGITS_FILE = "teacher_logits.npy"
 DATA_FILES = (MANIFEST_FILE, VOCABULARY_FILE, CONCEPTS_FILE, TEACHER_LOGITS_FILE)
-CONCEPT_DTYPES = ("float16", "float32")
 # Hash-check data files up to this size on load; larger ones are checked by size only
 # (hashing a 1M-image concept matrix would cost seconds on every load).
 FULL_VERIFY_MAX_BYTES = 512 * 2**20
 MANIFEST_BATCH_ROWS = 65536
-SPLITS_ALLOWED_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_-")
-
-
-class WorkspaceError(ValueError):
-    """A workspace file is missing, malformed or inconsistent with the rest of the workspace."""
-
-    def __init__(self, path: str | os.PathLike, problem: str):
-        self.path = Path(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
 
 
 @dataclass(frozen=True)
@@ -124,94 +119,6 @@ class Workspace:
     def image_path(self, row: int) -> Path:
         """Absolute path of the image in ``row``, resolved under the image root (never outside it)."""
         return safe_join(self.image_root, str(self.paths[row]))
-
-
-def safe_join(root: Path, relative: str) -> Path:
-    """Resolve ``relative`` under ``root``; refuse paths that escape it (``..``, absolute, symlinks out)."""
-    root = Path(root).resolve()
-    if os.path.isabs(relative):
-        raise WorkspaceError(root, f"image path {relative!r} is absolute; paths must be relative to the image root")
-    candidate = (root / relative).resolve()
-    if candidate != root and root not in candidate.parents:
-        raise WorkspaceError(root, f"image path {relative!r} escapes the image root")
-    return candidate
-
-
-# ----------------------------------------------------------------------------- validation
-def _check(condition: bool, path: Path, problem: str) -> None:
-    if not condition:
-        raise WorkspaceError(path, problem)
-
-
-def _validate_arrays(
-    root: Path,
-    image_ids: np.ndarray,
-    splits: np.ndarray,
-    labels: np.ndarray,
-    classes: Sequence[str],
-    vocabulary: Sequence[str],
-    concept_matrix: np.ndarray,
-    teacher_logits: np.ndarray,
-) -> None:
-    manifest, concepts, logits = root / MANIFEST_FILE, root / CONCEPTS_FILE, root / TEACHER_LOGITS_FILE
-    n, k, m = len(image_ids), len(classes), len(vocabulary)
-    _check(n > 0, manifest, "the manifest has no images")
-    _check(k > 0, root / META_FILE, "no classes are defined")
-    _check(len(set(classes)) == k, root / META_FILE, f"duplicate class names in {list(classes)}")
-    ids, counts = np.unique(image_ids, return_counts=True)
-    dupes = ids[counts > 1]
-    _check(dupes.size == 0, manifest, f"duplicate image ids, e.g. {[str(d) for d in dupes[:5]]}")
-    _check(bool((np.char.str_len(image_ids.astype(str)) > 0).all()), manifest, "empty image id")
-    bad_splits = sorted({str(s) for s in np.unique(splits)} - {""})
-    bad_splits = [s for s in bad_splits if not set(s) <= SPLITS_ALLOWED_CHARS]
-    _check(not bad_splits, manifest, f"split names must be lower-case words; got {bad_splits[:5]}")
-    _check(
-        labels.shape == (n, k),
-        manifest,
-        f"labels have shape {labels.shape}; expected ({n}, {k}) for {n} images and {k} classes",
-    )
-    bad = ~np.isin(labels, (0, 1))
-    if bad.any():
-        r, c = np.argwhere(bad)[0]
-        raise WorkspaceError(
-            manifest,
-            f"labels must be 0 or 1; image {str(image_ids[r])!r} has {labels[r, c].item()!r} for class {classes[c]!r}",
-        )
-    _check(concept_matrix.ndim == 2, concepts, f"concept matrix must be 2-D; got shape {concept_matrix.shape}")
-    _check(
-        concept_matrix.shape == (n, m),
-        concepts,
-        f"concept matrix has shape {concept_matrix.shape}; expected ({n}, {m}) for {n} images and {m} vocabulary words",
-    )
-    _check(
-        str(concept_matrix.dtype) in CONCEPT_DTYPES,
-        concepts,
-        f"concept matrix dtype is {concept_matrix.dtype}; expected one of {', '.join(CONCEPT_DTYPES)}",
-    )
-    _check(
-        teacher_logits.shape == (n, k),
-        logits,
-        f"teacher logits have shape {teacher_logits.shape}; expected ({n}, {k}) for {n} images and {k} classes",
-    )
-    _check(
-        np.issubdtype(teacher_logits.dtype, np.floating),
-        logits,
-        f"teacher logits dtype is {teacher_logits.dtype}; expected float",
-    )
-    for path, array, what in ((concepts, concept_matrix, "concept scores"), (logits, teacher_logits, "teacher logits")):
-        bad_rows = _non_finite_rows(array)
-        if bad_rows.size:
-            raise WorkspaceError(
-                path,
-                f"{what} contain NaN or inf "
-                f"(e.g. image {str(image_ids[bad_rows[0]])!r}, {bad_rows.size} images in all)",
-            )
-
-
-def _non_finite_rows(array: np.ndarray, chunk: int = 65536) -> np.ndarray:
-    """Rows with NaN/inf, scanned in chunks so a memory-mapped matrix is never copied whole."""
-    bad = [start + np.flatnonzero(~np.isfinite(rows).all(axis=1)) for start, rows in row_chunks(array, chunk)]
-    return np.concatenate(bad) if bad else np.empty(0, dtype=np.int64)
 
 
 # ----------------------------------------------------------------------------- writing
@@ -283,7 +190,7 @@ def write_workspace(
         # No copy when it already has the stored dtype (a memory map of a million rows stays on disk);
         # a value too large for float16 becomes inf here and is refused by the check below.
         concept_matrix = concept_matrix.astype(concept_dtype, copy=False)
-    _validate_arrays(
+    validate_arrays(
         root, image_ids.astype(str), splits.astype(str), labels, classes, vocabulary, concept_matrix, teacher_logits
     )
     labels = labels.astype(np.uint8)
@@ -330,16 +237,16 @@ def read_meta(root: str | os.PathLike) -> dict:
         raise WorkspaceError(path, f"missing: {root} is not a ConceptKD workspace (no {META_FILE})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise WorkspaceError(path, f"not valid JSON ({exc})") from None
-    _check(isinstance(meta, dict), path, "expected a JSON object")
+    check(isinstance(meta, dict), path, "expected a JSON object")
     version = meta.get("schema_version")
-    _check(
+    check(
         version in SUPPORTED_SCHEMA_VERSIONS,
         path,
         f"unknown schema version {version!r}; this ConceptKD reads {', '.join(map(str, SUPPORTED_SCHEMA_VERSIONS))}",
     )
     for key in ("workspace_id", "vocabulary_sha256", "classes", "n_images", "n_concepts", "files", "model", "teacher"):
-        _check(key in meta, path, f"missing key {key!r}")
-    _check(
+        check(key in meta, path, f"missing key {key!r}")
+    check(
         isinstance(meta["classes"], list) and all(isinstance(c, str) for c in meta["classes"]),
         path,
         "classes must be a list of strings",
@@ -349,16 +256,16 @@ def read_meta(root: str | os.PathLike) -> dict:
 
 def _verify_file(root: Path, name: str, record: Mapping[str, Any], verify: str) -> None:
     path = root / name
-    _check(path.is_file(), path, "missing file")
+    check(path.is_file(), path, "missing file")
     size = path.stat().st_size
-    _check(
+    check(
         size == record.get("bytes"),
         path,
         f"file is {size} bytes but the workspace metadata records {record.get('bytes')}: "
         "it was changed or only partly written",
     )
     if verify == "full" and size <= FULL_VERIFY_MAX_BYTES:
-        _check(
+        check(
             sha256_file(path) == record.get("sha256"),
             path,
             "file content does not match the checksum in the workspace metadata: it was changed or only partly written",
@@ -386,7 +293,7 @@ def load_workspace(root: str | os.PathLike, *, mmap: bool = True, verify: str = 
     meta = read_meta(root)
     for name in DATA_FILES:
         record = meta["files"].get(name)
-        _check(isinstance(record, dict), root / META_FILE, f"no record of {name}")
+        check(isinstance(record, dict), root / META_FILE, f"no record of {name}")
         _verify_file(root, name, record, verify)
 
     vocab_path = root / VOCABULARY_FILE
@@ -394,12 +301,12 @@ def load_workspace(root: str | os.PathLike, *, mmap: bool = True, verify: str = 
         vocabulary = parse_vocabulary(vocab_path.read_text(encoding="utf-8"))
     except (VocabularyError, UnicodeDecodeError) as exc:
         raise WorkspaceError(vocab_path, str(exc)) from None
-    _check(
+    check(
         len(vocabulary) == meta["n_concepts"],
         vocab_path,
         f"vocabulary has {len(vocabulary)} words; the workspace was built with {meta['n_concepts']}",
     )
-    _check(
+    check(
         vocabulary_hash(vocabulary) == meta["vocabulary_sha256"],
         vocab_path,
         "vocabulary differs from the one the workspace was built with (hash mismatch)",
@@ -415,9 +322,9 @@ def load_workspace(root: str | os.PathLike, *, mmap: bool = True, verify: str = 
     except (pa.ArrowException, OSError) as exc:
         raise WorkspaceError(manifest_path, f"not a readable Parquet file ({exc})") from None
     missing = [c for c in ("image_id", "path", "split", "labels") if c not in table.column_names]
-    _check(not missing, manifest_path, f"missing columns {missing}; has {table.column_names}")
+    check(not missing, manifest_path, f"missing columns {missing}; has {table.column_names}")
     file_meta = manifest.schema_arrow.metadata or {}
-    _check(
+    check(
         file_meta.get(b"conceptkd_workspace_id", b"").decode() == meta["workspace_id"],
         manifest_path,
         "manifest belongs to a different workspace (workspace id mismatch)",
@@ -435,7 +342,7 @@ def load_workspace(root: str | os.PathLike, *, mmap: bool = True, verify: str = 
 
     concept_matrix = _load_npy(root / CONCEPTS_FILE, mmap)
     teacher_logits = _load_npy(root / TEACHER_LOGITS_FILE, mmap=False)
-    _validate_arrays(root, image_ids, splits, labels, meta["classes"], vocabulary, concept_matrix, teacher_logits)
+    validate_arrays(root, image_ids, splits, labels, meta["classes"], vocabulary, concept_matrix, teacher_logits)
     labels = labels.astype(np.uint8)
     for array in (labels, teacher_logits, image_ids, paths, splits):
         array.setflags(write=False)

@@ -105,24 +105,10 @@ class TuningSession:
 
     # ------------------------------------------------------------------ lookup
     def class_index(self, name_or_index: str | int) -> int:
-        if isinstance(name_or_index, (int, np.integer)) and not isinstance(name_or_index, bool):
-            if 0 <= int(name_or_index) < len(self.classes):
-                return int(name_or_index)
-            raise TuningError(f"Class index {name_or_index} is out of range 0..{len(self.classes) - 1}")
-        try:
-            return self._class_index[name_or_index]
-        except (KeyError, TypeError):
-            raise TuningError(f"Unknown class {name_or_index!r}; classes are {', '.join(self.classes)}") from None
+        return _lookup(name_or_index, self._class_index, "Class", f"classes are {', '.join(self.classes)}")
 
     def concept_index(self, name_or_index: str | int) -> int:
-        if isinstance(name_or_index, (int, np.integer)) and not isinstance(name_or_index, bool):
-            if 0 <= int(name_or_index) < len(self.vocabulary):
-                return int(name_or_index)
-            raise TuningError(f"Concept index {name_or_index} is out of range 0..{len(self.vocabulary) - 1}")
-        try:
-            return self._concept_index[name_or_index]
-        except (KeyError, TypeError):
-            raise TuningError(f"Unknown concept {name_or_index!r}: it is not in this workspace's vocabulary") from None
+        return _lookup(name_or_index, self._concept_index, "Concept", "it is not in this workspace's vocabulary")
 
     # ------------------------------------------------------------------ scores (``SessionScores``)
     @property
@@ -369,3 +355,15 @@ class TuningSession:
         session.created, session.events, session.audit = document.created, document.events, document.audit
         session._go_to(document.cursor, document.state)
         return session
+
+
+def _lookup(name_or_index: str | int, index: dict, kind: str, unknown_hint: str) -> int:
+    """The position of a class or concept given by name or by index; TuningError names the bad value."""
+    if isinstance(name_or_index, (int, np.integer)) and not isinstance(name_or_index, bool):
+        if 0 <= int(name_or_index) < len(index):
+            return int(name_or_index)
+        raise TuningError(f"{kind} index {name_or_index} is out of range 0..{len(index) - 1}")
+    try:
+        return index[name_or_index]
+    except (KeyError, TypeError):
+        raise TuningError(f"Unknown {kind.lower()} {name_or_index!r}; {unknown_hint}") from None
