@@ -10,8 +10,10 @@ import streamlit as st
 from conceptkd_core.explorer import disagreement_table, image_contributions, rows_where_concept_fires
 from conceptkd_core.images import ImageError, load_rgb
 from conceptkd_core.overlays import concept_overlay, label_overlay, segment_scores_for_concept
+from conceptkd_core.store.side_files import segment_row
+from conceptkd_core.store.workspace import WorkspaceError
 from conceptkd_core.students.metrics import DECISION_THRESHOLD
-from pages.common import current, diverging_bars, selected_class, thumbnail
+from pages.common import current, diverging_bars, selected_class, shown, thumbnail
 
 GRID_SIZE, GRID_COLUMNS = 24, 6
 NO_CONCEPT = "(none)"
@@ -52,17 +54,14 @@ def image_grid(explorer, session, c: int, rows: np.ndarray) -> None:
 
 def overlays(explorer, r: int, image: np.ndarray, concept: str) -> None:
     """Left: segments tinted by their score for the concept; right: segments labelled by their top concept."""
-    ws, seg = explorer.workspace, explorer.segments
-    segment_map = np.asarray(seg["segment_maps"][r])
+    ws = explorer.workspace
+    seg = segment_row(explorer.segments, ws, r)  # range-checked: a damaged row raises WorkspaceError
+    segment_map = seg["segment_maps"]
     left, right = st.columns(2)
     if concept != NO_CONCEPT:
         j = explorer.vocabulary.index(concept)
         scores = segment_scores_for_concept(
-            j,
-            float(ws.concept_matrix[r, j]),
-            int(seg["best_segment"][r, j]),
-            np.asarray(seg["top_concepts"][r]),
-            np.asarray(seg["top_scores"][r]),
+            j, float(ws.concept_matrix[r, j]), int(seg["best_segment"][j]), seg["top_concepts"], seg["top_scores"]
         )
         left.image(
             concept_overlay(image, segment_map, scores),
@@ -71,7 +70,7 @@ def overlays(explorer, r: int, image: np.ndarray, concept: str) -> None:
         )
     else:
         left.image(image, caption="pick a concept to see where it fires", width="stretch")
-    labelled, legend = label_overlay(image, segment_map, np.asarray(seg["top_concepts"][r]), explorer.vocabulary)
+    labelled, legend = label_overlay(image, segment_map, seg["top_concepts"], explorer.vocabulary)
     right.image(labelled, caption="segments labelled by their top concept", width="stretch")
     right.markdown(
         " ".join(f"<span style='color:rgb{rgb}'>■</span> {html.escape(word)}" for word, rgb in legend.items()),
@@ -100,8 +99,13 @@ def image_detail(explorer, session, c: int, rows: np.ndarray, concept: str) -> N
     except ImageError as exc:
         st.error(str(exc))
         image = None
-    if image is not None and explorer.segments is not None:
-        overlays(explorer, r, image, concept)
+    if explorer.segments_problem:
+        st.warning(f"No segment overlays: {shown(explorer.segments_problem)}")
+    elif image is not None and explorer.segments is not None:
+        try:
+            overlays(explorer, r, image, concept)
+        except WorkspaceError as exc:
+            st.warning(f"No segment overlays for this image: {shown(exc)}")
     why(explorer, session, r, c)
 
 
