@@ -47,28 +47,28 @@ def get_explorer(root: str) -> Explorer:
 
 
 def shown(message: object) -> str:
-    """A message as a visitor may read it: the server's folders written relative to the app."""
-    return without_server_paths(str(message), ROOT, ALLOWED_ROOTS)
+    """A message as a visitor may read it: no absolute path of the server's folders."""
+    return without_server_paths(str(message), ALLOWED_ROOTS, ROOT)
 
 
 def _workspace_typed() -> None:
     """Callback of the workspace box: open what was typed if it is allowed, else say why."""
     try:
-        path = resolve_typed_path(st.session_state["workspace_input"], ALLOWED_ROOTS, ROOT)
+        path = resolve_typed_path(st.session_state["workspace_input"], ALLOWED_ROOTS)
     except PathRefused as exc:
         st.session_state["workspace_refused"] = str(exc)
         return
     st.session_state.pop("workspace_refused", None)
     st.session_state["workspace_root"] = str(path)
-    st.session_state["workspace_shown"] = display_path(path, ROOT)
+    st.session_state["workspace_shown"] = display_path(path, ALLOWED_ROOTS)
 
 
 def sidebar() -> None:
     with st.sidebar:
-        # The box shows the open workspace relative to the app. When code switched the workspace
+        # The box shows the open workspace as <allowed root>/<path>. When code switched the workspace
         # (at start, after adding images or re-scoring), the box is set here, before it is drawn:
         # a widget's value cannot be set once the widget exists in the run.
-        folder = display_path(st.session_state.get("workspace_root", DEFAULT_WORKSPACE), ROOT)
+        folder = display_path(st.session_state.get("workspace_root", DEFAULT_WORKSPACE), ALLOWED_ROOTS)
         if st.session_state.get("workspace_shown") != folder:
             st.session_state["workspace_shown"] = st.session_state["workspace_input"] = folder
         st.text_input(
@@ -76,8 +76,8 @@ def sidebar() -> None:
             key="workspace_input",
             max_chars=MAX_PATH_CHARS,
             on_change=_workspace_typed,
-            help="A folder made by `python -m conceptkd_core extract`, relative to the app's folder "
-            "(e.g. data/demo/workspace).",
+            help="A folder made by `python -m conceptkd_core extract`, inside one of the folders this server "
+            f"allows ({', '.join(root.name + '/' for root in ALLOWED_ROOTS)}), e.g. data/demo/workspace.",
         )
         if st.session_state.get("workspace_refused"):
             st.error(st.session_state["workspace_refused"])
