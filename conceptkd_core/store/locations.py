@@ -84,7 +84,8 @@ def display_path(path: str | os.PathLike, roots: Sequence[Path]) -> str:
 def without_server_paths(message: str, roots: Sequence[Path], app_folder: Path) -> str:
     """``message`` with the absolute paths of the allowed roots written as visitors see them, and
     the app's own folder left out."""
-    replacements = {str(root): root.name for root in roots} | {str(Path(app_folder).resolve()): "."}
+    folders = [Path(root) for root in roots if Path(root) != Path(Path(root).anchor)]  # never "/" itself
+    replacements = {str(root): root.name for root in folders} | {str(Path(app_folder).resolve()): "."}
     for absolute in sorted(replacements, key=len, reverse=True):
         message = message.replace(absolute, replacements[absolute])
     return message
