@@ -42,6 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     app = bench_sub.add_parser("app", help="page and slider timings, memory, on a workspace (default: the demo)")
     app.add_argument("--workspace", default=None)
     app.add_argument("--moves", type=int, default=10)
+    suggest = bench_sub.add_parser("suggest", help="exact scan of every candidate edit, one class and all classes")
+    suggest.add_argument("--workspace", default=None, help="workspace folder (default: the demo)")
+    suggest.add_argument(
+        "--synthetic-voc", action="store_true", help="the PASCAL VOC-sized synthetic problem (11,540 x 584 x 20)"
+    )
+    suggest.add_argument("--folder", help="where to keep the synthetic workspace (default: the temp folder)")
     extract = sub.add_parser("extract", help="images -> workspace (CLIP concept scores, segments, teacher logits)")
     extract.add_argument("--images", required=True, help="image folder, or a VOCdevkit/VOC2012 root")
     extract.add_argument("--labels", help="labels CSV for a folder of images (omit for the VOC layout)")
@@ -324,6 +330,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         elif args.benchmark == "app":
             bench.run("app", workspace=args.workspace, moves=args.moves)
+        elif args.benchmark == "suggest":
+            from conceptkd_tools import bench_suggest
+
+            bench_suggest.run(args.workspace, args.synthetic_voc, args.folder)
         elif args.benchmark == "extract":
             bench.run(
                 "extract", model_name=args.model, batch_size=args.batch_size, batches=args.batches, device=args.device
