@@ -7,7 +7,7 @@ from conceptkd_core.extract.add_images import ALLOWED_SUFFIXES, MAX_UPLOAD_BYTES
 from conceptkd_core.extract.rescore import find_checkpoint, rescore, rescored_folder
 from conceptkd_core.extract.teacher_registry import recorded_teacher_spec, teacher_from_workspace
 from conceptkd_core.vocabulary import VocabularyError, parse_vocabulary
-from pages.common import current
+from views.common import current
 
 
 @st.cache_resource(show_spinner="Loading CLIP…", max_entries=1)
@@ -47,7 +47,8 @@ def progress_bar():
 
 def switch_to(workspace, message: str) -> None:
     st.session_state["workspace_root"] = str(workspace.root)
-    st.session_state["workspace_input"] = str(workspace.root)
+    # The sidebar's input is drawn already in this run; it takes the new folder at the next one.
+    st.session_state["workspace_pending"] = str(workspace.root)
     st.success(message)
 
 
@@ -152,7 +153,7 @@ if state:
             "small CNN as the teacher. Everything you see is computed for real, but it explains a toy classifier. "
             "For real work, extract your own images with a real CLIP (e.g. `--model ViT-B-16 --pretrained openai`, "
             "see README) and enter that workspace's folder in the sidebar.",
-            icon="🧪",
+            icon=":material/science:",
         )
     cols = st.columns(4)
     cols[0].metric("Images", f"{ws.n_images:,}")
@@ -165,6 +166,13 @@ if state:
         f"**teacher:** `{ws.meta['teacher'].get('kind')}`"
     )
     st.subheader("Classes")
-    st.dataframe(pd.DataFrame({"class": ws.classes, "images": ws.labels.sum(axis=0)}), hide_index=True)
+    st.dataframe(
+        pd.DataFrame({"class": ws.classes, "images": ws.labels.sum(axis=0)}),
+        hide_index=True,
+        column_config={
+            "class": st.column_config.TextColumn("Class"),
+            "images": st.column_config.NumberColumn("Images labelled", format="%d"),
+        },
+    )
     vocabulary_editor(explorer)
     image_adder(explorer)
