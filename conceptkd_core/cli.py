@@ -1,75 +1,300 @@
-"""Command line: ``python -m conceptkd_core <command>``. Run with ``-h`` for the commands."""
+"""Command line: ``python -m conceptkd_core <command>``. Run with ``-h`` for the commands.
+
+Every failure is one line on stderr that starts with ``error:`` and names the bad value and what
+is allowed. Exit status: 0 done, 2 a usage error (an argument out of range, a path of the wrong
+kind, a device this machine does not have), 1 a failure while running (a file that cannot be
+read or used, weights that cannot be loaded, ...), 130 interrupted. No traceback is shown unless
+``--debug`` is given after the command.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
-from .defaults import DEFAULT_TEACHER, N_SEGMENTS, TEACHER_IMAGE_SIZE
+from .defaults import DEFAULT_TEACHER, MAX_SEGMENTS, N_SEGMENTS, TEACHER_IMAGE_SIZE
+
+PROG = "python -m conceptkd_core"
+MAX_MESSAGE = 1000
+DEMO_FILES = ("images", "labels.csv", "vocabulary.txt", "conceptkd-mini-clip.json", "conceptkd-mini-clip.safetensors")
 
 
+class UsageError(Exception):
+    """A bad argument: exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises ``UsageError`` (one line) instead of printing its usage and exiting."""
+
+    def error(self, message: str):
+        raise UsageError(f"{message} (see '{self.prog} -h')")
+
+
+# ----------------------------------------------------------------------------- argument types
+def _checked(kind: str, check: Callable[[str], object]) -> Callable[[str], object]:
+    """An argparse type: ``check(text)`` returns the value or raises ValueError saying what is wrong."""
+
+    def parse(text: str) -> object:
+        try:
+            return check(text)
+        except (ValueError, OSError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise argparse.ArgumentTypeError(f"{_shown(text)}: {reason}") from None
+
+    parse.__name__ = kind
+    return parse
+
+
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= 120 else text[:120] + "…")
+
+
+def whole(low: int, high: int | None = None) -> Callable[[str], object]:
+    allowed = f"a whole number from {low:,} to {high:,}" if high is not None else f"a whole number >= {low:,}"
+
+    def check(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValueError(f"expected {allowed}") from None
+        if value < low or (high is not None and value > high):
+            raise ValueError(f"expected {allowed}")
+        return value
+
+    return _checked("whole number", check)
+
+
+def number(low: float, high: float, low_open: bool = False) -> Callable[[str], object]:
+    allowed = f"a number {'>' if low_open else '>='} {low:g} and <= {high:g}"
+
+    def check(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"expected {allowed}") from None
+        if not math.isfinite(value) or value < low or (low_open and value == low) or value > high:
+            raise ValueError(f"expected {allowed}")
+        return value
+
+    return _checked("number", check)
+
+
+def _path(text: str) -> Path:
+    if not text.strip():
+        raise ValueError("an empty path; expected a file or folder path")
+    if "\0" in text:
+        raise ValueError("holds a NUL character")
+    path = Path(text)
+    path.exists()  # raises OSError for a name too long
+    return path
+
+
+def _existing_folder(text: str) -> Path:
+    path = _path(text)
+    if not path.is_dir():
+        raise ValueError("is a file; expected a folder" if path.exists() else "no such folder")
+    return path
+
+
+def _existing_file(text: str) -> Path:
+    path = _path(text)
+    if not path.is_file():
+        raise ValueError("is a folder; expected a file" if path.is_dir() else "no such file")
+    return path
+
+
+def _writable_target(path: Path) -> None:
+    """Refuse a target whose nearest existing folder cannot be written."""
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ValueError(f"{probe} is a file, so nothing can be created below it")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ValueError(f"{'this folder' if probe == path else probe} is not writable")
+
+
+def _output_folder(text: str) -> Path:
+    path = _path(text)
+    if path.exists() and not path.is_dir():
+        raise ValueError("is a file; expected a folder (new, empty, or a workspace to resume)")
+    _writable_target(path)
+    return path
+
+
+def _output_file(text: str) -> Path:
+    path = _path(text)
+    if path.is_dir():
+        raise ValueError("is a folder; expected a file name")
+    _writable_target(path.parent if str(path.parent) else Path("."))
+    return path
+
+
+def _model(text: str) -> str:
+    if text.endswith(".json"):
+        _existing_file(text)
+    elif not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-/@]{0,199}", text):
+        raise ValueError("expected an open_clip model name (e.g. ViT-B-16) or an open_clip JSON config file")
+    return text
+
+
+def _teacher(text: str) -> str:
+    from .extract.teacher_registry import ALLOWED_SPECS, CLIP_ZERO_SHOT, teacher_kind
+    from .extract.teachers import TeacherError
+
+    if text == CLIP_ZERO_SHOT:
+        return text
+    try:
+        teacher_kind(text)
+    except TeacherError:
+        raise ValueError(f"expected {ALLOWED_SPECS}") from None
+    _existing_file(text)
+    return text
+
+
+def _device(text: str) -> str:
+    if not re.fullmatch(r"cpu|mps|cuda(:\d{1,2})?", text):
+        raise ValueError("expected cpu, cuda, cuda:N or mps")
+    return text
+
+
+def _splits(text: str) -> list[str]:
+    splits = [s.strip() for s in text.split(",") if s.strip()]
+    if not splits or not all(re.fullmatch(r"[a-z0-9_-]{1,40}", s) for s in splits):
+        raise ValueError("expected split names, comma-separated (e.g. train,val)")
+    return splits
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(n) for n in text.split(",") if n.strip())
+    except ValueError:
+        raise ValueError("expected numbers of images, comma-separated (e.g. 10000,100000)") from None
+    if not sizes or not all(100 <= n <= 10_000_000 for n in sizes):
+        raise ValueError("expected numbers of images from 100 to 10,000,000, comma-separated")
+    return sizes
+
+
+def _address(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.:/\-\[\]@]{1,300}", text):
+        raise ValueError("expected a Ray address such as auto, ray://head:10001 or host:port")
+    return text
+
+
+folder, file, output_folder, output_file = (
+    _checked("folder", _existing_folder),
+    _checked("file", _existing_file),
+    _checked("output folder", _output_folder),
+    _checked("output file", _output_file),
+)
+
+
+# ----------------------------------------------------------------------------- the parser
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m conceptkd_core", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{extract,gram,bench,demo}")
+    debug = _Parser(add_help=False)
+    debug.add_argument("--debug", action="store_true", help="show the traceback of a failure")
 
     bench = sub.add_parser("bench", help="run a benchmark; prints one JSON line")
     bench_sub = bench.add_subparsers(dest="benchmark", required=True)
-    refit = bench_sub.add_parser("refit", help="interactive re-fit vs scikit-learn Lasso at PASCAL VOC scale")
-    refit.add_argument("--n-images", type=int, default=11540)
-    refit.add_argument("--n-concepts", type=int, default=584)
-    refit.add_argument("--n-classes", type=int, default=20)
-    refit.add_argument("--alpha", type=float, default=1e-3)
-    refit.add_argument("--moves", type=int, default=100)
-    refit.add_argument("--seed", type=int, default=0)
-    ext = bench_sub.add_parser("extract", help="dense extraction vs plain encode_image throughput")
-    ext.add_argument("--model", default="ViT-B-16")
-    ext.add_argument("--batch-size", type=int, default=8)
-    ext.add_argument("--batches", type=int, default=4)
-    ext.add_argument("--device", default="cpu")
-    scale = bench_sub.add_parser("scale", help="students at 10k..1M images: Gram build, re-fit, metrics after a move")
-    scale.add_argument("--sizes", default="10000,100000,1000000", help="numbers of images, comma-separated")
-    scale.add_argument("--n-concepts", type=int, default=584)
-    scale.add_argument("--n-classes", type=int, default=20)
-    scale.add_argument("--moves", type=int, default=100, help="slider moves timed through the solver")
-    scale.add_argument(
-        "--session-moves", type=int, default=20, help="of those, moves also timed through a tuning session"
+    refit = bench_sub.add_parser(
+        "refit", parents=[debug], help="interactive re-fit vs scikit-learn Lasso at PASCAL VOC scale"
+    )
+    refit.add_argument("--n-images", type=whole(10, 2_000_000), default=11540)
+    refit.add_argument("--n-concepts", type=whole(2, 5000), default=584)
+    refit.add_argument("--n-classes", type=whole(1, 1000), default=20)
+    refit.add_argument("--alpha", type=number(0, 1e3), default=1e-3)
+    refit.add_argument("--moves", type=whole(1, 100_000), default=100)
+    refit.add_argument("--seed", type=whole(0, 2**32 - 1), default=0)
+    ext = bench_sub.add_parser("extract", parents=[debug], help="dense extraction vs plain encode_image throughput")
+    ext.add_argument("--model", type=_checked("model", _model), default="ViT-B-16")
+    ext.add_argument("--batch-size", type=whole(1, 4096), default=8)
+    ext.add_argument("--batches", type=whole(1, 10_000), default=4)
+    ext.add_argument("--device", type=_checked("device", _device), default="cpu")
+    scale = bench_sub.add_parser(
+        "scale", parents=[debug], help="students at 10k..1M images: Gram build, re-fit, metrics after a move"
     )
     scale.add_argument(
-        "--folder", help="keep the synthetic workspaces here (reused by the next run); default: a temp folder"
+        "--sizes", type=_checked("sizes", _sizes), default=(10000, 100000, 1000000), help="numbers of images"
     )
-    scale.add_argument("--plot", help="write a log-log PNG of the results here")
-    app = bench_sub.add_parser("app", help="page and slider timings, memory, on a workspace (default: the demo)")
-    app.add_argument("--workspace", default=None)
-    app.add_argument("--moves", type=int, default=10)
-    suggest = bench_sub.add_parser("suggest", help="exact scan of every candidate edit, one class and all classes")
-    suggest.add_argument("--workspace", default=None, help="workspace folder (default: the demo)")
+    scale.add_argument("--n-concepts", type=whole(2, 5000), default=584)
+    scale.add_argument("--n-classes", type=whole(1, 1000), default=20)
+    scale.add_argument("--moves", type=whole(1, 100_000), default=100, help="slider moves timed through the solver")
+    scale.add_argument(
+        "--session-moves", type=whole(1, 100_000), default=20, help="of those, moves also timed through a session"
+    )
+    scale.add_argument(
+        "--folder",
+        type=output_folder,
+        help="keep the synthetic workspaces here (reused by the next run); default: a temp folder",
+    )
+    scale.add_argument("--plot", type=output_file, help="write a log-log PNG of the results here")
+    app = bench_sub.add_parser(
+        "app", parents=[debug], help="page and slider timings, memory, on a workspace (default: the demo)"
+    )
+    app.add_argument("--workspace", type=folder, default=None)
+    app.add_argument("--moves", type=whole(1, 10_000), default=10)
+    suggest = bench_sub.add_parser(
+        "suggest", parents=[debug], help="exact scan of every candidate edit, one class and all classes"
+    )
+    suggest.add_argument("--workspace", type=folder, default=None, help="workspace folder (default: the demo)")
     suggest.add_argument(
         "--synthetic-voc", action="store_true", help="the PASCAL VOC-sized synthetic problem (11,540 x 584 x 20)"
     )
-    suggest.add_argument("--folder", help="where to keep the synthetic workspace (default: the temp folder)")
-    extract = sub.add_parser("extract", help="images -> workspace (CLIP concept scores, segments, teacher logits)")
-    extract.add_argument("--images", required=True, help="image folder, or a VOCdevkit/VOC2012 root")
-    extract.add_argument("--labels", help="labels CSV for a folder of images (omit for the VOC layout)")
-    extract.add_argument("--splits", default="train,val", help="VOC splits, comma-separated (default train,val)")
-    extract.add_argument("--model", default="ViT-B-16", help="open_clip model name or JSON config path")
+    suggest.add_argument(
+        "--folder", type=output_folder, help="where to keep the synthetic workspace (default: the temp folder)"
+    )
+
+    extract = sub.add_parser(
+        "extract", parents=[debug], help="images -> workspace (CLIP concept scores, segments, teacher logits)"
+    )
+    extract.add_argument("--images", type=folder, required=True, help="image folder, or a VOCdevkit/VOC2012 root")
+    extract.add_argument("--labels", type=file, help="labels CSV for a folder of images (omit for the VOC layout)")
+    extract.add_argument(
+        "--splits",
+        type=_checked("splits", _splits),
+        default=["train", "val"],
+        help="VOC splits, comma-separated (default train,val)",
+    )
+    extract.add_argument(
+        "--model", type=_checked("model", _model), default="ViT-B-16", help="open_clip model name or JSON config path"
+    )
     weights = extract.add_mutually_exclusive_group()
     weights.add_argument("--pretrained", help="open_clip pretrained tag, e.g. openai (needs internet once)")
-    weights.add_argument("--checkpoint", help="local weights file (.safetensors or torch tensors)")
+    weights.add_argument("--checkpoint", type=file, help="local weights file (.safetensors or torch tensors)")
     extract.add_argument(
         "--teacher",
+        type=_checked("teacher", _teacher),
         default=DEFAULT_TEACHER,
         help="clip-zero-shot (default), a TorchScript file (.pt/.ts/.pth/.jit; ImageNet "
         f"preprocessing at {TEACHER_IMAGE_SIZE} px), or a logits file (.csv/.parquet/.npy)",
     )
-    extract.add_argument("--vocabulary", help="concept words, one per line (default: the built-in 571-word list)")
-    extract.add_argument("--out", required=True, help="workspace folder to create (or to resume)")
-    extract.add_argument("--batch-size", type=int, default=16)
     extract.add_argument(
-        "--segments", type=int, default=N_SEGMENTS, help=f"superpixels asked of SLIC per image (default {N_SEGMENTS})"
+        "--vocabulary", type=file, help="concept words, one per line (default: the built-in 571-word list)"
     )
-    extract.add_argument("--device", default="cpu")
-    extract.add_argument("--limit", type=int, help="only the first N images (a quick try)")
+    extract.add_argument("--out", type=output_folder, required=True, help="workspace folder to create (or to resume)")
+    extract.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a workspace (finished or not) made with other settings; without it such a rerun is refused",
+    )
+    extract.add_argument("--batch-size", type=whole(1, 4096), default=16)
+    extract.add_argument(
+        "--segments",
+        type=whole(1, MAX_SEGMENTS),
+        default=N_SEGMENTS,
+        help=f"superpixels asked of SLIC per image, 1..{MAX_SEGMENTS} (default {N_SEGMENTS})",
+    )
+    extract.add_argument("--device", type=_checked("device", _device), default="cpu")
+    extract.add_argument("--limit", type=whole(1), help="only the first N images (a quick try)")
     extract.add_argument(
         "--engine",
         choices=("local", "ray"),
@@ -77,16 +302,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="local: this process (default); ray: a pool of Ray Data actors (pip install 'ray[data]')",
     )
     _ray_arguments(extract)
-    extract.add_argument("--actors", type=int, help="Ray actors (default: cluster GPUs / --gpus-per-actor, else CPUs)")
+    extract.add_argument(
+        "--actors", type=whole(1, 100_000), help="Ray actors (default: cluster GPUs / --gpus-per-actor, else CPUs)"
+    )
     extract.add_argument(
         "--gpus-per-actor",
-        type=float,
+        type=number(0, 64),
         default=None,
         help="GPUs per Ray actor; > 0 runs CLIP on cuda (default: 1 when the cluster has GPUs, else 0)",
     )
-    extract.add_argument("--cpus-per-actor", type=float, default=1.0, help="CPUs per Ray actor (its torch threads)")
-    gram = sub.add_parser("gram", help="build (or rebuild) a workspace's Gram statistics, cached in the workspace")
-    gram.add_argument("workspace", help="workspace folder")
+    extract.add_argument(
+        "--cpus-per-actor", type=number(0, 1024, low_open=True), default=1.0, help="CPUs per Ray actor"
+    )
+    gram = sub.add_parser(
+        "gram", parents=[debug], help="build (or rebuild) a workspace's Gram statistics, cached in the workspace"
+    )
+    gram.add_argument("workspace", type=folder, help="workspace folder")
     gram.add_argument(
         "--engine",
         choices=("local", "ray"),
@@ -94,28 +325,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="ray: one Ray task per chunk of rows (the workspace must be on a path every node sees)",
     )
     _ray_arguments(gram)
+
     demo = sub.add_parser("demo", help="the embedded demo workspace (Clipart Scenes)")
     demo_sub = demo.add_subparsers(dest="demo_command", required=True)
     build = demo_sub.add_parser(
-        "build", help="render scenes, train mini CLIP + teacher, extract (needs fonts-noto-color-emoji)"
+        "build",
+        parents=[debug],
+        help="render scenes, train mini CLIP + teacher, extract (needs fonts-noto-color-emoji)",
     )
-    build.add_argument("--out", default=None, help="folder (default data/demo)")
-    build.add_argument("--clip-minutes", type=float, default=15.0)
-    build.add_argument("--teacher-minutes", type=float, default=5.0)
-    build.add_argument("--val", type=int, default=300)
-    build.add_argument("--test", type=int, default=500)
-    build.add_argument("--single", type=int, default=200, help="single-object scenes within the test split")
-    build.add_argument("--seed", type=int, default=0)
-    reextract = demo_sub.add_parser("extract", help="only the last build step: re-extract the workspace and re-measure")
-    reextract.add_argument("--out", default=None, help="folder (default data/demo)")
-    evaluate = demo_sub.add_parser("eval", help="measure the demo's goals; one JSON line")
-    evaluate.add_argument("--demo", default=None, help="folder (default data/demo)")
+    build.add_argument("--out", type=output_folder, default=None, help="folder (default data/demo)")
+    build.add_argument("--clip-minutes", type=number(0, 24 * 60, low_open=True), default=15.0)
+    build.add_argument("--teacher-minutes", type=number(0, 24 * 60, low_open=True), default=5.0)
+    build.add_argument("--val", type=whole(1, 1_000_000), default=300)
+    build.add_argument("--test", type=whole(1, 1_000_000), default=500)
+    build.add_argument(
+        "--single", type=whole(0, 1_000_000), default=200, help="single-object scenes within the test split"
+    )
+    build.add_argument("--seed", type=whole(0, 2**32 - 1), default=0)
+    reextract = demo_sub.add_parser(
+        "extract", parents=[debug], help="only the last build step: re-extract the workspace and re-measure"
+    )
+    reextract.add_argument("--out", type=folder, default=None, help="folder (default data/demo)")
+    evaluate = demo_sub.add_parser("eval", parents=[debug], help="measure the demo's goals; one JSON line")
+    evaluate.add_argument("--demo", type=folder, default=None, help="folder (default data/demo)")
     return parser
 
 
 def _ray_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--address",
+        type=_checked("address", _address),
         help="Ray cluster address for --engine ray (e.g. auto, ray://head:10001); "
         "default: the RAY_ADDRESS variable, else a Ray instance on this machine",
     )
@@ -127,6 +366,23 @@ def _ray_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# ----------------------------------------------------------------------------- checks that need the machine
+def check_device(device: str) -> None:
+    """Refuse a device this machine does not have (imports torch: only for a device other than cpu)."""
+    if device == "cpu":
+        return
+    import torch
+
+    if device.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device.partition(":")[2] or 0)
+        if index >= count:
+            have = "no CUDA GPU" if not count else f"{count} CUDA GPU(s), cuda:0..cuda:{count - 1}"
+            raise UsageError(f"argument --device: {device!r}: this machine has {have}; allowed here: cpu")
+    elif not torch.backends.mps.is_available():
+        raise UsageError(f"argument --device: {device!r}: Apple MPS is not available here; allowed here: cpu")
+
+
 def _quiet_ray_logs() -> None:
     import logging
 
@@ -134,6 +390,7 @@ def _quiet_ray_logs() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+# ----------------------------------------------------------------------------- commands
 def run_extract(args) -> int:
     import dataclasses
 
@@ -142,19 +399,28 @@ def run_extract(args) -> int:
     from .datasets import load_dataset
     from .extract.pipeline import ExtractorSpec, extract
     from .store.split import assign_heldout
-    from .vocabulary import DEFAULT_VOCABULARY, load_vocabulary
+    from .vocabulary import DEFAULT_VOCABULARY, read_vocabulary_file
 
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1; got {args.batch_size}")
-    images = load_dataset(args.images, args.labels, [s for s in args.splits.split(",") if s])
-    if args.limit:
-        images = images.subset(range(min(args.limit, len(images))))
+    check_device(args.device)
+    dataset = load_dataset(args.images, args.labels, args.splits)
+    images = dataset.subset(range(min(args.limit, len(dataset)))) if args.limit else dataset
     # Recorded in the workspace: the split the students are fit and measured on (store.split).
     images = dataclasses.replace(images, splits=assign_heldout(images.splits, images.labels))
-    vocabulary = load_vocabulary(args.vocabulary or DEFAULT_VOCABULARY)
-    spec = ExtractorSpec(args.model, args.pretrained, args.checkpoint, args.teacher, args.device)
+    vocabulary = read_vocabulary_file(args.vocabulary or DEFAULT_VOCABULARY)
+    if vocabulary.duplicates:
+        shown = ", ".join(repr(w) for w in vocabulary.duplicates[:5])
+        more = f" and {len(vocabulary.duplicates) - 5} more" if len(vocabulary.duplicates) > 5 else ""
+        print(
+            f"note: {len(vocabulary.duplicates)} duplicate words dropped from the vocabulary: {shown}{more}",
+            file=sys.stderr,
+        )
+    spec = ExtractorSpec(
+        args.model, args.pretrained, str(args.checkpoint) if args.checkpoint else None, args.teacher, args.device
+    )
     clip = spec.load_clip()
     teacher = spec.make_teacher(clip, images)
+    if hasattr(teacher, "check_known"):  # a logits file: refuse rows for images the labels do not list
+        teacher.check_known(dataset.image_ids)
     engine = None
     if args.engine == "ray":
         from .extract.ray_engine import RayEngine
@@ -169,16 +435,18 @@ def run_extract(args) -> int:
             ship_code=args.ship_code,
         )
     print(
-        f"{len(images)} images, {len(images.classes)} classes, {len(vocabulary)} concepts, model {clip.name}, "
+        f"{len(images)} images, {len(images.classes)} classes, {len(vocabulary.words)} concepts, model {clip.name}, "
         f"engine {args.engine}",
         flush=True,
     )
-    bar = tqdm(total=len(images), unit="img", dynamic_ncols=True)
+    bars = []  # the progress bar appears with the first finished batch (none when nothing is computed)
 
     def progress(p):
-        bar.n = p.done
-        bar.set_postfix(skipped=p.skipped)
-        bar.refresh()
+        if not bars:
+            bars.append(tqdm(total=len(images), unit="img", dynamic_ncols=True))
+        bars[0].n = p.done
+        bars[0].set_postfix(skipped=p.skipped)
+        bars[0].refresh()
 
     try:
         result = extract(
@@ -186,14 +454,22 @@ def run_extract(args) -> int:
             args.out,
             clip,
             teacher,
-            vocabulary,
+            vocabulary.words,
             batch_size=args.batch_size,
             n_segments=args.segments,
             progress=progress,
             engine=engine,
+            overwrite=args.overwrite,
         )
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()
+    if result.up_to_date:
+        print(
+            f"up to date: {result.workspace.root} already holds these {result.workspace.n_images} images extracted "
+            "with these settings; nothing to do (--overwrite extracts them again)"
+        )
+        return 0
     print(
         f"{result.workspace.n_images} images extracted, {len(result.failures)} skipped "
         f"(computed {result.computed}, resumed {result.resumed}) -> {result.workspace.root}"
@@ -240,105 +516,104 @@ def run_gram(args) -> int:
     return 0
 
 
-def _reporting_errors(run, args, errors: tuple[type[BaseException], ...], interrupted: str = "interrupted") -> int:
-    """Run a command; an expected error is one line on stderr and exit status 2, not a traceback."""
-    try:
-        return run(args)
-    except errors as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(interrupted, file=sys.stderr)
-        return 130
+def run_demo(args) -> int:
+    import json
+
+    from conceptkd_tools import demo
+
+    if args.demo_command == "build":
+        if args.single > args.test:
+            raise UsageError(f"argument --single: {args.single} is more than --test {args.test}; expected <= --test")
+        result = demo.build(
+            args.out or demo.DEMO_DIR,
+            clip_minutes=args.clip_minutes,
+            teacher_minutes=args.teacher_minutes,
+            n_val=args.val,
+            n_test=args.test,
+            n_single=args.single,
+            seed=args.seed,
+        )
+    else:
+        flag, folder_ = ("--out", args.out) if args.demo_command == "extract" else ("--demo", args.demo)
+        folder_ = Path(folder_ or demo.DEMO_DIR)
+        needed = DEMO_FILES + ("teacher.pt",) if args.demo_command == "extract" else DEMO_FILES + ("workspace",)
+        missing = [name for name in needed if not (folder_ / name).exists()]
+        if missing:
+            raise UsageError(f"argument {flag}: {str(folder_)!r} is not a demo folder (no {', '.join(missing)})")
+        run = demo.extract_and_evaluate if args.demo_command == "extract" else demo.evaluate
+        result = run(folder_)
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+def run_bench(args) -> int:
+    from conceptkd_tools import bench
+
+    if args.benchmark == "refit":
+        names = ("n_images", "n_concepts", "n_classes", "alpha", "moves", "seed")
+        bench.run("refit", **{name: getattr(args, name) for name in names})
+    elif args.benchmark == "scale":
+        names = ("sizes", "n_concepts", "n_classes", "moves", "session_moves")
+        options = {name: getattr(args, name) for name in names}
+        bench.run("scale", **options, folder=args.folder and str(args.folder), plot=args.plot and str(args.plot))
+    elif args.benchmark == "app":
+        bench.run("app", workspace=args.workspace and str(args.workspace), moves=args.moves)
+    elif args.benchmark == "suggest":
+        from conceptkd_tools import bench_suggest
+
+        bench_suggest.run(args.workspace and str(args.workspace), args.synthetic_voc, args.folder and str(args.folder))
+    else:
+        check_device(args.device)
+        from .extract.torch_compat import import_open_clip
+
+        if args.model not in import_open_clip().list_models():
+            raise UsageError(f"argument --model: {args.model!r}: not an open_clip model name; e.g. ViT-B-16, ViT-B-32")
+        bench.run(
+            "extract", model_name=args.model, batch_size=args.batch_size, batches=args.batches, device=args.device
+        )
+    return 0
+
+
+COMMANDS = {"extract": run_extract, "gram": run_gram, "demo": run_demo, "bench": run_bench}
+
+
+# ----------------------------------------------------------------------------- errors
+def _one_line(message: str) -> str:
+    line = " ".join(str(message).split())
+    return line if len(line) <= MAX_MESSAGE else line[:MAX_MESSAGE] + " …"
+
+
+def _fail(message: str, status: int) -> int:
+    print(f"error: {_one_line(message)}", file=sys.stderr, flush=True)
+    return status
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command == "extract":
-        from .datasets import DatasetError
-        from .extract.clip_backend import ClipLoadError
-        from .extract.pipeline import ExtractionError
-        from .extract.ray_engine import RayUnavailable
-        from .extract.teachers import TeacherError
-        from .store.workspace import WorkspaceError
-        from .vocabulary import VocabularyError
-
-        return _reporting_errors(
-            run_extract,
-            args,
-            (
-                ClipLoadError,
-                DatasetError,
-                ExtractionError,
-                TeacherError,
-                VocabularyError,
-                WorkspaceError,
-                RayUnavailable,
-                ValueError,
-            ),
-            "interrupted: finished batches are kept; run the same command again to resume",
-        )
-    if args.command == "gram":  # needs no torch: its own errors only
-        from .extract.ray_engine import RayUnavailable
-        from .store.workspace import WorkspaceError
-
-        return _reporting_errors(run_gram, args, (WorkspaceError, RayUnavailable, ValueError))
-    if args.command == "demo":
-        import json
-
-        from conceptkd_tools import demo
-
-        if args.demo_command == "build":
-            result = demo.build(
-                args.out or demo.DEMO_DIR,
-                clip_minutes=args.clip_minutes,
-                teacher_minutes=args.teacher_minutes,
-                n_val=args.val,
-                n_test=args.test,
-                n_single=args.single,
-                seed=args.seed,
-            )
-        elif args.demo_command == "extract":
-            result = demo.extract_and_evaluate(args.out or demo.DEMO_DIR)
-        else:
-            result = demo.evaluate(args.demo or demo.DEMO_DIR)
-        print(json.dumps(result), flush=True)
-        return 0
-    if args.command == "bench":
-        from conceptkd_tools import bench
-
-        if args.benchmark == "refit":
-            bench.run(
-                "refit",
-                n_images=args.n_images,
-                n_concepts=args.n_concepts,
-                n_classes=args.n_classes,
-                alpha=args.alpha,
-                moves=args.moves,
-                seed=args.seed,
-            )
-        elif args.benchmark == "scale":
-            bench.run(
-                "scale",
-                sizes=tuple(int(n) for n in args.sizes.split(",") if n),
-                n_concepts=args.n_concepts,
-                n_classes=args.n_classes,
-                moves=args.moves,
-                session_moves=args.session_moves,
-                folder=args.folder,
-                plot=args.plot,
-            )
-        elif args.benchmark == "app":
-            bench.run("app", workspace=args.workspace, moves=args.moves)
-        elif args.benchmark == "suggest":
-            from conceptkd_tools import bench_suggest
-
-            bench_suggest.run(args.workspace, args.synthetic_voc, args.folder)
-        elif args.benchmark == "extract":
-            bench.run(
-                "extract", model_name=args.model, batch_size=args.batch_size, batches=args.batches, device=args.device
-            )
-    return 0
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except SystemExit as done:  # -h / --help
+        return done.code if isinstance(done.code, int) else 0
+    except UsageError as exc:
+        return _fail(str(exc), 2)
+    except KeyboardInterrupt:
+        interrupted = "interrupted"
+        if argv[:1] == ["extract"]:
+            interrupted += ": finished batches are kept; run the same command again to resume"
+        print(interrupted, file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if debug:
+            raise
+        if isinstance(exc, MemoryError):
+            return _fail(f"out of memory ({exc or 'the sizes asked for do not fit'}); try smaller sizes", 1)
+        if isinstance(exc, OSError) and exc.filename:
+            return _fail(f"{exc.filename}: {exc.strerror or exc}", 1)
+        if isinstance(exc, (ValueError, OSError, RuntimeError, ImportError)):
+            return _fail(str(exc) or type(exc).__name__, 1)
+        return _fail(f"unexpected {type(exc).__name__}: {exc} (run again with --debug for the traceback)", 1)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .store.workspace import WorkspaceError, safe_join
+from .store.validation import SPLITS_ALLOWED_CHARS, check_relative_paths
+from .store.workspace import MAX_CLASSES, MAX_NAME_LENGTH, WorkspaceError, safe_join
 
 VOC_CLASSES = (
     "aeroplane",
@@ -120,12 +121,14 @@ def load_folder(images_dir: str | os.PathLike, labels_csv: str | os.PathLike) ->
     root = Path(images_dir).resolve()
     if not root.is_dir():
         raise DatasetError(f"Image folder not found: {images_dir}")
+    if Path(labels_csv).is_dir():
+        raise DatasetError(f"Labels file {labels_csv} is a folder; expected a CSV file")
     try:
         frame = pd.read_csv(labels_csv, dtype=str, keep_default_na=False)
     except FileNotFoundError:
         raise DatasetError(f"Labels file not found: {labels_csv}") from None
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise DatasetError(f"{labels_csv}: not a readable CSV ({exc})") from None
+        raise DatasetError(f"{labels_csv}: not a readable CSV ({' '.join(str(exc).split())[:300]})") from None
     if "image" not in frame.columns:
         raise DatasetError(
             f"{labels_csv}: missing column 'image' (paths relative to {root}); has {list(frame.columns)}"
@@ -142,11 +145,17 @@ def load_folder(images_dir: str | os.PathLike, labels_csv: str | os.PathLike) ->
         if i in seen:
             raise DatasetError(f"{labels_csv}: duplicate image id {i!r}")
         seen.add(i)
-    for p in paths:
-        try:
+    bad_splits = sorted({s for s in splits if not set(s) <= SPLITS_ALLOWED_CHARS})
+    if bad_splits:
+        raise DatasetError(
+            f"{labels_csv}: split {bad_splits[0][:40]!r} is not allowed; expected lower-case letters, digits, _ or -"
+        )
+    try:
+        check_relative_paths(paths, Path(labels_csv))
+        for p in paths:
             safe_join(root, p)
-        except WorkspaceError as exc:
-            raise DatasetError(f"{labels_csv}: {exc.problem}") from None
+    except WorkspaceError as exc:
+        raise DatasetError(f"{labels_csv}: {exc.problem}") from None
     if "labels" in frame.columns:
         names = [[n.strip() for n in cell.split(";") if n.strip()] for cell in frame["labels"]]
         classes = tuple(sorted({n for row in names for n in row}))
@@ -168,7 +177,19 @@ def load_folder(images_dir: str | os.PathLike, labels_csv: str | os.PathLike) ->
                 f"{labels_csv}: label for image {ids[r]!r}, class {classes[c]!r} is {raw.iat[r, c]!r}; expected 0 or 1"
             )
         labels = raw.to_numpy().astype(np.uint8)
+    _check_classes(classes, labels_csv)
     return ImageSet(root, ids, paths, splits, labels, classes)
+
+
+def _check_classes(classes: Sequence[str], source: str | os.PathLike) -> None:
+    """Class names a workspace can hold: at most ``MAX_CLASSES``, each 1..``MAX_NAME_LENGTH`` characters."""
+    if len(classes) > MAX_CLASSES:
+        raise DatasetError(f"{source}: {len(classes):,} classes; the limit is {MAX_CLASSES:,}")
+    long = next((c for c in classes if len(c) > MAX_NAME_LENGTH), None)
+    if long is not None:
+        raise DatasetError(
+            f"{source}: class name {long[:40]!r}... has {len(long)} characters; the limit is {MAX_NAME_LENGTH}"
+        )
 
 
 def load_dataset(

@@ -21,10 +21,12 @@ from .store.split import Split, workspace_split
 from .store.workspace import Workspace, WorkspaceError, load_workspace
 from .students.bank import StudentBank
 from .students.budget import budget_bank
+from .students.events import TuningError
 from .students.gram import GramStats
 from .students.metrics import DECISION_THRESHOLD, average_precision, disagreements, summary
 from .students.scores import SharedScores
 from .students.session import TuningSession
+from .students.session_file import session_summary
 from .waterfall import Waterfall, contribution_waterfall
 
 
@@ -39,6 +41,8 @@ class Explorer:
     shared: SharedScores  # base scores, teacher probabilities, metric cache, fit / held-out rows
     teacher_ap: np.ndarray  # (n_classes,) AP of the teacher's logits against the labels, held-out images
     split: Split  # which images the students are fit on and which measure them
+    notices: tuple[str, ...] = ()  # damaged caches found on opening (and rebuilt), for the pages to show
+    segments_problem: str | None = None  # why the segment data cannot be used (the Images page says it)
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -55,13 +59,22 @@ def fit_split(workspace: Workspace) -> Split:
 
 
 def workspace_stats(
-    workspace: Workspace, rebuild: bool = False, build: Callable[[], GramStats] | None = None
+    workspace: Workspace,
+    rebuild: bool = False,
+    build: Callable[[], GramStats] | None = None,
+    notices: list[str] | None = None,
 ) -> GramStats:
     """The Gram statistics of the workspace's fit images: read from its cache when that was made
     for this very workspace and split, else built (``build``, default ``GramStats.from_arrays`` over
-    the fit rows) and cached. A read-only workspace still works: the statistics are then not cached."""
+    the fit rows) and cached. A read-only workspace still works: the statistics are then not cached.
+    A damaged cache is rebuilt, and what was wrong with it appended to ``notices``."""
     split = fit_split(workspace)
-    cached = None if rebuild else side_files.read_gram(workspace, split.digest, split.n_fit)
+    try:
+        cached = None if rebuild else side_files.read_gram(workspace, split.digest, split.n_fit)
+    except WorkspaceError as exc:
+        cached = None
+        if notices is not None:
+            notices.append(f"{exc.path.name}: {exc.problem}; rebuilt from the concept matrix")
     if cached is not None:
         return GramStats(**cached)
     if build is None:
@@ -72,16 +85,21 @@ def workspace_stats(
     return stats
 
 
-def base_students(workspace: Workspace, stats: GramStats, alpha: float = DEFAULT_ALPHA) -> StudentBank:
+def base_students(
+    workspace: Workspace, stats: GramStats, alpha: float = DEFAULT_ALPHA, notices: list[str] | None = None
+) -> StudentBank:
     """The saved base students of the workspace, or (none saved, stale or damaged) a fresh fit on
-    the split's fit images, saved for the next open when the workspace is writable."""
+    the split's fit images, saved for the next open when the workspace is writable. What was wrong
+    with a damaged file is appended to ``notices``."""
     digest = fit_split(workspace).digest
     try:
         saved = side_files.read_students(workspace, digest)
         if saved is not None:
             return StudentBank.from_dict(saved, stats)
-    except (WorkspaceError, KeyError, TypeError, ValueError):
-        pass  # stale or damaged: re-fit below and replace it
+    except (WorkspaceError, KeyError, TypeError, ValueError) as exc:
+        problem = exc.problem if isinstance(exc, WorkspaceError) else f"unusable students ({exc})"
+        if notices is not None:
+            notices.append(f"{side_files.STUDENTS_FILE}: {problem}; the students were fitted again")
     bank = StudentBank(alpha=alpha).fit_stats(stats)
     try:
         side_files.write_students(workspace, bank.to_dict(), digest)
@@ -94,13 +112,18 @@ def open_explorer(root: str | os.PathLike, alpha: float = DEFAULT_ALPHA) -> Expl
     """Load a workspace and its base students (fitted and saved beside it on first open)."""
     workspace = load_workspace(root)
     split = fit_split(workspace)
-    stats = workspace_stats(workspace)
-    bank = base_students(workspace, stats, alpha)
+    notices: list[str] = []
+    stats = workspace_stats(workspace, notices=notices)
+    bank = base_students(workspace, stats, alpha, notices=notices)
     shared = SharedScores.build(bank, workspace.concept_matrix, workspace.teacher_logits, held_out=split.held_out)
     rows = shared.held_out_rows
     teacher_ap = np.atleast_1d(average_precision(workspace.labels[rows], workspace.teacher_logits[rows]))
     teacher_ap.setflags(write=False)
-    return Explorer(workspace, stats, bank, side_files.read_segments(workspace), shared, teacher_ap, split)
+    try:  # damaged segment data costs the overlays only: every other view still works
+        segments, segments_problem = side_files.read_segments(workspace), None
+    except WorkspaceError as exc:
+        segments, segments_problem = None, f"{exc.path.parent.name}/{exc.path.name}: {exc.problem}"
+    return Explorer(workspace, stats, bank, segments, shared, teacher_ap, split, tuple(notices), segments_problem)
 
 
 def _stamp(workspace: Workspace) -> dict:
@@ -256,24 +279,23 @@ def disagreement_table(session: TuningSession, class_index: int | None, top: int
 
 
 def saved_sessions(explorer: Explorer) -> pd.DataFrame:
-    """Autosaved tuning sessions of this workspace, newest first: path, session_id, modified, edits."""
+    """Autosaved tuning sessions of this workspace, newest first: path, session_id, modified, edits,
+    applied, and problem: why a damaged one cannot be resumed ('' for the others; a damaged file
+    is listed, not hidden, so the analyst learns that it exists)."""
     rows = []
     for path in side_files.session_files(explorer.workspace):
         try:
-            document = side_files.read_json(path)
             modified = pd.Timestamp(path.stat().st_mtime, unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M:%S")
-            rows.append(
-                {
-                    "path": str(path),
-                    "session_id": document.get("session_id", path.stem),
-                    "modified": modified,
-                    "edits": len(document.get("events", [])),
-                    "applied": document.get("cursor", 0),
-                }
-            )
-        except (WorkspaceError, OSError, AttributeError):
-            continue  # unreadable or truncated autosave: not offered
-    return pd.DataFrame(rows, columns=["path", "session_id", "modified", "edits", "applied"])
+        except OSError:
+            continue  # removed since it was listed
+        row = {"path": str(path), "session_id": path.stem, "modified": modified, "edits": 0, "applied": 0}
+        try:
+            summary = session_summary(path.read_bytes())
+            row |= {"edits": summary.edits, "applied": summary.cursor, "problem": ""}
+        except (TuningError, OSError) as exc:
+            row["problem"] = str(exc)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["path", "session_id", "modified", "edits", "applied", "problem"])
 
 
 def import_session(
@@ -295,4 +317,4 @@ def import_session(
 
 def resume_session(explorer: Explorer, path: str | os.PathLike) -> TuningSession:
     """Reopen an autosaved session (validated like an import); it keeps autosaving to the same file."""
-    return import_session(explorer, Path(path).read_text(encoding="utf-8"), path)
+    return import_session(explorer, Path(path).read_bytes(), path)

@@ -13,6 +13,7 @@ from PIL import Image
 
 from . import palette
 from .defaults import MAX_SEGMENTS
+from .store.side_files import segment_row
 
 # How strongly a segment takes its colour: the weakest non-zero segment, the strongest one.
 MIN_TINT, MAX_TINT = 0.25, 0.75
@@ -32,9 +33,11 @@ class ImageSegments:
     best_segment: np.ndarray  # (n_concepts,) the segment that gives each concept its score
 
     @classmethod
-    def of(cls, segments: dict, row: int) -> ImageSegments:
+    def of(cls, segments: dict, workspace, row: int) -> ImageSegments:
+        """Row ``row`` of ``segments``, range-checked against ``workspace`` (``WorkspaceError`` if damaged)."""
+        values = segment_row(segments, workspace, row)
         names = ("segment_maps", "top_concepts", "top_scores", "best_segment")
-        return cls(*(np.asarray(segments[name][row]) for name in names))
+        return cls(*(values[name] for name in names))
 
     def concept_scores(self, concept: int, concept_score: float) -> np.ndarray:
         """``segment_scores_for_concept`` for this image."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import shutil
 import socket
 import subprocess
@@ -82,12 +83,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def app_server(root: Path = ROOT, timeout_s: float = 60) -> Iterator[str]:
-    """``streamlit run app.py`` on a free loopback port; yields its URL, stops it on exit."""
+def app_server(root: Path = ROOT, timeout_s: float = 60, env: dict[str, str] | None = None) -> Iterator[str]:
+    """``streamlit run app.py`` on a free loopback port (``env`` added to the environment); yields its
+    URL, stops it on exit."""
     port = free_port()
     command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1"]
     command += ["--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
-    proc = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    environment = os.environ | dict(env or {})
+    proc = subprocess.Popen(command, cwd=root, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + timeout_s

@@ -223,6 +223,7 @@ def test_vocabulary_edit_rescores_into_a_new_workspace(workspace, tmp_path):
     # the tiny model lives next to the workspace's parent folder in this fixture
     copy = tmp_path / "ws"
     shutil.copytree(workspace, copy)
+    shutil.copytree(workspace.parent / "images", tmp_path / "images")  # a workspace moves with its images
     for f in (workspace.parent / "model").iterdir():
         shutil.copy(f, tmp_path / f.name)
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_vocabulary_normalisation_and_limits(tmp_path):
     words = parse_vocabulary("Dog\n\n  dog \nhot  dog\nCafé\n狗\n\n")
     assert words == ["dog", "hot dog", "café", "狗"]  # duplicates and blanks dropped, non-ASCII kept
-    with pytest.raises(VocabularyError, match=f"longer than the limit of {MAX_WORD_LENGTH}"):
+    with pytest.raises(VocabularyError, match=f"the limit is {MAX_WORD_LENGTH}"):
         parse_vocabulary("x" * (MAX_WORD_LENGTH + 1))
     with pytest.raises(VocabularyError, match="no words"):
         parse_vocabulary("\n \n")

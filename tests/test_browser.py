@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conceptkd_tools.screenshots import app_server, chromium_path, launch
+from browser_app import app_server, chromium_path, launch, settle
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ["Setup", "Students", "Concepts", "Images", "Tune", "History"]
@@ -21,15 +21,6 @@ pytestmark = pytest.mark.skipif(chromium_path() is None, reason="needs Debian's 
 def server():
     with app_server() as url:
         yield url
-
-
-def settle(page) -> None:
-    """Wait until app.py has run (its sidebar is there) and Streamlit has finished the script."""
-    page.wait_for_selector('[data-testid="stApp"]', timeout=60000)
-    page.get_by_text("Workspace folder").wait_for(timeout=60000)
-    page.wait_for_timeout(500)
-    page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60000)
-    page.wait_for_timeout(300)
 
 
 def test_every_page_and_a_slider_in_chromium(server, tmp_path):

@@ -146,7 +146,7 @@ def test_offline_pretrained_tag_fails_fast_with_instructions():
     import time
 
     t0 = time.time()
-    with pytest.raises(ClipLoadError, match="Offline\\?.*checkpoint=FILE"):
+    with pytest.raises(ClipLoadError, match="Cannot download the .openai. weights.*--checkpoint FILE"):
         load_clip("ViT-B-32", pretrained="openai")
     assert time.time() - t0 < 30
 
@@ -257,7 +257,7 @@ def test_voc_layout(tmp_path):
     [
         ("path,cat\na.png,1\n", "missing column 'image'"),
         ("image,cat\na.png,2\n", "label for image 'a.png', class 'cat' is '2'; expected 0 or 1"),
-        ("image,cat\n../../etc/passwd,1\n", "escapes the image root"),
+        ("image,cat\n../../etc/passwd,1\n", "'../../etc/passwd' \\(row 0\\) is not allowed"),
         ("image,image_id,cat\na.png,x,1\nb.png,x,0\n", "duplicate image id 'x'"),
     ],
 )

@@ -2,6 +2,7 @@
 spec is one clear line, and a workspace's recorded teacher is rebuilt to score as it did."""
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -160,7 +161,8 @@ def test_recorded_teachers_that_cannot_be_rebuilt_say_why(demo_workspace, tmp_pa
         assert recorded_teacher_spec(workspace(teacher)) is None
         with pytest.raises(TeacherError, match=re.escape(f"cannot rebuild its teacher here: {why}")):
             teacher_from_workspace(workspace(teacher))
-    bad_mean = demo_workspace.meta["teacher"] | {"source": str(DEMO_DIR / "teacher.pt"), "mean": [0.5]}
+    shutil.copy(DEMO_DIR / "teacher.pt", tmp_path / "teacher.pt")  # beside the workspace: found by its SHA-256
+    bad_mean = demo_workspace.meta["teacher"] | {"source": "../teacher.pt", "mean": [0.5]}
     with pytest.raises(TeacherError, match="recorded preprocessing is unusable: Got image_size 64, mean \\[0.5\\]"):
         teacher_from_workspace(workspace(bad_mean))
     assert recorded_n_segments(workspace({})) == defaults.N_SEGMENTS

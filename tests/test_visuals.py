@@ -73,7 +73,7 @@ def test_image_waterfall_matches_the_students_score_and_decision(demo):
 def test_segment_shares_sum_to_the_score_without_the_bias(demo):
     explorer, session = demo
     for r, c in [(0, 0), (5, 6), (123, 14)]:
-        seg = ImageSegments.of(explorer.segments, r)
+        seg = ImageSegments.of(explorer.segments, explorer.workspace, r)
         contributions = concept_contributions(session, r, c)
         shares = seg.shares(contributions)
         assert shares.shape == (64,)

@@ -14,6 +14,14 @@ from typing import NamedTuple
 import streamlit as st
 
 from conceptkd_core.explorer import Explorer, new_session, open_explorer
+from conceptkd_core.store.locations import (
+    MAX_PATH_CHARS,
+    PathRefused,
+    allowed_roots,
+    display_path,
+    resolve_typed_path,
+    without_server_paths,
+)
 from conceptkd_core.store.workspace import WorkspaceError
 from conceptkd_core.students.session import TuningSession
 
@@ -60,6 +68,9 @@ def navigation_sections() -> dict[str, list]:
 
 
 DEFAULT_WORKSPACE = Path(os.environ.get("CONCEPTKD_WORKSPACE", ROOT / "data" / "demo" / "workspace"))
+# Where a visitor may open workspaces from (store.locations: the app's data/ and workspaces/ folders
+# and the default workspace's folder, or $CONCEPTKD_WORKSPACE_ROOTS).
+ALLOWED_ROOTS = allowed_roots(ROOT, DEFAULT_WORKSPACE)
 
 
 @st.cache_resource(show_spinner="Loading workspace…", max_entries=4)
@@ -68,20 +79,46 @@ def get_explorer(root: str) -> Explorer:
     return open_explorer(root)
 
 
+def shown(message: object) -> str:
+    """A message as a visitor may read it: no absolute path of the server's folders."""
+    return without_server_paths(str(message), ALLOWED_ROOTS, ROOT)
+
+
+def _workspace_typed() -> None:
+    """Callback of the workspace box: open what was typed if it is allowed, else say why."""
+    try:
+        path = resolve_typed_path(st.session_state["workspace_input"], ALLOWED_ROOTS)
+    except PathRefused as exc:
+        st.session_state["workspace_refused"] = str(exc)
+        return
+    st.session_state.pop("workspace_refused", None)
+    st.session_state["workspace_root"] = str(path)
+    st.session_state["workspace_shown"] = display_path(path, ALLOWED_ROOTS)
+
+
 def sidebar() -> None:
     with st.sidebar:
-        if "workspace_pending" in st.session_state:  # a workspace Setup has just made
-            st.session_state["workspace_input"] = st.session_state.pop("workspace_pending")
+        # The box shows the open workspace as <allowed root>/<path>. When code switched the workspace
+        # (at start, after adding images or re-scoring), the box is set here, before it is drawn:
+        # a widget's value cannot be set once the widget exists in the run.
+        folder = display_path(st.session_state.get("workspace_root", DEFAULT_WORKSPACE), ALLOWED_ROOTS)
+        if st.session_state.get("workspace_shown") != folder:
+            st.session_state["workspace_shown"] = st.session_state["workspace_input"] = folder
         st.text_input(
             "Workspace folder",
-            value=str(st.session_state.get("workspace_root", DEFAULT_WORKSPACE)),
             key="workspace_input",
-            help="A folder made by `python -m conceptkd_core extract`.",
+            max_chars=MAX_PATH_CHARS,
+            on_change=_workspace_typed,
+            help="A folder made by `python -m conceptkd_core extract`, inside one of the folders this server "
+            f"allows ({', '.join(root.name + '/' for root in ALLOWED_ROOTS)}), e.g. data/demo/workspace.",
         )
-        st.session_state["workspace_root"] = st.session_state["workspace_input"]
+        if st.session_state.get("workspace_refused"):
+            st.error(st.session_state["workspace_refused"])
         state = current()
         if state:
             explorer, session = state
+            for notice in explorer.notices:
+                st.warning(shown(notice))
             classes = list(explorer.classes)
             index = classes.index(st.session_state["class"]) if st.session_state.get("class") in classes else 0
             st.selectbox("Class", classes, index=index, key="class_input")
@@ -93,9 +130,9 @@ def current() -> tuple[Explorer, TuningSession] | None:
     root = st.session_state.get("workspace_root", str(DEFAULT_WORKSPACE))
     try:
         explorer = get_explorer(str(Path(root).resolve()))
-    except WorkspaceError as exc:
+    except (WorkspaceError, OSError) as exc:
         st.session_state.pop("tuning", None)
-        st.warning(f"No workspace to show: {exc}")
+        st.warning(f"No workspace to show: {shown(exc)}")
         st.caption(
             "Make one with `python -m conceptkd_core extract --images … --out WORKSPACE` "
             "(see README), then enter its folder in the sidebar."

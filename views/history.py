@@ -5,7 +5,7 @@ import streamlit as st
 
 from conceptkd_core.explorer import import_session, resume_session, saved_sessions
 from conceptkd_core.students.session import TuningError
-from views.common import current
+from views.common import current, shown
 
 EDIT_COLUMNS = {
     "#": st.column_config.NumberColumn("#", format="%d", width="small"),
@@ -45,7 +45,9 @@ if state:
             "class": ", ".join(explorer.classes[c] for c in e.classes),
             "concept": explorer.vocabulary[e.concept] if e.concept is not None else "",
             "held-out AP after": "; ".join(
-                f"{v['student_ap']:.3f}" for v in e.metrics_after.values() if v["student_ap"] is not None
+                f"{v['student_ap']:.3f}"
+                for v in e.metrics_after.values()
+                if isinstance(v, dict) and isinstance(v.get("student_ap"), (int, float))
             ),
         }
         for i, e in enumerate(session.events)
@@ -67,18 +69,26 @@ if state:
         mime="application/json",
         icon=":material/download:",
     )
-    upload = st.file_uploader("Import a saved log", type=["json"])
-    if upload is not None:
+    upload = st.file_uploader("Import a saved log", type=["json"], key="import_log")
+    # The uploader keeps its file across reruns: import each file once, then keep its outcome.
+    if upload is not None and st.session_state.get("imported_file") != upload.file_id:
+        st.session_state["imported_file"] = upload.file_id
         try:
             restored = import_session(explorer, upload.getvalue(), session.autosave_path)
             st.session_state["tuning"] = restored
-            st.success(f"Imported {len(restored.events)} edits.")
-        except TuningError as exc:
-            st.error(str(exc))
+            st.session_state["import_outcome"] = ("success", f"Imported {len(restored.events)} edits.")
+        except (TuningError, ValueError) as exc:
+            st.session_state["import_outcome"] = ("error", f"Not imported: {shown(exc)}")
+    if upload is not None and "import_outcome" in st.session_state:
+        kind, message = st.session_state["import_outcome"]
+        (st.success if kind == "success" else st.error)(message)
 
     st.subheader("Autosaved sessions")
     saved = saved_sessions(explorer)
     others = saved[saved["session_id"] != session.session_id]
+    damaged, others = others[others["problem"] != ""], others[others["problem"] == ""]
+    for row in damaged.itertuples():
+        st.warning(f"Autosave {row.session_id} ({row.modified}) cannot be resumed: {shown(row.problem)}")
     if others.empty:
         st.caption("No other autosaved session of this workspace.")
     else:
@@ -88,5 +98,5 @@ if state:
             try:
                 st.session_state["tuning"] = resume_session(explorer, others.set_index("session_id").loc[pick, "path"])
                 st.rerun()
-            except TuningError as exc:
-                st.error(str(exc))
+            except (TuningError, ValueError, OSError) as exc:
+                st.error(f"Not resumed: {shown(exc)}")

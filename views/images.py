@@ -12,7 +12,8 @@ from conceptkd_core import palette
 from conceptkd_core.explorer import concept_contributions, disagreement_table, image_waterfall, rows_where_concept_fires
 from conceptkd_core.images import ImageError
 from conceptkd_core.overlays import ImageSegments, concept_overlay, contribution_overlay, label_overlay
-from views.common import current, selected_class
+from conceptkd_core.store.workspace import WorkspaceError
+from views.common import current, selected_class, shown
 from views.draw import (
     colour_key,
     detail_image,
@@ -73,7 +74,7 @@ def image_grid(explorer, session, c: int, rows: np.ndarray, shown: int) -> None:
 def overlays(explorer, session, r: int, c: int, image: np.ndarray, concept: str) -> None:
     """Three views of the image's segments: their share of the class's score, their score for the
     concept in focus, and their top concept."""
-    seg = ImageSegments.of(explorer.segments, r)
+    seg = ImageSegments.of(explorer.segments, explorer.workspace, r)
     shares, for_concept, labelled = st.tabs(["Share of the score", "Concept", "Top concept"])
     shares.image(
         contribution_overlay(image, seg.segment_map, seg.shares(concept_contributions(session, r, c))),
@@ -150,8 +151,13 @@ def image_detail(explorer, session, c: int, r: int, concept: str) -> None:
     except ImageError as exc:
         st.error(str(exc))
         image = None
-    if image is not None and explorer.segments is not None:
-        overlays(explorer, session, r, c, image, concept)
+    if explorer.segments_problem:
+        st.warning(f"No segment overlays: {shown(explorer.segments_problem)}")
+    elif image is not None and explorer.segments is not None:
+        try:
+            overlays(explorer, session, r, c, image, concept)
+        except WorkspaceError as exc:
+            st.warning(f"No segment overlays for this image: {shown(exc)}")
     why(explorer, session, r, c)
 
 

@@ -1,13 +1,15 @@
 """Configuration view: the workspace's images, classes, vocabulary, model and teacher."""
 
+import re
+
 import pandas as pd
 import streamlit as st
 
 from conceptkd_core.extract.add_images import ALLOWED_SUFFIXES, MAX_UPLOAD_BYTES, add_images, check_uploads
 from conceptkd_core.extract.rescore import find_checkpoint, rescore, rescored_folder
 from conceptkd_core.extract.teacher_registry import recorded_teacher_spec, teacher_from_workspace
-from conceptkd_core.vocabulary import VocabularyError, parse_vocabulary
-from views.common import current
+from conceptkd_core.vocabulary import MAX_VOCABULARY_BYTES, VocabularyError, read_vocabulary_text
+from views.common import current, shown
 
 
 @st.cache_resource(show_spinner="Loading CLIP…", max_entries=1)
@@ -46,10 +48,16 @@ def progress_bar():
 
 
 def switch_to(workspace, message: str) -> None:
+    """Open ``workspace`` and say so. The sidebar's folder box is already drawn in this run, so
+    the box is left to the sidebar of the next run (``st.rerun``), which shows the message."""
     st.session_state["workspace_root"] = str(workspace.root)
-    # The sidebar's input is drawn already in this run; it takes the new folder at the next one.
-    st.session_state["workspace_pending"] = str(workspace.root)
-    st.success(message)
+    st.session_state["setup_notice"] = message
+    st.rerun()
+
+
+def plain(text: object) -> str:
+    """``text`` with Markdown's special characters escaped: words and names from the data are shown, not rendered."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$])", r"\\\1", str(text))
 
 
 def image_adder(explorer) -> None:
@@ -81,12 +89,12 @@ def image_adder(explorer) -> None:
     target = ws.root.with_name(f"{ws.root.name}-plus-{ws.n_images + len(checked.accepted)}")
     if st.button(f"Add {len(checked.accepted)} images → {target.name}"):
         bar, update = progress_bar()
-        clip = get_clip(*map(str, found))
         try:
+            clip = get_clip(*map(str, found))
             teacher = get_teacher(ws.workspace_id, ws, clip)
             merged = add_images(ws, checked.accepted, present, clip, teacher, target, update)
-        except (ValueError, OSError) as exc:
-            st.error(f"Could not add the images: {exc}")
+        except (ValueError, OSError, RuntimeError) as exc:
+            st.error(f"Could not add the images: {shown(exc)}")
             return
         bar.progress(1.0, text="Done")
         switch_to(
@@ -103,28 +111,31 @@ def vocabulary_editor(explorer) -> None:
         "Concept words, one per line (edit, then re-score)",
         "\n".join(ws.vocabulary),
         height=220,
+        max_chars=MAX_VOCABULARY_BYTES,
         key=f"vocab_{ws.workspace_id}",
     )
     try:
-        words = parse_vocabulary(text)
+        words, duplicates = read_vocabulary_text(text)
     except VocabularyError as exc:
         st.error(str(exc))
         return
+    if duplicates:
+        st.caption(f"{len(duplicates)} duplicate words dropped: {plain(', '.join(duplicates[:8]))}")
     added = [w for w in words if w not in ws.vocabulary]
     removed = [w for w in ws.vocabulary if w not in words]
     if not added and not removed:
         st.caption(f"{len(words)} concepts.")
         return
     st.write(
-        f"{len(added)} added ({', '.join(added[:8])}{'…' if len(added) > 8 else ''}), "
-        f"{len(removed)} removed ({', '.join(removed[:8])}{'…' if len(removed) > 8 else ''})."
+        f"{len(added)} added ({plain(', '.join(added[:8]))}{'…' if len(added) > 8 else ''}), "
+        f"{len(removed)} removed ({plain(', '.join(removed[:8]))}{'…' if len(removed) > 8 else ''})."
     )
     found = checkpoint_of(ws.workspace_id, ws)
     if found is None:
         model = ws.meta["model"]
         st.info(
-            f"Concept scores need this workspace's CLIP ({model.get('name')}, "
-            f"{model.get('pretrained') or 'a local checkpoint'}), "
+            f"Concept scores need this workspace's CLIP ({plain(model.get('name'))}, "
+            f"{plain(model.get('pretrained') or 'a local checkpoint')}), "
             "which this server cannot find, so they cannot be recomputed here. Save the words to a file and run "
             "`python -m conceptkd_core extract … --vocabulary FILE` (see README)."
         )
@@ -132,7 +143,11 @@ def vocabulary_editor(explorer) -> None:
     target = rescored_folder(ws, words)
     if st.button(f"Re-score {ws.n_images} images with this vocabulary → {target.name}"):
         bar, update = progress_bar()
-        result = rescore(ws, words, get_clip(*map(str, found)), update)
+        try:
+            result = rescore(ws, words, get_clip(*map(str, found)), update)
+        except (ValueError, OSError, RuntimeError) as exc:
+            st.error(f"Could not re-score: {shown(exc)}")
+            return
         bar.progress(1.0, text="Done")
         switch_to(
             result.workspace,
@@ -142,6 +157,8 @@ def vocabulary_editor(explorer) -> None:
 
 
 st.title("Setup")
+if "setup_notice" in st.session_state:  # set by switch_to before its rerun
+    st.success(st.session_state.pop("setup_notice"))
 state = current()
 if state:
     explorer, _ = state
@@ -162,8 +179,8 @@ if state:
     cols[3].metric("Splits", ", ".join(sorted(set(ws.splits))))
     model = ws.meta["model"]
     st.markdown(
-        f"**CLIP:** `{model.get('name')}` · weights: `{model.get('pretrained') or 'local checkpoint'}` · "
-        f"**teacher:** `{ws.meta['teacher'].get('kind')}`"
+        f"**CLIP:** {plain(model.get('name'))} · weights: {plain(model.get('pretrained') or 'local checkpoint')} · "
+        f"**teacher:** {plain(ws.meta['teacher'].get('kind'))}"
     )
     st.subheader("Classes")
     st.dataframe(

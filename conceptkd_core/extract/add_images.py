@@ -136,7 +136,8 @@ def add_images(
         teacher=workspace.meta["teacher"],
         image_root=os.path.relpath(root, out.resolve()),
         concept_dtype=workspace.meta.get("concept_dtype", "float16"),
-        extra=extra | {"image_root_absolute": str(root), "added_images": len(new) + int(extra.get("added_images", 0))},
+        extra={k: v for k, v in extra.items() if k not in ("image_root_absolute", "extraction")}
+        | {"added_images": len(new) + int(extra.get("added_images", 0))},
     )
     shutil.rmtree(out / ".added", ignore_errors=True)
     return merged

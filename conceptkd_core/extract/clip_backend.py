@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import socket
 import threading
@@ -103,6 +104,28 @@ def _hub_offline(offline: bool):
         constants.HF_HUB_OFFLINE = previous
 
 
+class _DropOpenClipRecords(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "open_clip" not in record.pathname
+
+
+@contextlib.contextmanager
+def _quiet_open_clip_logs():
+    """Drop the log records open_clip writes to the root logger while it builds a model."""
+    root, dropper = logging.getLogger(), _DropOpenClipRecords()
+    root.addFilter(dropper)
+    try:
+        yield
+    finally:
+        root.removeFilter(dropper)
+
+
+def _short(text: str, limit: int = 300) -> str:
+    """The first line of ``text``, cut at a word boundary with an ellipsis when longer than ``limit``."""
+    line = " ".join(text.splitlines()[0].split()) if text.strip() else "no details"
+    return line if len(line) <= limit else line[:limit].rsplit(" ", 1)[0] + " …"
+
+
 def load_state_dict_safely(path: str | os.PathLike) -> dict:
     """Tensors from a .safetensors file or a torch file loaded with ``weights_only=True``."""
     path = Path(path)
@@ -170,24 +193,36 @@ def load_clip(
             f"Unknown open_clip model {name!r}; e.g. ViT-B-16, ViT-B-32, ViT-L-14, or a JSON config path"
         )
     checkpoint_sha = None
+    if pretrained:
+        tags = open_clip.list_pretrained_tags_by_model(name)
+        if pretrained not in tags:
+            raise ClipLoadError(
+                f"Unknown pretrained tag {pretrained!r} for {name!r}; its tags are "
+                f"{', '.join(tags) or 'none (use a local weights file)'}. Local weights: --checkpoint FILE."
+            )
+    online = bool(checkpoint) or _hub_reachable()
     try:
-        if checkpoint:
-            model = open_clip.create_model(name, pretrained=None, device="cpu")
-            state = load_state_dict_safely(checkpoint)
-            try:
-                model.load_state_dict(state, strict=True)
-            except RuntimeError as exc:
-                raise ClipLoadError(f"Checkpoint {checkpoint} does not fit {name!r}: {str(exc)[:400]}") from None
-            checkpoint_sha = sha256_file(checkpoint)
-        else:
-            with _hub_offline(not _hub_reachable()):
-                model = open_clip.create_model(name, pretrained=pretrained, device="cpu", require_pretrained=True)
+        # open_clip logs its own notes (a randomly initialised model before the checkpoint is loaded,
+        # a failed download): the ClipLoadError below says what matters, once.
+        with _quiet_open_clip_logs():
+            if checkpoint:
+                model = open_clip.create_model(name, pretrained=None, device="cpu")
+                state = load_state_dict_safely(checkpoint)
+                try:
+                    model.load_state_dict(state, strict=True)
+                except RuntimeError as exc:
+                    raise ClipLoadError(f"Checkpoint {checkpoint} does not fit {name!r}: {_short(str(exc))}") from None
+                checkpoint_sha = sha256_file(checkpoint)
+            else:
+                with _hub_offline(not online):
+                    model = open_clip.create_model(name, pretrained=pretrained, device="cpu", require_pretrained=True)
     except ClipLoadError:
         raise
     except Exception as exc:
+        where = f"{HUB_HOST} cannot be reached from this machine" if not online else _short(str(exc))
         raise ClipLoadError(
-            f"Could not load {name!r} weights {pretrained!r}: {str(exc).splitlines()[0][:300]}. Offline? Download the "
-            "weights on a connected machine (they are cached under ~/.cache/huggingface) or pass checkpoint=FILE."
+            f"Cannot download the {pretrained!r} weights of {name!r}: {where}. Fetch them once on a connected "
+            "machine (they are cached under ~/.cache/huggingface), or use a local weights file: --checkpoint FILE."
         ) from None
     model = model.to(device).eval()
     visual = model.visual

@@ -6,6 +6,13 @@ or Ctrl-C loses at most the batch in flight. Unreadable images are skipped, coun
 (``OUT/extraction_report.json``), never fatal. The last step assembles a normal workspace,
 streaming shard by shard so a million images never sit in memory at once.
 
+Resume and rerun never mix: the plan (``OUT/.extract/plan.json``) and the finished workspace's
+metadata record every setting the result depends on (images and labels, CLIP, teacher,
+vocabulary, segments per image; the plan also the batch size). Resuming with other settings is
+refused with a message naming them; rerunning on a finished workspace with the same settings
+does nothing ("up to date"), and with other settings is refused unless ``overwrite`` is given,
+which removes the old workspace and its caches (students, Gram statistics) first.
+
 Who computes the shards is pluggable (an *engine*): by default this process, one batch after
 the other; ``ray_engine.RayEngine`` spreads them over a Ray cluster. Both return the same shard
 contents, and everything around them (plan, resume, assembly) is this module's, so the
@@ -14,6 +21,7 @@ workspace is the same whichever engine made it.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -27,11 +35,12 @@ from typing import Protocol
 import numpy as np
 
 from ..datasets import ImageSet
-from ..defaults import DEFAULT_TEACHER, N_SEGMENTS
+from ..defaults import DEFAULT_TEACHER, MAX_SEGMENTS, N_SEGMENTS
 from ..images import load_rgb, square_resize
 from ..store.atomic_io import atomic_write, atomic_write_json, atomic_write_npy_rows
-from ..store.side_files import SEGMENT_ARRAYS, segment_file
-from ..store.workspace import Workspace, write_workspace
+from ..store.side_files import REPORT_FILE, SEGMENT_ARRAYS, SESSIONS_DIR, clear_workspace, segment_file
+from ..store.strict_json import StrictJSONError, canonical_sha256, loads_strict
+from ..store.workspace import META_FILE, Workspace, WorkspaceError, load_workspace, read_meta, write_workspace
 from ..vocabulary import vocabulary_hash
 from .clip_backend import ClipModel, concept_embeddings, dense_patch_features, load_clip, to_model_input
 from .segments import concepts_for_image, superpixels
@@ -39,7 +48,17 @@ from .teacher_registry import create_teacher
 from .teachers import ClipZeroShotTeacher, Teacher
 
 PARTIAL_DIR = ".extract"
-REPORT_FILE = "extraction_report.json"
+PLAN_FILE = "plan.json"
+# What each recorded setting is, for the message that names the ones that changed.
+SETTING_NAMES = {
+    "images": "number of images",
+    "images_sha256": "images or labels",
+    "model_sha256": "CLIP model or weights",
+    "teacher_sha256": "teacher",
+    "vocabulary_sha256": "vocabulary",
+    "n_segments": "segments per image",
+    "batch_size": "batch size",
+}
 
 
 class ExtractionError(RuntimeError):
@@ -61,6 +80,7 @@ class ExtractionResult:
     failures: list[dict] = field(default_factory=list)
     computed: int = 0
     resumed: int = 0
+    up_to_date: bool = False  # the workspace was already there, made with these very settings
 
 
 @dataclass(frozen=True)
@@ -130,14 +150,96 @@ def shard_from_bytes(data: bytes) -> dict:
         return {key: archive[key] for key in archive.files}
 
 
-def _plan(images: ImageSet, clip: ClipModel, teacher: Teacher, vocabulary: Sequence[str], batch_size: int) -> dict:
+def _identity_sha256(identity: dict) -> str:
+    """A model's or teacher's identity without where its file was (its content hash stays)."""
+    return canonical_sha256({key: value for key, value in identity.items() if key != "source"})
+
+
+def extraction_settings(
+    images: ImageSet, clip: ClipModel, teacher: Teacher, vocabulary: Sequence[str], n_segments: int
+) -> dict:
+    """Everything a workspace's content depends on, as recorded in its metadata (``extra.extraction``)."""
+    digest = hashlib.sha256()
+    for part in (images.image_ids, images.paths, images.splits, images.classes):
+        digest.update(json.dumps(list(part), ensure_ascii=False).encode("utf-8"))
+    digest.update(np.ascontiguousarray(images.labels, dtype=np.uint8).tobytes())
     return {
-        "image_ids": list(images.image_ids),
-        "model": clip.identity,
-        "teacher": teacher.identity,
+        "images": len(images),
+        "images_sha256": digest.hexdigest(),
+        "model_sha256": _identity_sha256(clip.identity),
+        "teacher_sha256": _identity_sha256(teacher.identity),
         "vocabulary_sha256": vocabulary_hash(vocabulary),
-        "batch_size": batch_size,
+        "n_segments": int(n_segments),
     }
+
+
+def _changed_settings(recorded: object, wanted: dict) -> str:
+    """The settings that differ, named, with both values where they are short ('' if none differ)."""
+    if not isinstance(recorded, dict):
+        return "the settings it was made with (not recorded: made by an older ConceptKD, or damaged)"
+    changed = []
+    for key, value in wanted.items():
+        if recorded.get(key) != value:
+            then = recorded.get(key, "not recorded")
+            shown = f" ({then} then, {value} now)" if isinstance(value, int) else ""
+            changed.append(f"{SETTING_NAMES[key]}{shown}")
+    return ", ".join(changed)
+
+
+def _read_plan(path: Path) -> object:
+    try:
+        return loads_strict(path.read_bytes(), 2**20)
+    except (StrictJSONError, OSError):
+        return None
+
+
+def _prepare_output(out: Path, settings: dict, plan: dict, overwrite: bool) -> Workspace | None:
+    """Check what ``out`` holds before extracting into it. Returns the finished workspace when it
+    was made with ``settings`` (nothing to do); else makes way for the extraction (resume, fresh
+    start, or with ``overwrite`` a rebuild), or raises ExtractionError saying why it will not."""
+    if out.exists() and not out.is_dir():
+        raise ExtractionError(f"{out} is a file; expected a folder for the workspace")
+    known = {META_FILE, PARTIAL_DIR, REPORT_FILE, SESSIONS_DIR, "segments", "students.json", "gram.npz"}
+    known |= {"manifest.parquet", "vocabulary.txt", "concepts.npy", "teacher_logits.npy"}
+    # Names starting with "." are ours too: the shards' folder and temporary files of atomic writes.
+    names = [p.name for p in out.iterdir()] if out.is_dir() else []
+    strangers = sorted(name for name in names if name not in known and not name.startswith("."))
+    if strangers:
+        raise ExtractionError(
+            f"{out} is not empty and holds no workspace (e.g. {strangers[0]!r}); choose a new or empty folder"
+        )
+    partial, plan_path = out / PARTIAL_DIR, out / PARTIAL_DIR / PLAN_FILE
+    if plan_path.is_file():
+        changed = _changed_settings(_read_plan(plan_path), plan)
+        if changed and not overwrite:
+            raise ExtractionError(
+                f"{out} holds an unfinished extraction made with other settings: {changed}. Run the same "
+                "command as before to resume it, or add --overwrite to start over"
+            )
+        if changed:
+            shutil.rmtree(partial)
+        return None
+    if not (out / META_FILE).is_file():
+        return None
+    try:
+        recorded = read_meta(out).get("extra", {}).get("extraction")
+    except WorkspaceError as exc:
+        if not overwrite:
+            raise ExtractionError(f"{exc}; add --overwrite to rebuild the workspace") from None
+        recorded = None
+    changed = _changed_settings(recorded, settings)
+    if not changed and not overwrite:
+        try:
+            return load_workspace(out)
+        except WorkspaceError as exc:
+            raise ExtractionError(f"{exc}; add --overwrite to rebuild the workspace") from None
+    if not overwrite:
+        raise ExtractionError(
+            f"{out} holds a finished workspace made with other settings: {changed}. Add --overwrite to replace "
+            "it (its students and Gram statistics are rebuilt, tuning sessions kept), or choose another folder"
+        )
+    clear_workspace(out)
+    return None
 
 
 def _shard_path(partial: Path, start: int) -> Path:
@@ -202,11 +304,15 @@ def extract(
     text_cache: str | Path | None = None,
     extra_meta: dict | None = None,
     engine: Engine | None = None,
+    overwrite: bool = False,
 ) -> ExtractionResult:
     """Extract ``images`` into the workspace folder ``out`` (resuming a previous run there).
 
     ``clip`` and ``teacher`` name the models in the workspace and make the concept text
     embeddings; ``engine`` computes the shards (default: ``local_engine(clip, teacher)``).
+    A finished workspace made with the same settings is returned as it is (``up_to_date``);
+    one made with other settings, or an unfinished run with other settings, is refused
+    (ExtractionError naming them) unless ``overwrite``.
     """
     out = Path(out)
     if tuple(teacher.classes) != tuple(images.classes):
@@ -220,16 +326,16 @@ def extract(
     check = getattr(teacher, "check_covers", None)
     if check:
         check(images.image_ids)
+    if not 1 <= n_segments <= MAX_SEGMENTS:
+        raise ExtractionError(f"segments per image must be 1..{MAX_SEGMENTS}; got {n_segments}")
     partial = out / PARTIAL_DIR
-    plan = _plan(images, clip, teacher, vocabulary, batch_size)
-    plan_path = partial / "plan.json"
-    if plan_path.is_file():
-        if json.loads(plan_path.read_text()) != plan:
-            raise ExtractionError(
-                f"{out} holds an unfinished extraction with different images, model, teacher, vocabulary or batch "
-                f"size. Use another --out, or delete {partial} to start over."
-            )
-    else:
+    settings = extraction_settings(images, clip, teacher, vocabulary, n_segments)
+    plan = settings | {"batch_size": batch_size}
+    finished = _prepare_output(out, settings, plan, overwrite)
+    if finished is not None:
+        return ExtractionResult(finished, up_to_date=True)
+    plan_path = partial / PLAN_FILE
+    if not plan_path.is_file():
         atomic_write_json(plan_path, plan)
     for leftover in partial.glob(".*.tmp"):  # temp files of writes a crash cut short
         leftover.unlink(missing_ok=True)
@@ -253,7 +359,7 @@ def extract(
         raise ExtractionError(
             f"{len(missing)} batches were not computed (first at image {missing[0]}); run again to resume"
         )
-    extra_meta = (extra_meta or {}) | {"n_segments": n_segments}
+    extra_meta = (extra_meta or {}) | {"n_segments": n_segments, "extraction": settings}
     return _assemble(images, out, clip, teacher, vocabulary, starts, computed, resumed, extra_meta)
 
 
@@ -308,8 +414,7 @@ def _assemble(images, out, clip, teacher, vocabulary, starts, computed, resumed,
         model=clip.identity,
         teacher=teacher.identity,
         image_root=os.path.relpath(images.root, out.resolve()),
-        extra=(extra_meta or {})
-        | {"segments": list(SEGMENT_ARRAYS), "skipped_images": len(failures), "image_root_absolute": str(images.root)},
+        extra=(extra_meta or {}) | {"segments": list(SEGMENT_ARRAYS), "skipped_images": len(failures)},
     )
     del concepts
     atomic_write_json(out / REPORT_FILE, {"images": len(images), "extracted": n_ok, "skipped": failures})

@@ -18,6 +18,7 @@ Specs:
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING
 from ..defaults import IMAGENET_MEAN, IMAGENET_STD, TEACHER_IMAGE_SIZE
 from ..images import Preprocessing
 from ..store.atomic_io import find_by_sha256
+from ..store.validation import is_absolute_path
 from ..store.workspace import Workspace
 from .teachers import ClipZeroShotTeacher, LogitsFileTeacher, Teacher, TeacherError, TorchTeacher
 
@@ -105,12 +107,23 @@ def recorded_teacher_spec(workspace: Workspace, search: Sequence[str | os.PathLi
     recorded = workspace.meta.get("teacher", {})
     if recorded.get("kind") == CLIP_ZERO_SHOT:
         return CLIP_ZERO_SHOT
-    if recorded.get("kind") != "torch" or not recorded.get("sha256"):
+    sha256 = recorded.get("sha256")
+    if recorded.get("kind") != "torch" or not isinstance(sha256, str) or not re.fullmatch(r"[0-9a-f]{64}", sha256):
         return None
-    first = [Path(recorded["source"])] if recorded.get("source") else []
     folders = [Path(p) for p in search] + [workspace.root, workspace.root.parent]
-    found = find_by_sha256(recorded["sha256"], folders, TORCHSCRIPT_SUFFIXES, first=first)
+    found = find_by_sha256(sha256, folders, TORCHSCRIPT_SUFFIXES, first=_recorded_file(workspace, recorded))
     return str(found) if found else None
+
+
+def _recorded_file(workspace: Workspace, recorded: dict) -> list[Path]:
+    """The teacher file the metadata names, when it is a relative path that stays beside the
+    workspace (in its folder or the one holding it); metadata never sends the reader elsewhere."""
+    source = recorded.get("source")
+    if not isinstance(source, str) or not source or "\0" in source or is_absolute_path(source):
+        return []
+    near = workspace.root.parent
+    candidate = (workspace.root / source).resolve()
+    return [candidate] if candidate.suffix in TORCHSCRIPT_SUFFIXES and near in candidate.parents else []
 
 
 def teacher_from_workspace(
@@ -147,16 +160,17 @@ def teacher_from_workspace(
 
 def _why_not(recorded: dict) -> str:
     kind = recorded.get("kind")
+    source = Path(str(recorded.get("source") or "")).name[:80]
     if kind == "logits-file":
-        return f"it is a logits file ({recorded.get('source')}), which has no logits for new images"
+        return f"it is a logits file ({source}), which has no logits for new images"
     if kind == "torch" and recorded.get("sha256"):
         return (
-            f"no TorchScript file with SHA-256 {recorded['sha256'][:12]}… at {recorded.get('source')}, "
+            f"no TorchScript file with SHA-256 {str(recorded['sha256'])[:12]}… ({source}) "
             "in the workspace's folder or its parent"
         )
     if kind == "torch":
         return "it was a torch module given in memory, not a file"
-    return f"its recorded kind {kind!r} is not one of {CLIP_ZERO_SHOT}, torch, logits-file"
+    return f"its recorded kind {str(kind)[:40]!r} is not one of {CLIP_ZERO_SHOT}, torch, logits-file"
 
 
 def _clip_label(identity: dict) -> str:

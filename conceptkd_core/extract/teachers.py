@@ -136,12 +136,30 @@ class LogitsFileTeacher:
 
     @property
     def identity(self) -> dict:
-        return {"kind": "logits-file", "source": str(self.path), "classes": list(self.classes)}
+        from ..store.atomic_io import sha256_file
+
+        return {
+            "kind": "logits-file",
+            "source": str(self.path),
+            "sha256": sha256_file(self.path),
+            "classes": list(self.classes),
+        }
 
     def check_covers(self, image_ids: Sequence[str]) -> None:
         missing = [i for i in image_ids if str(i) not in self.table]
         if missing:
             raise TeacherError(f"{self.path}: no logits for {len(missing)} images, e.g. {missing[:3]}")
+
+    def check_known(self, image_ids: Sequence[str]) -> None:
+        """Refuse logits for images the dataset does not have: a file made for another image set
+        (or with mistyped ids) must not be half used."""
+        known = {str(i) for i in image_ids}
+        unknown = [i for i in self.table if i not in known]
+        if unknown:
+            raise TeacherError(
+                f"{self.path}: logits for {len(unknown)} images the labels do not list, e.g. {unknown[:3]}; "
+                "expected one row per image of the dataset"
+            )
 
     def logits(self, images, image_ids) -> np.ndarray:
         self.check_covers(image_ids)

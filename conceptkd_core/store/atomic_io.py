@@ -2,6 +2,11 @@
 
 A reader (or a process restarted after a crash) sees either the old file or the new one,
 never a half-written one.
+
+File mode: a written file gets the mode any file the user creates gets, 0666 minus the process
+umask (0644 under the usual umask 022): a workspace shared on purpose on a shared server can be
+read by the others, and a user who wants private workspaces sets umask 077. (The temporary
+files would otherwise keep ``mkstemp``'s 0600.)
 """
 
 from __future__ import annotations
@@ -16,6 +21,23 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+
+
+def _read_umask() -> int:
+    """The process umask, read without changing it where Linux shows it (``os.umask`` sets it)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_read_umask()
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -39,6 +61,7 @@ def _replacing(path: Path) -> Iterator[str]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
+        os.chmod(tmp_name, FILE_MODE)
         yield tmp_name
         with open(tmp_name, "rb+") as handle:
             os.fsync(handle.fileno())

@@ -6,10 +6,13 @@ Raises ``WorkspaceError``, which names the offending file and the problem in one
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .rows import row_chunks
 
@@ -19,6 +22,15 @@ MANIFEST_FILE = "manifest.parquet"
 CONCEPTS_FILE = "concepts.npy"
 TEACHER_LOGITS_FILE = "teacher_logits.npy"
 META_FILE = "conceptkd.json"
+# The compact segment data for overlays: one .npy per array, one row per image, in manifest order
+# (made by extract.segments, read by store.side_files).
+SEGMENTS_DIR = "segments"
+SEGMENT_ARRAYS = ("segment_maps", "top_concepts", "top_scores", "best_segment")
+SEGMENT_FILES = tuple(f"{SEGMENTS_DIR}/{name}.npy" for name in SEGMENT_ARRAYS)
+# A manifest path is refused when it is empty, absolute (also Windows-style), holds a backslash,
+# a ".." component or a control character: image paths stay under their image root.
+_BAD_RELATIVE_PATH = r"^$|^/|^[A-Za-z]:|\\|(^|/)\.\.(/|$)|[\x00-\x1f\x7f]"
+_WINDOWS_ABSOLUTE = re.compile(r"^[A-Za-z]:[\\/]")
 
 
 class WorkspaceError(ValueError):
@@ -39,6 +51,26 @@ def safe_join(root: Path, relative: str) -> Path:
     if candidate != root and root not in candidate.parents:
         raise WorkspaceError(root, f"image path {relative!r} escapes the image root")
     return candidate
+
+
+def is_absolute_path(text: str) -> bool:
+    """Whether ``text`` reads as an absolute path on POSIX or Windows (what workspace data must not hold)."""
+    return text.startswith(("/", "\\")) or bool(_WINDOWS_ABSOLUTE.match(text))
+
+
+def check_relative_paths(paths: Sequence[str] | pa.Array, manifest: Path) -> None:
+    """Refuse manifest image paths that are not plain paths below the image root (see ``_BAD_RELATIVE_PATH``)."""
+    column = paths if isinstance(paths, (pa.Array, pa.ChunkedArray)) else pa.array(list(paths), type=pa.string())
+    if pc.any(pc.is_null(column)).as_py():
+        raise WorkspaceError(manifest, "an image path is missing (null)")
+    bad = pc.match_substring_regex(column, _BAD_RELATIVE_PATH)
+    if pc.any(bad).as_py():
+        first = pc.index(bad, True).as_py()
+        raise WorkspaceError(
+            manifest,
+            f"image path {str(column[first].as_py())[:200]!r} (row {first}) is not allowed; "
+            "expected a path relative to the image root, without '..', backslashes or control characters",
+        )
 
 
 def check(condition: bool, path: Path, problem: str) -> None:

@@ -11,18 +11,25 @@ Layout of a workspace folder (schema version 1)::
 
 Optional side files (``students.json``, ``gram.npz``, ``segments/``, ``sessions/``) are
 ``store.side_files``'s: this module and that one are the only code that reads or writes a
-workspace's files.
+workspace's files. The segment arrays, written before the metadata, are recorded in it like
+the data files; the caches written later carry their own checksum (``side_files``).
 
 Every write is atomic, and ``conceptkd.json`` is written last: it names the exact bytes of
 each data file, so a workspace caught half-rewritten by a crash is reported, never loaded.
-Loading validates everything and raises ``WorkspaceError`` naming the file and the problem.
+Loading validates everything (the metadata's field types included) and raises
+``WorkspaceError`` naming the file and the problem.
+
+Paths in a workspace are relative: the image root and a teacher file are recorded relative to
+the workspace folder, manifest paths relative to the image root, and ``write_workspace``
+refuses metadata that holds an absolute path (it would leak the building machine's layout and
+break when the workspace moves).
 """
 
 from __future__ import annotations
 
 import io
-import json
 import os
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,16 +41,20 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..vocabulary import VocabularyError, parse_vocabulary, vocabulary_hash, vocabulary_text
+from ..vocabulary import MAX_WORDS, VocabularyError, parse_vocabulary, vocabulary_hash, vocabulary_text
 from .atomic_io import atomic_write, atomic_write_json, atomic_write_npy, atomic_write_text, sha256_file
+from .strict_json import StrictJSONError, loads_strict
 from .validation import (
     CONCEPT_DTYPES,
     CONCEPTS_FILE,
     MANIFEST_FILE,
     META_FILE,
+    SEGMENT_FILES,
     TEACHER_LOGITS_FILE,
     WorkspaceError,
     check,
+    check_relative_paths,
+    is_absolute_path,
     safe_join,
     validate_arrays,
 )
@@ -56,6 +67,11 @@ DATA_FILES = (MANIFEST_FILE, VOCABULARY_FILE, CONCEPTS_FILE, TEACHER_LOGITS_FILE
 # (hashing a 1M-image concept matrix would cost seconds on every load).
 FULL_VERIFY_MAX_BYTES = 512 * 2**20
 MANIFEST_BATCH_ROWS = 65536
+MAX_META_BYTES = 4 * 2**20
+MAX_CLASSES = 10000
+MAX_NAME_LENGTH = 200
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_WORKSPACE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -107,14 +123,9 @@ class Workspace:
 
     @property
     def image_root(self) -> Path:
-        """Where the images are: the recorded root (relative to the workspace, so a workspace moved
-        together with its images still finds them), else the absolute root recorded at extraction."""
-        recorded = Path(self.meta.get("image_root") or ".")
-        root = recorded if recorded.is_absolute() else (self.root / recorded).resolve()
-        fallback = self.meta.get("extra", {}).get("image_root_absolute")
-        if not root.is_dir() and fallback and Path(fallback).is_dir():
-            return Path(fallback)
-        return root
+        """Where the images are: the recorded root, relative to the workspace, so a workspace moved
+        together with its images still finds them."""
+        return (self.root / (self.meta.get("image_root") or ".")).resolve()
 
     def image_path(self, row: int) -> Path:
         """Absolute path of the image in ``row``, resolved under the image root (never outside it)."""
@@ -164,6 +175,13 @@ def write_workspace(
     root = Path(root)
     if concept_dtype not in CONCEPT_DTYPES:
         raise ValueError(f"concept_dtype must be one of {', '.join(CONCEPT_DTYPES)}; got {concept_dtype!r}")
+    if image_root is not None and (not isinstance(image_root, str) or is_absolute_path(image_root)):
+        raise WorkspaceError(
+            root / META_FILE, f"image_root {image_root!r} must be a path relative to the workspace folder"
+        )
+    teacher = _relative_teacher_source(dict(teacher), root)
+    for section, value in (("model", model), ("teacher", teacher), ("extra", extra or {})):
+        _refuse_absolute_paths(value, root / META_FILE, section)
     vocabulary = list(vocabulary)
     try:
         normalised = parse_vocabulary(vocabulary_text(vocabulary))
@@ -193,6 +211,7 @@ def write_workspace(
     validate_arrays(
         root, image_ids.astype(str), splits.astype(str), labels, classes, vocabulary, concept_matrix, teacher_logits
     )
+    check_relative_paths(paths.astype(str), root / MANIFEST_FILE)
     labels = labels.astype(np.uint8)
     teacher_logits = teacher_logits.astype(np.float32)
 
@@ -216,8 +235,10 @@ def write_workspace(
         "n_classes": len(classes),
         "concept_dtype": concept_dtype,
         "image_root": image_root,
+        # The segment arrays the extraction wrote beside the data files are covered too.
         "files": {
-            name: {"bytes": (root / name).stat().st_size, "sha256": sha256_file(root / name)} for name in DATA_FILES
+            name: {"bytes": (root / name).stat().st_size, "sha256": sha256_file(root / name)}
+            for name in DATA_FILES + tuple(f for f in SEGMENT_FILES if (root / f).is_file())
         },
         "extra": dict(extra or {}),
     }
@@ -225,36 +246,124 @@ def write_workspace(
     return load_workspace(root)
 
 
+def _relative_teacher_source(teacher: dict, root: Path) -> dict:
+    """The teacher's record with its file (``source``) relative to the workspace folder."""
+    source = teacher.get("source")
+    if isinstance(source, str) and is_absolute_path(source):
+        teacher["source"] = os.path.relpath(source, root.resolve())
+    return teacher
+
+
+def _refuse_absolute_paths(value: Any, meta_path: Path, where: str) -> None:
+    if isinstance(value, str) and is_absolute_path(value):
+        raise WorkspaceError(
+            meta_path,
+            f"{where} holds the absolute path {value[:200]!r}; workspace metadata may only hold paths "
+            "relative to the workspace",
+        )
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            _refuse_absolute_paths(item, meta_path, f"{where}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _refuse_absolute_paths(item, meta_path, where)
+
+
 # ----------------------------------------------------------------------------- loading
 def read_meta(root: str | os.PathLike) -> dict:
+    """The workspace's metadata, every field checked for its type and range (``WorkspaceError`` if not)."""
     root = Path(root)
     path = root / META_FILE
     if not root.is_dir():
         raise WorkspaceError(root, "workspace folder does not exist")
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
+        meta = loads_strict(path.read_bytes(), MAX_META_BYTES)
     except FileNotFoundError:
         raise WorkspaceError(path, f"missing: {root} is not a ConceptKD workspace (no {META_FILE})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise WorkspaceError(path, f"not valid JSON ({exc})") from None
+    except StrictJSONError as exc:
+        raise WorkspaceError(path, f"not valid: {exc}") from None
+    except OSError as exc:
+        raise WorkspaceError(path, f"cannot read ({exc.strerror or exc})") from None
     check(isinstance(meta, dict), path, "expected a JSON object")
     version = meta.get("schema_version")
     check(
-        version in SUPPORTED_SCHEMA_VERSIONS,
+        version in SUPPORTED_SCHEMA_VERSIONS and not isinstance(version, bool),
         path,
         f"unknown schema version {version!r}; this ConceptKD reads {', '.join(map(str, SUPPORTED_SCHEMA_VERSIONS))}",
     )
     for key in ("workspace_id", "vocabulary_sha256", "classes", "n_images", "n_concepts", "files", "model", "teacher"):
         check(key in meta, path, f"missing key {key!r}")
-    check(
-        isinstance(meta["classes"], list) and all(isinstance(c, str) for c in meta["classes"]),
-        path,
-        "classes must be a list of strings",
-    )
+    _check_meta_fields(meta, path)
     return meta
 
 
-def _verify_file(root: Path, name: str, record: Mapping[str, Any], verify: str) -> None:
+def _is_count(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _check_meta_fields(meta: dict, path: Path) -> None:
+    """Types and ranges of the metadata's fields: a hand-edited or damaged file is refused here,
+    before any of its values reaches a path, an allocation or a page."""
+    check(
+        isinstance(meta["workspace_id"], str) and bool(_WORKSPACE_ID.fullmatch(meta["workspace_id"])),
+        path,
+        f"workspace_id {str(meta['workspace_id'])[:80]!r} must be 1-64 letters, digits, '-' or '_'",
+    )
+    check(
+        isinstance(meta["vocabulary_sha256"], str) and bool(_HEX64.fullmatch(meta["vocabulary_sha256"])),
+        path,
+        "vocabulary_sha256 must be 64 lower-case hex digits",
+    )
+    classes = meta["classes"]
+    check(
+        isinstance(classes, list)
+        and 0 < len(classes) <= MAX_CLASSES
+        and all(isinstance(c, str) and 0 < len(c) <= MAX_NAME_LENGTH for c in classes),
+        path,
+        f"classes must be a list of 1 to {MAX_CLASSES:,} names of 1 to {MAX_NAME_LENGTH} characters",
+    )
+    check(_is_count(meta["n_images"], 1, 2**40), path, f"n_images {meta['n_images']!r} must be a whole number >= 1")
+    check(
+        _is_count(meta["n_concepts"], 1, MAX_WORDS),
+        path,
+        f"n_concepts {meta['n_concepts']!r} must be a whole number from 1 to {MAX_WORDS:,}",
+    )
+    if "n_classes" in meta:
+        check(meta["n_classes"] == len(classes), path, f"n_classes {meta['n_classes']!r} differs from the classes")
+    check(
+        meta.get("concept_dtype", "float16") in CONCEPT_DTYPES,
+        path,
+        f"concept_dtype {meta.get('concept_dtype')!r} must be one of {', '.join(CONCEPT_DTYPES)}",
+    )
+    image_root = meta.get("image_root")
+    check(
+        image_root is None
+        or (isinstance(image_root, str) and not is_absolute_path(image_root) and "\0" not in image_root),
+        path,
+        f"image_root {str(image_root)[:200]!r} must be a path relative to the workspace folder",
+    )
+    for key in ("model", "teacher"):
+        check(isinstance(meta[key], dict), path, f"{key} must be a JSON object")
+    check(isinstance(meta.get("extra", {}), dict), path, "extra must be a JSON object")
+    source = meta["teacher"].get("source")
+    check(source is None or isinstance(source, str), path, "teacher.source must be a file path or null")
+    files = meta["files"]
+    check(isinstance(files, dict), path, "files must be a JSON object")
+    for name, record in files.items():
+        check(name in DATA_FILES + SEGMENT_FILES, path, f"files names {str(name)[:80]!r}, which is no workspace file")
+        check(
+            isinstance(record, dict)
+            and _is_count(record.get("bytes"), 0, 2**50)
+            and isinstance(record.get("sha256"), str)
+            and bool(_HEX64.fullmatch(record["sha256"])),
+            path,
+            f"the record of {name} must hold bytes (a whole number) and sha256 (64 hex digits)",
+        )
+
+
+def verify_recorded_file(root: Path, name: str, record: Mapping[str, Any], verify: str = "full") -> None:
+    """Check a workspace file against its record in the metadata: size always, SHA-256 when
+    ``verify`` is "full" and the file is at most ``FULL_VERIFY_MAX_BYTES``."""
     path = root / name
     check(path.is_file(), path, "missing file")
     size = path.stat().st_size
@@ -294,7 +403,7 @@ def load_workspace(root: str | os.PathLike, *, mmap: bool = True, verify: str = 
     for name in DATA_FILES:
         record = meta["files"].get(name)
         check(isinstance(record, dict), root / META_FILE, f"no record of {name}")
-        _verify_file(root, name, record, verify)
+        verify_recorded_file(root, name, record, verify)
 
     vocab_path = root / VOCABULARY_FILE
     try:
@@ -336,6 +445,10 @@ def load_workspace(root: str | os.PathLike, *, mmap: bool = True, verify: str = 
         labels = flat.reshape(len(table), k) if flat.size == len(table) * k else flat
     except (pa.ArrowException, AttributeError) as exc:
         raise WorkspaceError(manifest_path, f"labels column is not a list of 0/1 per class ({exc})") from None
+    try:
+        check_relative_paths(table.column("path"), manifest_path)
+    except (pa.ArrowException, TypeError) as exc:
+        raise WorkspaceError(manifest_path, f"the path column is not text ({exc})") from None
     image_ids = np.asarray(table.column("image_id").to_pylist(), dtype=str)
     paths = np.asarray(table.column("path").to_pylist(), dtype=str)
     splits = np.asarray(table.column("split").to_pylist(), dtype=str)

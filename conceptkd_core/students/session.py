@@ -371,15 +371,17 @@ class TuningSession:
         stamp: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> TuningSession:
-        """Rebuild a session exported with ``export_json`` over the same workspace; refuse anything else
-        (``session_file.parse`` says what is checked). Raises TuningError.
+        """Rebuild a session exported with ``export_json`` over the same workspace; refuse anything else.
+        The file is untrusted: its history is verified by applying every edit again
+        (``session_file.parse`` and ``session_file.replay_into`` say what is checked). Raises TuningError.
 
-        ``bank`` only supplies the workspace's statistics: the weights are the document's. ``kwargs``
-        go to the constructor (``shared`` spares recomputing the base scores).
+        ``bank`` supplies the workspace's statistics and solver settings: the weights are the
+        document's, once verified. ``kwargs`` go to the constructor (``shared`` spares recomputing
+        the base scores).
         """
         document = session_file.parse(text, bank.stats_, classes, vocabulary, stamp)
         session = cls(
-            document.base,
+            document.base.copy(),
             X,
             teacher_logits,
             labels,
@@ -389,8 +391,7 @@ class TuningSession:
             session_id=document.session_id,
             **kwargs,
         )
-        session.created, session.events, session.audit = document.created, document.events, document.audit
-        session._go_to(document.cursor, document.state)
+        session_file.replay_into(session, document, bank)
         return session
 
 

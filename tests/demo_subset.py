@@ -1,0 +1,45 @@
+"""A small copy of the embedded demo for tests that change workspaces: the first images of each
+split with their concept scores, logits and segments, the demo's mini CLIP checkpoint and
+teacher beside it (so adding images and re-scoring work), written by the normal store code."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from conceptkd_core.store.atomic_io import atomic_write_npy
+from conceptkd_core.store.side_files import SEGMENT_ARRAYS, read_segments, segment_file
+from conceptkd_core.store.workspace import load_workspace, write_workspace
+from conceptkd_tools.demo import DEMO_DIR, MODEL_NAME
+
+
+def make_demo_subset(folder: Path, per_split: int = 20) -> Path:
+    """``folder``/workspace holding ``per_split`` val and ``per_split`` test scenes of the demo;
+    returns the workspace folder."""
+    demo = load_workspace(DEMO_DIR / "workspace")
+    rows = np.concatenate([np.flatnonzero(demo.splits == split)[:per_split] for split in ("val", "test")])
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    for r in rows:
+        shutil.copy(demo.image_path(r), folder / "images" / demo.paths[r])
+    for name in (f"{MODEL_NAME}.json", f"{MODEL_NAME}.safetensors", "teacher.pt"):
+        shutil.copy(DEMO_DIR / name, folder / name)
+    root = folder / "workspace"
+    segments = read_segments(demo)
+    for name in SEGMENT_ARRAYS:
+        atomic_write_npy(segment_file(root, name), np.asarray(segments[name][rows]))
+    write_workspace(
+        root,
+        image_ids=demo.image_ids[rows],
+        paths=demo.paths[rows],
+        splits=demo.splits[rows],
+        labels=demo.labels[rows],
+        classes=demo.classes,
+        vocabulary=demo.vocabulary,
+        concept_matrix=np.asarray(demo.concept_matrix[rows]),
+        teacher_logits=demo.teacher_logits[rows],
+        model=demo.meta["model"],
+        teacher=demo.meta["teacher"],
+        image_root="../images",
+        extra={k: v for k, v in demo.meta["extra"].items() if k in ("demo", "n_segments")},
+    )
+    return root

@@ -1,0 +1,154 @@
+"""The Setup flows and a bad tuning-log import in a real browser: `streamlit run` on loopback over a
+small copy of the demo, driven by Debian's headless Chromium.
+
+These flows change the open workspace from a button, which AppTest does not render like a browser
+does (setting the sidebar's folder box after it was drawn crashed only here). Screenshots land in
+$CONCEPTKD_SCREENSHOTS (default: the test's temporary folder).
+"""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from conceptkd_core.store.strict_json import canonical_sha256
+from conceptkd_core.store.workspace import load_workspace
+
+from browser_app import app_server, chromium_path, launch, settle
+from demo_subset import make_demo_subset
+
+pytestmark = pytest.mark.skipif(chromium_path() is None, reason="needs Debian's chromium (apt-get install chromium)")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """A small copy of the demo (40 scenes, its mini CLIP and teacher beside it)."""
+    return make_demo_subset(tmp_path_factory.mktemp("browser-setup") / "demo")
+
+
+@pytest.fixture(scope="module")
+def server(demo):
+    """The app with the copy as its default workspace, and the copy's folder as the only one visitors may open."""
+    with app_server(env={"CONCEPTKD_WORKSPACE": str(demo), "CONCEPTKD_WORKSPACE_ROOTS": str(demo.parent)}) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = launch(p)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    """A new browser session on the app (it opens the default workspace: the demo copy)."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    page.goto(f"{server}/setup")  # the Setup page, on the default workspace (the demo copy)
+    settle(page)
+    yield page
+    page.close()
+
+
+@pytest.fixture
+def shots(tmp_path) -> Path:
+    folder = Path(os.environ.get("CONCEPTKD_SCREENSHOTS", tmp_path))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def folder_box(page):
+    return page.locator('[data-testid="stSidebar"] input[type="text"]').first
+
+
+def wait_for_text(page, text: str, timeout: int = 180000) -> None:
+    """Wait until ``text`` shows, or fail at once when the page shows an exception instead."""
+    exception = page.locator('[data-testid="stException"]')
+    page.get_by_text(text).or_(exception).first.wait_for(timeout=timeout)
+    no_exception(page)
+    settle(page)
+
+
+def no_exception(page) -> None:
+    assert page.locator('[data-testid="stException"]').count() == 0, page.locator("body").inner_text()[:3000]
+
+
+def test_add_images_opens_the_new_workspace(page, demo, shots):
+    image = next((demo.parent / "images").glob("test-*.png"))
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(image))
+    settle(page)
+    button = page.get_by_role("button", name="Add 1 images → workspace-plus-41")
+    button.wait_for(timeout=60000)
+    button.click()
+    wait_for_text(page, "New workspace workspace-plus-41 with 41 images")
+    page.screenshot(path=str(shots / "setup-add-images.png"), full_page=True)
+    no_exception(page)
+    assert folder_box(page).input_value() == "demo/workspace-plus-41"  # <allowed root>/<folder>, no server path
+    assert page.locator('[data-testid="stMetric"]', has_text="Images").first.inner_text().endswith("41")
+    assert load_workspace(demo.parent / "workspace-plus-41").n_images == 41
+
+
+def test_rescore_opens_the_new_workspace(page, demo, shots):
+    area = page.locator('[data-testid="stTextArea"] textarea').first
+    area.fill(area.input_value() + "\nunicorn\n")
+    area.press("Control+Enter")  # apply the edit
+    settle(page)
+    button = page.get_by_role("button", name="Re-score 40 images with this vocabulary", exact=False)
+    button.wait_for(timeout=60000)
+    button.click()
+    wait_for_text(page, "with 108 concepts; it is now the open workspace")
+    page.screenshot(path=str(shots / "setup-rescore.png"), full_page=True)
+    no_exception(page)
+    opened = folder_box(page).input_value()
+    assert opened.startswith("demo/workspace-vocab-")
+    rescored = load_workspace(demo.parent / Path(opened).name)
+    assert rescored.n_concepts == 108 and rescored.vocabulary[-1] == "unicorn"
+
+
+def crafted_log(demo: Path) -> bytes:
+    """A real log with one weight of its edit tripled, in the edit and in the saved students, and
+    its checksum recomputed to match: a file only replaying the edit can tell from a real one."""
+    from conceptkd_core.explorer import new_session, open_explorer
+
+    session = new_session(open_explorer(demo), autosave=False)
+    j = int(abs(session.bank.coef_[0]).argmax())
+    session.set_weight(0, j, 0.5)
+    document = json.loads(session.export_json())
+    document.pop("sha256")
+    idx, vals = document["events"][0]["coef"]["0"]
+    k = next(k for k, concept in enumerate(idx) if concept != j)
+    vals[k] *= 3
+    document["students"]["coef"][0][idx[k]] = vals[k]
+    return json.dumps(document | {"sha256": canonical_sha256(document)}).encode()
+
+
+def test_a_refused_path_and_bad_tuning_logs_change_nothing(page, demo, shots, tmp_path):
+    box = folder_box(page)
+    box.fill("/etc")
+    box.press("Enter")
+    wait_for_text(page, "workspaces can be opened from these folders only: demo/")
+    page.screenshot(path=str(shots / "sidebar-refused-path.png"), full_page=True)
+    no_exception(page)
+    assert page.get_by_text("workspaces can be opened from these folders only: demo/").count() == 1
+    assert page.locator('[data-testid="stMetric"]', has_text="Images").first.inner_text().endswith("40")
+
+    page.locator('[data-testid="stSidebarNav"] a', has_text="History").first.click()
+    settle(page)
+    (tmp_path / "nan.json").write_bytes(b'{"format": "conceptkd.tuning", "version": NaN}')
+    (tmp_path / "crafted.json").write_bytes(crafted_log(demo))
+    for name, message in (
+        ("nan.json", "NaN is not a number JSON allows"),
+        ("crafted.json", "edit 1 (set) does not replay on this workspace"),
+    ):
+        page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(tmp_path / name))
+        error = page.locator('[data-testid="stAlertContentError"]', has_text="Not imported")
+        error.filter(has_text=message).wait_for(timeout=60000)
+        settle(page)
+        page.screenshot(path=str(shots / f"history-import-{name}.png"), full_page=True)
+        no_exception(page)
+        assert error.count() == 1, name
+        assert page.get_by_text("No edits yet").count() == 1  # the session is unchanged
