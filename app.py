@@ -1,15 +1,15 @@
 """ConceptKD: explain and steer an image classifier with human concepts.
 
-Entry point: declares the pages and the shared sidebar; all logic lives in conceptkd_core.
+Entry point: declares the pages (grouped in sections) and the shared sidebar; all logic lives in
+conceptkd_core.
 """
 
 import streamlit as st
 
-from pages.common import PAGES, sidebar
+from views.common import navigation_sections, sidebar
 
-st.set_page_config(page_title="ConceptKD", page_icon="🧩", layout="wide")
+st.set_page_config(page_title="ConceptKD", page_icon=":material/hub:", layout="wide")
 
-pages = [st.Page(script, title=title, icon=icon, default=n == 0) for n, (script, title, icon) in enumerate(PAGES)]
-navigation = st.navigation(pages)
+navigation = st.navigation(navigation_sections(), position="sidebar")
 sidebar()
 navigation.run()

@@ -242,6 +242,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     app.add_argument("--workspace", type=folder, default=None)
     app.add_argument("--moves", type=whole(1, 10_000), default=10)
+    suggest = bench_sub.add_parser(
+        "suggest", parents=[debug], help="exact scan of every candidate edit, one class and all classes"
+    )
+    suggest.add_argument("--workspace", type=folder, default=None, help="workspace folder (default: the demo)")
+    suggest.add_argument(
+        "--synthetic-voc", action="store_true", help="the PASCAL VOC-sized synthetic problem (11,540 x 584 x 20)"
+    )
+    suggest.add_argument(
+        "--folder", type=output_folder, help="where to keep the synthetic workspace (default: the temp folder)"
+    )
 
     extract = sub.add_parser(
         "extract", parents=[debug], help="images -> workspace (CLIP concept scores, segments, teacher logits)"
@@ -548,6 +558,10 @@ def run_bench(args) -> int:
         bench.run("scale", **options, folder=args.folder and str(args.folder), plot=args.plot and str(args.plot))
     elif args.benchmark == "app":
         bench.run("app", workspace=args.workspace and str(args.workspace), moves=args.moves)
+    elif args.benchmark == "suggest":
+        from conceptkd_tools import bench_suggest
+
+        bench_suggest.run(args.workspace and str(args.workspace), args.synthetic_voc, args.folder and str(args.folder))
     else:
         check_device(args.device)
         from .extract.torch_compat import import_open_clip

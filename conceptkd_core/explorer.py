@@ -23,10 +23,11 @@ from .students.bank import StudentBank
 from .students.budget import budget_bank
 from .students.events import TuningError
 from .students.gram import GramStats
-from .students.metrics import average_precision, disagreements, summary
+from .students.metrics import DECISION_THRESHOLD, average_precision, disagreements, summary
 from .students.scores import SharedScores
 from .students.session import TuningSession
 from .students.session_file import session_summary
+from .waterfall import Waterfall, contribution_waterfall
 
 
 @dataclass(frozen=True)
@@ -238,19 +239,20 @@ def heatmap_table(session: TuningSession, per_class: int = 4) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["class", "concept", "weight"])
 
 
-def image_contributions(session: TuningSession, row: int, class_index: int, n: int = 10) -> pd.DataFrame:
-    """Which concepts push one image's score for a class up or down (largest |contribution| first)."""
-    x = np.asarray(session.X[row], dtype=np.float64)
-    contrib = session.bank.coef_[class_index] * x
-    order = [j for j in np.argsort(-np.abs(contrib)) if contrib[j] != 0][:n]
-    return pd.DataFrame(
-        {
-            "concept": [session.vocabulary[j] for j in order],
-            "score": x[order],
-            "weight": session.bank.coef_[class_index, order],
-            "contribution": contrib[order],
-        }
-    )
+def image_waterfall(session: TuningSession, row: int, class_index: int, top: int = 8) -> Waterfall:
+    """Why the student says yes or no for one image: its score for the class as bias + each
+    concept's weight × score (``waterfall.contribution_waterfall``), against the score at which the
+    student's probability crosses ``DECISION_THRESHOLD``."""
+    bank, c = session.bank, int(class_index)
+    p = DECISION_THRESHOLD
+    threshold = float(np.log(p / (1 - p))) if bank.target == "logits" else p
+    contributions = concept_contributions(session, row, c)
+    return contribution_waterfall(float(bank.intercept_[c]), contributions, session.vocabulary, threshold, top)
+
+
+def concept_contributions(session: TuningSession, row: int, class_index: int) -> np.ndarray:
+    """Weight × concept score of every concept for one image and class, shape (n_concepts,)."""
+    return session.bank.coef_[int(class_index)] * np.asarray(session.X[row], dtype=np.float64)
 
 
 def rows_where_concept_fires(X: np.ndarray, concept_index: int, top: int = 24) -> np.ndarray:

@@ -207,10 +207,10 @@ def bench_app(workspace: str | None = None, moves: int = 10) -> dict:
     from streamlit.testing.v1 import AppTest
 
     root = Path(__file__).resolve().parent.parent
-    sys.path.insert(0, str(root))  # the pages are scripts beside app.py, not an installed package
-    from pages.common import PAGES
+    sys.path.insert(0, str(root))  # the views are scripts beside app.py, not an installed package
+    from views.common import PAGES
 
-    pages = [script for script, _, _ in PAGES]
+    pages = [view.script for view in PAGES]
     at = AppTest.from_file(str(root / "app.py"), default_timeout=300)
     if workspace:
         at.session_state["workspace_root"] = str(Path(workspace).resolve())
@@ -224,7 +224,7 @@ def bench_app(workspace: str | None = None, moves: int = 10) -> dict:
         page_s[page] = time.perf_counter() - t0
         if at.exception:
             raise RuntimeError(f"{page}: {at.exception[0].message}")
-    at.switch_page("pages/tune.py").run()
+    at.switch_page("views/tune.py").run()
     move_s = []
     for i in range(moves):
         slider = at.slider[0]

@@ -1,78 +1,9 @@
-"""What the browser tests share: the app under `streamlit run` on loopback, Debian's headless
-Chromium, and waiting for a page to settle."""
+"""What the browser tests share beyond ``conceptkd_tools.screenshots`` (the app under `streamlit run`
+on loopback and Debian's headless Chromium): waiting until the app has settled."""
 
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from pathlib import Path
+from conceptkd_tools.screenshots import app_server, chromium_path, launch
 
-ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def streamlit_app(env: Mapping[str, str] | None = None) -> Iterator[str]:
-    """`streamlit run app.py` on a free loopback port (with ``env`` added to the environment);
-    yields its URL once it answers its health check."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "app.py",
-            "--server.address",
-            "127.0.0.1",
-            "--server.port",
-            str(port),
-            "--server.headless",
-            "true",
-            "--browser.gatherUsageStats",
-            "false",
-        ],
-        cwd=ROOT,
-        env=os.environ | dict(env or {}),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        raise RuntimeError("streamlit did not start: " + proc.stdout.read().decode()[-2000:])
-    try:
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+__all__ = ["app_server", "chromium_path", "launch", "settle"]
 
 
 def settle(page, timeout: int = 60000) -> None:

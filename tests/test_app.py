@@ -10,13 +10,14 @@ from conceptkd_core.datasets import load_folder
 from conceptkd_core.extract.clip_backend import load_clip
 from conceptkd_core.extract.pipeline import extract
 from conceptkd_core.extract.teachers import ClipZeroShotTeacher
+from conceptkd_core.store.workspace import load_workspace
 from conceptkd_core.vocabulary import load_vocabulary
-from pages.common import PAGES as PAGE_LIST
+from views.common import PAGES as PAGE_LIST
 
 from tiny_clip import make_tiny_checkpoint, write_scene
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = [script for script, _, _ in PAGE_LIST]
+PAGES = [view.script for view in PAGE_LIST]
 
 
 @pytest.fixture(scope="module")
@@ -46,20 +47,75 @@ def open_page(workspace, page):
     return at
 
 
-@pytest.mark.parametrize("page", PAGES)
-def test_every_page_renders(workspace, page):
-    at = open_page(workspace, page)
-    assert at.title[0].value == Path(page).stem.capitalize()
+@pytest.mark.parametrize("view", PAGE_LIST, ids=lambda view: view.title)
+def test_every_page_renders(workspace, view):
+    at = open_page(workspace, view.script)
+    assert at.title[0].value == view.title
     assert not at.warning
 
 
-def test_setup_shows_the_workspace(workspace):
+def test_navigation_groups_the_pages_with_material_icons():
+    sections = {}
+    for view in PAGE_LIST:
+        sections.setdefault(view.section, []).append(view.title)
+        assert view.icon.startswith(":material/") and view.icon.endswith(":"), view
+    assert sections == {
+        "": ["Start here"],
+        "Explore": ["Students", "Concepts", "Images"],
+        "Steer": ["Tune", "History"],
+        "Workspace": ["Setup"],
+    }
+    assert [view.url_path for view in PAGE_LIST] == ["", "students", "concepts", "images", "tune", "history", "setup"]
+    assert not (ROOT / "pages").exists(), "a pages/ folder beside app.py switches Streamlit to its legacy page list"
+
+
+def test_the_landing_page_links_three_steps(workspace):
     at = open_page(workspace, PAGES[0])
+    links = [element.proto for element in at.get("page_link")]
+    assert [link.label for link in links] == ["Open Students", "Open Images", "Open Tune"]
+    assert any("40 images · 3 classes · 78 concepts" in c.value for c in at.caption)
+
+
+@pytest.mark.parametrize("script", ["views/students.py", "views/history.py", "views/setup.py"])
+def test_tables_hide_the_index_and_name_every_column(workspace, script):
+    import json
+
+    at = open_page(workspace, "views/tune.py")
+    at.slider[0].set_value(0.25).run()  # one edit, so that History has its table
+    at.switch_page(script).run()
+    assert at.dataframe
+    for table in at.dataframe:
+        config = json.loads(table.proto.columns)
+        shown = list(table.proto.column_order) or list(table.value.columns)
+        assert config["_index"]["hidden"] is True
+        assert "row" not in shown
+        for name in shown:
+            assert config.get(name, {}).get("label"), f"{script}: column {name!r} has no readable label"
+
+
+def test_setup_shows_the_workspace(workspace):
+    at = open_page(workspace, "views/setup.py")
     assert [m.value for m in at.metric][:3] == ["40", "3", "78"]
 
 
+def test_an_image_opened_from_the_grid_shows_its_waterfall(workspace):
+    at = open_page(workspace, "views/images.py")
+    session = at.session_state["tuning"]
+    c = list(session.classes).index(at.session_state["class"])
+    opener = [b for b in at.button if b.key and b.key.startswith("open_")][2]
+    image_id = opener.key.removeprefix("open_")
+    opener.click().run()
+    assert not at.exception
+    assert at.session_state["detail_image"] == image_id
+    assert at.subheader[0].value == image_id
+    row = load_workspace(workspace).row_of(image_id)
+    words = next(caption.value for caption in at.caption if caption.value.startswith("Bias "))
+    assert f"gives {session.student_scores[row, c]:+.2f}" in words
+    assert [t.label for t in at.tabs] == ["Share of the score", "Concept", "Top concept"]
+
+
 def test_a_slider_move_refits_and_undo_restores(workspace):
-    at = open_page(workspace, "pages/tune.py")
+    at = open_page(workspace, "views/tune.py")
     session = at.session_state["tuning"]
     c = list(session.classes).index(at.session_state["class"])
     before = session.bank.coef_.copy()
@@ -71,7 +127,7 @@ def test_a_slider_move_refits_and_undo_restores(workspace):
     assert session.bank.coef_[c, j] == pytest.approx(target)  # the bound holds
     assert not np.array_equal(session.bank.coef_, before)
     assert any(m.label == "Student AP" for m in at.metric)
-    at.switch_page("pages/history.py").run()
+    at.switch_page("views/history.py").run()
     assert at.dataframe[0].value.shape[0] == 1
     at.button[0].click().run()  # Undo
     assert not at.exception
@@ -81,7 +137,7 @@ def test_a_slider_move_refits_and_undo_restores(workspace):
 def test_a_slider_echoing_its_own_weight_is_not_an_edit(workspace):
     """Streamlit can re-send a fresh slider's drawn value as a change (seen in Chromium on a
     1M-image workspace, where slow reruns are cut short); that must not become an edit."""
-    at = open_page(workspace, "pages/tune.py")
+    at = open_page(workspace, "views/tune.py")
     session = at.session_state["tuning"]
     before = len(session.events)
     slider = at.slider[0]
@@ -108,18 +164,18 @@ def test_browsing_never_imports_torch():
         "import sys, runpy\n"
         "import conceptkd_core.explorer, conceptkd_core.images, conceptkd_core.extract.segments\n"
         "import conceptkd_core.students.session\n"
-        "import pages.common\n"
+        "import views.common\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=120)
 
 
 def test_an_autosaved_session_can_be_resumed(workspace):
-    at = open_page(workspace, "pages/tune.py")
+    at = open_page(workspace, "views/tune.py")
     first = at.session_state["tuning"]
     at.slider[0].set_value(0.25).run()
     assert first.autosave_path.is_file() and len(first.events) == 1
-    other = open_page(workspace, "pages/history.py")  # a new browser session
+    other = open_page(workspace, "views/history.py")  # a new browser session
     assert other.session_state["tuning"].session_id != first.session_id
     other.selectbox(key="resume_pick").set_value(first.session_id).run()
     next(b for b in other.button if b.label == "Resume it").click().run()
@@ -129,22 +185,40 @@ def test_an_autosaved_session_can_be_resumed(workspace):
     np.testing.assert_array_equal(resumed.bank.coef_, first.bank.coef_)
 
 
-def test_a_picked_concept_filters_the_image_views(workspace):
+def test_a_picked_concept_filters_the_image_views_and_its_thumbnails_open_there(workspace):
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     at.session_state["workspace_root"] = str(workspace)
     at.session_state["concept"] = "dog"
     at.run()
-    at.switch_page("pages/concepts.py").run()
+    at.switch_page("views/concepts.py").run()
     assert not at.exception
     assert any("Where “dog” fires most" in m.value for m in at.markdown)
-    at.switch_page("pages/images.py").run()
+    opener = next(b for b in at.button if b.key and b.key.startswith("open_"))
+    opener.click().run()  # a thumbnail's Open button: the Images page, showing that image
+    assert not at.exception
+    assert at.title[0].value == "Images"
     assert at.selectbox(key="concept_input").value == "dog"
+    assert at.subheader[0].value == opener.key.removeprefix("open_")
+
+
+@pytest.mark.parametrize(("icon", "op"), [("arrow_upward", "upweight"), ("lock", "lock"), ("block", "remove")])
+def test_the_tune_buttons_record_their_operation(workspace, icon, op):
+    at = open_page(workspace, "views/tune.py")
+    session = at.session_state["tuning"]
+    c = list(session.classes).index(at.session_state["class"])
+    next(b for b in at.button if b.label == f":material/{icon}:").click().run()
+    assert not at.exception and not at.error
+    event = session.events[-1]
+    assert event.op == op and event.classes == [c]
+    j = event.concept
+    if op == "remove":
+        assert session.bank.coef_[c, j] == 0
+    if op == "upweight":
+        assert abs(session.bank.coef_[c, j]) >= 2 * abs(session.base.coef[c, j]) - 1e-9
 
 
 def test_vocabulary_edit_rescores_into_a_new_workspace(workspace, tmp_path):
     import shutil
-
-    from conceptkd_core.store.workspace import load_workspace
 
     # the tiny model lives next to the workspace's parent folder in this fixture
     copy = tmp_path / "ws"
@@ -155,6 +229,7 @@ def test_vocabulary_edit_rescores_into_a_new_workspace(workspace, tmp_path):
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
     at.session_state["workspace_root"] = str(copy)
     at.run()
+    at.switch_page("views/setup.py").run()
     ws = load_workspace(copy)
     area = at.text_area[0]
     area.set_value(area.value + "\nunicorn\n").run()

@@ -85,7 +85,7 @@ def test_read_only_or_full_disk_still_browses(tmp_path, monkeypatch):
 def test_no_unsafe_loaders_in_the_code():
     sources = {
         p: p.read_text()
-        for folder in ("conceptkd_core", "conceptkd_tools", "pages")
+        for folder in ("conceptkd_core", "conceptkd_tools", "views")
         for p in (ROOT / folder).rglob("*.py")
     }
     for path, text in sources.items():

@@ -9,16 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from browser_app import CHROMIUM, CHROMIUM_ARGS, ROOT, settle, streamlit_app
+from browser_app import app_server, chromium_path, launch, settle
 
+ROOT = Path(__file__).resolve().parent.parent
 PAGES = ["Setup", "Students", "Concepts", "Images", "Tune", "History"]
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(chromium_path() is None, reason="needs Debian's chromium (apt-get install chromium)")
 
 
 @pytest.fixture(scope="module")
 def server():
-    with streamlit_app() as url:
+    with app_server() as url:
         yield url
 
 
@@ -28,7 +29,7 @@ def test_every_page_and_a_slider_in_chromium(server, tmp_path):
     shots = Path(os.environ.get("CONCEPTKD_SCREENSHOTS", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        browser = launch(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(server)
         settle(page)
@@ -64,11 +65,7 @@ def test_three_browsers_tune_at_once_without_seeing_each_other(server):
 
     def one_browser(presses: int) -> int:
         with sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=CHROMIUM,
-                headless=True,
-                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
-            )
+            browser = launch(p)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(server)
             settle(page)

@@ -15,10 +15,10 @@ import pytest
 from conceptkd_core.store.strict_json import canonical_sha256
 from conceptkd_core.store.workspace import load_workspace
 
-from browser_app import CHROMIUM, CHROMIUM_ARGS, settle, streamlit_app
+from browser_app import app_server, chromium_path, launch, settle
 from demo_subset import make_demo_subset
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(chromium_path() is None, reason="needs Debian's chromium (apt-get install chromium)")
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def demo(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(demo):
     """The app with the copy as its default workspace, and the copy's folder as the only one visitors may open."""
-    with streamlit_app({"CONCEPTKD_WORKSPACE": str(demo), "CONCEPTKD_WORKSPACE_ROOTS": str(demo.parent)}) as url:
+    with app_server(env={"CONCEPTKD_WORKSPACE": str(demo), "CONCEPTKD_WORKSPACE_ROOTS": str(demo.parent)}) as url:
         yield url
 
 
@@ -39,7 +39,7 @@ def browser(server):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        browser = launch(p)
         yield browser
         browser.close()
 
@@ -48,7 +48,7 @@ def browser(server):
 def page(browser, server):
     """A new browser session on the app (it opens the default workspace: the demo copy)."""
     page = browser.new_page(viewport={"width": 1400, "height": 1100})
-    page.goto(server)
+    page.goto(f"{server}/setup")  # the Setup page, on the default workspace (the demo copy)
     settle(page)
     yield page
     page.close()

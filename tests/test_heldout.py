@@ -114,7 +114,7 @@ def test_students_page_shows_held_out_figures_and_a_chance_line(explorer):
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
     at.session_state["workspace_root"] = str(explorer.workspace.root)
     at.run()
-    at.switch_page("pages/students.py").run()
+    at.switch_page("views/students.py").run()
     assert not at.exception
     session = at.session_state["tuning"]
     summary = metrics_summary(explorer, session)

@@ -83,7 +83,7 @@ def test_twenty_app_sessions_interleaved(demo_copy):
 
     (AppTest itself is not thread-safe, so its runs interleave on one thread; the threaded case
     is the test above, and real concurrent browsers are in test_browser.)"""
-    from pages.common import get_explorer
+    from views.common import get_explorer
 
     explorer = get_explorer(str(demo_copy.resolve()))
     before = shared_digest(explorer)
@@ -93,7 +93,7 @@ def test_twenty_app_sessions_interleaved(demo_copy):
         at.session_state["workspace_root"] = str(demo_copy.resolve())
         at.session_state["class"] = name
         at.run()
-        at.switch_page("pages/tune.py").run()
+        at.switch_page("views/tune.py").run()
         apps.append(at)
     for at in apps:
         slider = at.slider[0]

@@ -42,8 +42,9 @@ def test_operations_set_the_documented_bounds_and_refit(session):
     assert event.metrics_before[0]["student_ap"] != event.metrics_after[0]["student_ap"]
     assert event.user == "tester" and event.op == "upweight" and event.time
 
+    w1 = session.bank.coef_[0, j]  # down-tuning acts on the current weight, not the original one
     session.downweight(0, j, 0.25)
-    assert abs(session.bank.coef_[0, j]) <= 0.25 * abs(w0) + 1e-12
+    assert abs(session.bank.coef_[0, j]) <= 0.25 * abs(w1) + 1e-12
     assert np.sign(session.bank.coef_[0, j]) in (0, np.sign(w0))
 
     k = top_concept(session, 1)
@@ -87,10 +88,37 @@ def test_bad_requests_raise_and_change_nothing(session, call, message):
     assert (len(session.events), len(session.audit)) == before[2:]
 
 
-def test_upweight_of_a_zero_weight_explains_what_to_do(session):
+def test_upweight_of_a_zero_weight_brings_the_concept_in(session):
     j = int(np.flatnonzero(session.bank.coef_[0] == 0)[0])
-    with pytest.raises(TuningError, match="has weight 0 .* before tuning.*use set_weight"):
-        session.upweight(0, j)
+    floor = session.zero_uptune_floor(0, 2.0)
+    assert floor == pytest.approx(0.1 * 2.0 * np.abs(session.bank.coef_[0]).max())
+    session.upweight(0, j, 2.0)
+    assert session.bank.coef_[0, j] >= floor > 0
+    assert session.bank.kkt_violation()[0] <= 1e-9  # the other weights re-fitted around it
+    session.undo()
+    assert session.bank.coef_[0, j] == 0
+    with pytest.raises(TuningError, match="has weight 0 .*nothing to down-tune"):
+        session.downweight(0, j, 0.5)
+
+
+def test_a_batch_edit_is_one_undoable_step(session):
+    j = top_concept(session, 0)
+    before = session.bank.coef_.copy()
+    event = session.apply_batch("remove", [(c, j) for c in CLASSES])
+    assert (session.bank.coef_[:, j] == 0).all() and event.classes == [0, 1, 2, 3]
+    assert event.concept == j and len(session.events) == 1
+    assert session.bank.kkt_violation().max() <= 1e-9
+    session.undo()
+    np.testing.assert_array_equal(session.bank.coef_, before)
+    locked = session.apply_batch("lock", [(1, k) for k in range(5)])
+    assert locked.concept is None and locked.args["pairs"] == [[1, k] for k in range(5)]
+    np.testing.assert_array_equal(session.bank.lower_[1, :5], session.bank.upper_[1, :5])
+    restored = TuningSession.from_json(
+        session.export_json(), session.bank.copy(), session.X, session.teacher_logits, session.labels, CLASSES, VOCAB
+    )
+    np.testing.assert_array_equal(restored.bank.coef_, session.bank.coef_)
+    with pytest.raises(TuningError, match="at least one"):
+        session.apply_batch("remove", [])
 
 
 def test_undo_redo_revert_restore_weights_exactly(session):

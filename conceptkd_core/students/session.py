@@ -4,10 +4,12 @@ Each operation on a (class, concept) pair becomes a box constraint on that weigh
 class is re-fitted so the other weights compensate:
 
 =============  ======================================================================
-operation      bounds on the weight w (w0: its weight before any tuning)
+operation      bounds on the weight w (its current value)
 =============  ======================================================================
-upweight x     at least x·|w0| in w0's direction (x >= 1): [x·w0, +inf) if w0 > 0
-downweight x   at most x·|w0| in w0's direction (0 < x <= 1): [0, x·w0] if w0 > 0
+upweight x     at least x·|w| in w's direction (x >= 1): [x·w, +inf) if w > 0; a concept
+               the class does not use (w = 0) comes in with a positive floor
+               [ZERO_UPTUNE_SHARE·x·max|w_class|, +inf)
+downweight x   at most x·|w| in w's direction (0 < x <= 1): [0, x·w] if w > 0
 lock           [w, w] at its current value
 remove         [0, 0]
 set v          [v, v] (the slider)
@@ -15,6 +17,8 @@ bound lo hi    [lo, hi]
 release        (-inf, +inf)
 refine         no bound changes; exact BCE fit of the selected classes (``StudentBank.refine``)
 =============  ======================================================================
+
+``apply_batch`` applies one operation to several (class, concept) pairs as one event (one undo).
 
 The session keeps an ordered list of events (``students.events``) and a cursor: undo/redo move
 the cursor, revert jumps it, and a new edit after an undo drops the undone tail (as editors do).
@@ -39,6 +43,9 @@ from . import session_file
 from .bank import StudentBank
 from .events import OPERATIONS, BankState, TuningError, TuningEvent, replay, sparse_row
 from .scores import SessionScores, SharedScores
+
+# A concept the class does not use is up-tuned to this share of its largest weight, times the factor.
+ZERO_UPTUNE_SHARE = 0.1
 
 
 def _now() -> str:
@@ -163,8 +170,8 @@ class TuningSession:
             lambda: self.bank.refine(self.X[fit], self.teacher_logits[fit], alpha=alpha, classes=cols),
         )
 
-    def _new_bounds(self, op: str, c: int, j: int, args: dict) -> tuple[float, float]:
-        w0 = float(self.base.coef[c, j])
+    def bounds_for(self, op: str, c: int, j: int, args: dict) -> tuple[float, float]:
+        """The (lower, upper) bounds ``op`` would set on weight (c, j) now; TuningError if it cannot."""
         w = float(self.bank.coef_[c, j])
         if op in ("upweight", "downweight"):
             x = args.get("factor")
@@ -174,15 +181,17 @@ class TuningSession:
                 raise TuningError(f"up-tuning needs a factor >= 1; got {x!r} (use downweight to shrink a weight)")
             if op == "downweight" and x > 1:
                 raise TuningError(f"down-tuning needs a factor in (0, 1]; got {x!r} (use upweight to grow a weight)")
-            if w0 == 0:
-                raise TuningError(
-                    f"{self.vocabulary[j]!r} has weight 0 for {self.classes[c]!r} before tuning, so there is nothing "
-                    "to scale; use set_weight or set_bounds to give it a weight"
-                )
-            target = x * w0
+            if w == 0:
+                if op == "downweight":
+                    raise TuningError(
+                        f"{self.vocabulary[j]!r} has weight 0 for {self.classes[c]!r}: there is nothing to "
+                        "down-tune (remove it to keep it at 0)"
+                    )
+                return self.zero_uptune_floor(c, x), np.inf
+            target = x * w
             if op == "upweight":
-                return (target, np.inf) if w0 > 0 else (-np.inf, target)
-            return (0.0, target) if w0 > 0 else (target, 0.0)
+                return (target, np.inf) if w > 0 else (-np.inf, target)
+            return (0.0, target) if w > 0 else (target, 0.0)
         if op == "lock":
             return w, w
         if op == "remove":
@@ -204,13 +213,19 @@ class TuningSession:
             return -np.inf, np.inf
         raise TuningError(f"Unknown operation {op!r}; expected one of {', '.join(OPERATIONS)}")
 
+    def zero_uptune_floor(self, c: int, factor: float) -> float:
+        """Up-tuning a concept the class does not use brings it in with a positive floor:
+        ``ZERO_UPTUNE_SHARE × factor`` of the class's largest |weight| (of 1 if it uses none)."""
+        largest = float(np.abs(self.bank.coef_[c]).max())
+        return ZERO_UPTUNE_SHARE * float(factor) * (largest if largest > 0 else 1.0)
+
     def apply(self, op: str, class_: str | int, concept: str | int, **args: Any) -> TuningEvent:
         """Apply one operation (see the module docstring) and re-fit the class. Raises TuningError."""
         if op not in OPERATIONS or op == "refine":
             edits = ", ".join(o for o in OPERATIONS if o != "refine")
             raise TuningError(f"Unknown operation {op!r}; expected one of {edits}")
         c, j = self.class_index(class_), self.concept_index(concept)
-        lo, hi = self._new_bounds(op, c, j, args)
+        lo, hi = self.bounds_for(op, c, j, args)
         args = {k: (float(v) if isinstance(v, (int, float)) else v) for k, v in args.items()}
 
         def refit():
@@ -218,6 +233,28 @@ class TuningSession:
             self.bank.refit([c])
 
         return self._commit(op, [c], j, args, [[c, j, lo, hi]], refit)
+
+    def apply_batch(self, op: str, pairs: Sequence[tuple[str | int, str | int]], **args: Any) -> TuningEvent:
+        """Apply ``op`` to every (class, concept) pair and re-fit the classes involved, as ONE event
+        (one undo step): e.g. remove a concept from every class, or lock five concepts."""
+        if op not in OPERATIONS or op == "refine":
+            edits = ", ".join(o for o in OPERATIONS if o != "refine")
+            raise TuningError(f"Unknown operation {op!r}; expected one of {edits}")
+        resolved = list(dict.fromkeys((self.class_index(c), self.concept_index(j)) for c, j in pairs))
+        if not resolved:
+            raise TuningError("a batch edit needs at least one (class, concept) pair")
+        bounds = [[c, j, *self.bounds_for(op, c, j, args)] for c, j in resolved]
+        cols = sorted({c for c, _ in resolved})
+        args = {k: (float(v) if isinstance(v, (int, float)) else v) for k, v in args.items()}
+        args["pairs"] = [[c, j] for c, j in resolved]
+        concepts = {j for _, j in resolved}
+
+        def refit():
+            for c, j, lo, hi in bounds:
+                self.bank.lower_[c, j], self.bank.upper_[c, j] = lo, hi
+            self.bank.refit(cols)
+
+        return self._commit(op, cols, concepts.pop() if len(concepts) == 1 else None, args, bounds, refit)
 
     def _commit(
         self, op: str, cols: list[int], j: int | None, args: dict, bounds: list, change: Callable[[], Any]

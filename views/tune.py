@@ -1,10 +1,15 @@
-"""Tuning view: sliders and up/down/lock/remove for the selected class's concepts; instant re-fit."""
+"""Tuning view: sliders and up/down/lock/remove for the selected class's concepts; instant re-fit.
 
+The controls sit in the page, not the sidebar: beside the results on a wide window, above them on a
+narrow one (Streamlit stacks columns), so that tuning works on a phone."""
+
+import altair as alt
 import streamlit as st
 
 from conceptkd_core.explorer import top_concepts
 from conceptkd_core.students.session import TuningError
-from pages.common import current, diverging_bars, selected_class
+from views.common import current, selected_class
+from views.draw import colour_key, direction, signed_bars
 
 st.title("Tune")
 state = current()
@@ -35,11 +40,13 @@ def act(session, op: str, c: int, j: int, **args) -> None:
 
 @st.fragment
 def tuning_panel(explorer, session, c: int) -> None:
+    """Controls beside the results; on a narrow window the columns stack, controls first."""
     top = top_concepts(session, c, n=8)
-    with st.sidebar:
-        st.subheader(f"Tune “{explorer.classes[c]}”")
+    left, right = st.columns([5, 6], gap="large")
+    with left:
         controls(session, c, top)
-    results(session, c)
+    with right:
+        results(session, c)
 
 
 def controls(session, c: int, top) -> None:
@@ -48,48 +55,65 @@ def controls(session, c: int, top) -> None:
     )
     # One range for the class's sliders, so their positions compare at a glance.
     span = max(1.0, round(1.5 * float(top["weight"].abs().max()), 2)) if len(top) else 1.0
+    st.caption(" · ".join(f":material/{icon}: {name}" for icon, _, name, _, _ in actions(factor)))
     for row in top.itertuples():
-        j = int(row.concept_index)
-        w = float(session.bank.coef_[c, j])
-        key = f"w_{c}_{j}_{len(session.audit)}"  # a fresh widget after every change shows the re-fitted value
-        st.slider(
-            row.concept,
-            -span,
-            span,
-            w,
-            step=SLIDER_STEP,
-            key=key,
-            on_change=act,
-            args=(session, "set", c, j),
-            kwargs={"widget": key, "drawn_at": len(session.audit)},
-        )
-        cols = st.columns(4)
-        cols[0].button(
-            "⬆",
-            key=key + "_up",
-            help=f"up-tune ×{factor}",
-            on_click=act,
-            args=(session, "upweight", c, j),
-            kwargs={"factor": factor},
-        )
-        cols[1].button(
-            "⬇",
-            key=key + "_down",
-            help=f"down-tune ×{1 / factor:.2f}",
-            on_click=act,
-            args=(session, "downweight", c, j),
-            kwargs={"factor": 1 / factor},
-        )
-        cols[2].button(
-            "🔒", key=key + "_lock", help="lock at the current value", on_click=act, args=(session, "lock", c, j)
-        )
-        cols[3].button("✖", key=key + "_remove", help="remove (weight 0)", on_click=act, args=(session, "remove", c, j))
+        concept_controls(session, c, int(row.concept_index), row.concept, span, factor)
     st.button(
         "Refine (exact BCE fit of this class)",
         key=f"refine_{c}",
+        icon=":material/auto_fix_high:",
         on_click=refine,
         args=(session, c),
         help="The paper's objective, same bounds; takes a moment. The next slider move returns to the fast fit.",
+    )
+
+
+def concept_controls(session, c: int, j: int, concept: str, span: float, factor: float) -> None:
+    """One concept's weight slider and its up / down / lock / remove buttons."""
+    key = f"w_{c}_{j}_{len(session.audit)}"  # a fresh widget after every change shows the re-fitted value
+    st.slider(
+        concept,
+        -span,
+        span,
+        float(session.bank.coef_[c, j]),
+        step=SLIDER_STEP,
+        key=key,
+        on_change=act,
+        args=(session, "set", c, j),
+        kwargs={"widget": key, "drawn_at": len(session.audit)},
+    )
+    with st.container(horizontal=True, gap="small"):
+        for icon, op, _, tip, arguments in actions(factor):
+            st.button(
+                f":material/{icon}:",
+                key=f"{key}_{op}",
+                help=tip,
+                on_click=act,
+                args=(session, op, c, j),
+                kwargs=arguments,
+            )
+
+
+def actions(factor: float) -> tuple:
+    """The buttons under each slider: (Material icon, operation, name, what it does, its arguments)."""
+    up, down = f"× {factor:g}", f"× {1 / factor:.2f}"
+    return (
+        (
+            "arrow_upward",
+            "upweight",
+            f"up-tune {up}",
+            f"Up-tune: |weight| at least {up} its original",
+            {"factor": factor},
+        ),
+        (
+            "arrow_downward",
+            "downweight",
+            f"down-tune {down}",
+            f"Down-tune: |weight| at most {down} its original",
+            {"factor": 1 / factor},
+        ),
+        ("lock", "lock", "lock", "Lock at the current weight", {}),
+        ("block", "remove", "remove", "Remove: the weight is 0", {}),
     )
 
 
@@ -118,16 +142,17 @@ def results(session, c: int) -> None:
     if session.autosave_error:
         st.warning(session.autosave_error)
     st.subheader("Weights now")
-    st.altair_chart(
-        diverging_bars(top_concepts(session, c), "weight", ["concept", "weight", "lower", "upper"]), width="stretch"
-    )
+    tooltip = ["concept", *(alt.Tooltip(f"{name}:Q", format="+.3f") for name in ("weight", "lower", "upper"))]
+    weights = top_concepts(session, c)
+    st.altair_chart(signed_bars(weights, "weight", tooltip), width="stretch")
+    colour_key(direction(weights["weight"]))
 
 
 if state:
     explorer, session = state
     c = selected_class(explorer)
     st.caption(
-        f"Class “{explorer.classes[c]}”: drag a weight in the sidebar or use ⬆ ⬇ 🔒 ✖; "
-        "the other weights re-fit at once."
+        f"Class “{explorer.classes[c]}” (change it in the sidebar): drag a weight or use the buttons under "
+        "it; the other weights re-fit at once."
     )
     tuning_panel(explorer, session, c)

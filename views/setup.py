@@ -9,7 +9,7 @@ from conceptkd_core.extract.add_images import ALLOWED_SUFFIXES, MAX_UPLOAD_BYTES
 from conceptkd_core.extract.rescore import find_checkpoint, rescore, rescored_folder
 from conceptkd_core.extract.teacher_registry import recorded_teacher_spec, teacher_from_workspace
 from conceptkd_core.vocabulary import MAX_VOCABULARY_BYTES, VocabularyError, read_vocabulary_text
-from pages.common import current, shown
+from views.common import current, shown
 
 
 @st.cache_resource(show_spinner="Loading CLIP…", max_entries=1)
@@ -170,7 +170,7 @@ if state:
             "small CNN as the teacher. Everything you see is computed for real, but it explains a toy classifier. "
             "For real work, extract your own images with a real CLIP (e.g. `--model ViT-B-16 --pretrained openai`, "
             "see README) and enter that workspace's folder in the sidebar.",
-            icon="🧪",
+            icon=":material/science:",
         )
     cols = st.columns(4)
     cols[0].metric("Images", f"{ws.n_images:,}")
@@ -183,6 +183,13 @@ if state:
         f"**teacher:** {plain(ws.meta['teacher'].get('kind'))}"
     )
     st.subheader("Classes")
-    st.dataframe(pd.DataFrame({"class": ws.classes, "images": ws.labels.sum(axis=0)}), hide_index=True)
+    st.dataframe(
+        pd.DataFrame({"class": ws.classes, "images": ws.labels.sum(axis=0)}),
+        hide_index=True,
+        column_config={
+            "class": st.column_config.TextColumn("Class"),
+            "images": st.column_config.NumberColumn("Images labelled", format="%d"),
+        },
+    )
     vocabulary_editor(explorer)
     image_adder(explorer)

@@ -1,17 +1,19 @@
-"""Shared page helpers: the cached workspace, this browser session's tuning, the sidebar."""
+"""Shared page helpers: the page registry, the cached workspace, this browser session's tuning,
+and the sidebar. Drawing helpers the views share are in ``views/draw.py``.
+
+The views live in ``views/``, not ``pages/``: a folder named ``pages`` beside ``app.py`` switches
+Streamlit into its legacy multipage mode on a cold server (see README, "Using the app").
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import NamedTuple
 
-import altair as alt
-import numpy as np
-import pandas as pd
 import streamlit as st
 
 from conceptkd_core.explorer import Explorer, new_session, open_explorer
-from conceptkd_core.images import ImageError, load_rgb
 from conceptkd_core.store.locations import (
     MAX_PATH_CHARS,
     PathRefused,
@@ -24,16 +26,47 @@ from conceptkd_core.store.workspace import WorkspaceError
 from conceptkd_core.students.session import TuningSession
 
 ROOT = Path(__file__).resolve().parent.parent
-# The app's pages, in navigation order: (script, title, icon). app.py, the app benchmark and the
-# page tests all read this list.
+
+
+class View(NamedTuple):
+    """One page of the app: its script, title (also its heading), Material icon, navigation
+    section and URL path ("" for the landing page, which is the default)."""
+
+    script: str
+    title: str
+    icon: str
+    section: str
+    url_path: str
+    help: str
+
+
+# The app's pages, in navigation order. app.py, the app benchmark and the page tests read this.
 PAGES = (
-    ("pages/setup.py", "Setup", "🗂️"),
-    ("pages/students.py", "Students", "📊"),
-    ("pages/concepts.py", "Concepts", "🧩"),
-    ("pages/images.py", "Images", "🖼️"),
-    ("pages/tune.py", "Tune", "🎚️"),
-    ("pages/history.py", "History", "🕘"),
+    View("views/home.py", "Start here", ":material/flag:", "", "", "What ConceptKD does, in three steps"),
+    View("views/students.py", "Students", ":material/leaderboard:", "Explore", "students", "Teacher vs students"),
+    View("views/concepts.py", "Concepts", ":material/hub:", "Explore", "concepts", "What drives each class"),
+    View("views/images.py", "Images", ":material/photo_library:", "Explore", "images", "Why one image is a yes"),
+    View("views/tune.py", "Tune", ":material/tune:", "Steer", "tune", "Steer a student by hand"),
+    View("views/history.py", "History", ":material/history:", "Steer", "history", "Undo, revert, export"),
+    View("views/setup.py", "Setup", ":material/folder_open:", "Workspace", "setup", "Images, vocabulary, model"),
 )
+
+
+def view(title: str) -> View:
+    return next(v for v in PAGES if v.title == title)
+
+
+def navigation_sections() -> dict[str, list]:
+    """``st.navigation``'s sections: {section: [st.Page, ...]}; the unnamed section comes first."""
+    sections: dict[str, list] = {}
+    for v in PAGES:
+        page = st.Page(
+            v.script, title=v.title, icon=v.icon, url_path=v.url_path or None, default=not v.url_path, help=v.help
+        )
+        sections.setdefault(v.section, []).append(page)
+    return sections
+
+
 DEFAULT_WORKSPACE = Path(os.environ.get("CONCEPTKD_WORKSPACE", ROOT / "data" / "demo" / "workspace"))
 # Where a visitor may open workspaces from (store.locations: the app's data/ and workspaces/ folders
 # and the default workspace's folder, or $CONCEPTKD_WORKSPACE_ROOTS).
@@ -117,28 +150,3 @@ def current() -> tuple[Explorer, TuningSession] | None:
 def selected_class(explorer: Explorer) -> int:
     name = st.session_state.get("class")
     return explorer.classes.index(name) if name in explorer.classes else 0
-
-
-def diverging_bars(table: pd.DataFrame, value: str, tooltip: list) -> alt.Chart:
-    """Horizontal bars per concept, green when ``value`` pushes the score up, orange when down."""
-    return (
-        alt.Chart(table)
-        .mark_bar()
-        .encode(
-            x=alt.X(f"{value}:Q"),
-            y=alt.Y("concept:N", sort="-x", title=None),
-            color=alt.condition(f"datum.{value} > 0", alt.value("#2a9d8f"), alt.value("#e76f51")),
-            tooltip=tooltip,
-        )
-    )
-
-
-@st.cache_data(max_entries=512, show_spinner=False)
-def thumbnail(path: str, size: int = 160) -> np.ndarray | None:
-    """A small RGB copy of an image for grids, or None if it cannot be read."""
-    try:
-        image = load_rgb(path)
-    except ImageError:
-        return None
-    image.thumbnail((size, size))
-    return np.asarray(image)

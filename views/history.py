@@ -5,17 +5,34 @@ import streamlit as st
 
 from conceptkd_core.explorer import import_session, resume_session, saved_sessions
 from conceptkd_core.students.session import TuningError
-from pages.common import current, shown
+from views.common import current, shown
+
+EDIT_COLUMNS = {
+    "#": st.column_config.NumberColumn("#", format="%d", width="small"),
+    "applied": st.column_config.CheckboxColumn("Applied", help="Undone edits stay listed until the next edit."),
+    "time": st.column_config.TextColumn("Time (UTC)"),
+    "user": st.column_config.TextColumn("User"),
+    "operation": st.column_config.TextColumn("Operation"),
+    "class": st.column_config.TextColumn("Class"),
+    "concept": st.column_config.TextColumn("Concept"),
+    "held-out AP after": st.column_config.TextColumn("Held-out AP after", help="Student AP of each class edited."),
+}
+SESSION_COLUMNS = {
+    "session_id": st.column_config.TextColumn("Session"),
+    "modified": st.column_config.TextColumn("Last saved (UTC)"),
+    "edits": st.column_config.NumberColumn("Edits", format="%d"),
+    "applied": st.column_config.NumberColumn("Applied", format="%d", help="Edits not undone."),
+}
 
 st.title("History")
 state = current()
 if state:
     explorer, session = state
-    cols = st.columns(3)
-    if cols[0].button("Undo", disabled=not session.can_undo()):
+    buttons = st.container(horizontal=True)
+    if buttons.button("Undo", icon=":material/undo:", disabled=not session.can_undo()):
         session.undo()
         st.rerun()
-    if cols[1].button("Redo", disabled=not session.can_redo()):
+    if buttons.button("Redo", icon=":material/redo:", disabled=not session.can_redo()):
         session.redo()
         st.rerun()
     rows = [
@@ -36,7 +53,7 @@ if state:
         for i, e in enumerate(session.events)
     ]
     if rows:
-        st.dataframe(pd.DataFrame(rows), hide_index=True)
+        st.dataframe(pd.DataFrame(rows), hide_index=True, column_config=EDIT_COLUMNS)
         point = st.number_input(
             "Revert to after edit # (0 = before any edit)", 0, len(rows), session.cursor, key="revert_to"
         )
@@ -50,6 +67,7 @@ if state:
         session.export_json(),
         file_name="conceptkd-tuning.json",
         mime="application/json",
+        icon=":material/download:",
     )
     upload = st.file_uploader("Import a saved log", type=["json"], key="import_log")
     # The uploader keeps its file across reruns: import each file once, then keep its outcome.
@@ -74,7 +92,7 @@ if state:
     if others.empty:
         st.caption("No other autosaved session of this workspace.")
     else:
-        st.dataframe(others.drop(columns=["path", "problem"]), hide_index=True)
+        st.dataframe(others, hide_index=True, column_order=list(SESSION_COLUMNS), column_config=SESSION_COLUMNS)
         pick = st.selectbox("Session to resume", others["session_id"], key="resume_pick")
         if st.button("Resume it"):
             try:

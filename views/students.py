@@ -1,0 +1,151 @@
+"""Performance view: how well the students match the teacher, on images they were not fit on."""
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from conceptkd_core import palette
+from conceptkd_core.explorer import budget_table, disagreement_table, metrics_summary, metrics_table
+from views.common import current, selected_class
+from views.draw import number_column, score_column, teacher_student, thumbnail_uri
+
+METRIC_COLUMNS = {  # metrics_table column -> how the table shows it
+    "class": st.column_config.TextColumn("Class", pinned=True),
+    "positives": number_column("Held-out positives", "Held-out images labelled with the class.", "%d"),
+    "teacher_ap": score_column("Teacher AP", "Average precision of the teacher's scores.", palette.TEACHER),
+    "student_ap": score_column("Student AP", "Average precision of the student's scores.", palette.STUDENT),
+    "chance_ap": number_column("Chance AP", "A random ranking: the share of positives."),
+    "fidelity_ap": number_column("Student AP vs teacher", "AP of the student at finding the teacher's yes images."),
+    "balanced_agreement": score_column("Balanced agreement", "Mean agreement on the teacher's yes and no images."),
+    "decision_f1": number_column("F1 vs teacher", "F1 of the student's yes/no against the teacher's."),
+    "concepts_used": number_column("Concepts used", "Non-zero weights.", "%d"),
+    "student_ap_in_sample": number_column("Student AP (in-sample)", "On the images the students were fit on."),
+    "agreement": number_column(
+        "Plain agreement", "Share of images where both say the same; flattered by rare classes."
+    ),
+}
+
+
+def headline(overall: dict) -> None:
+    st.caption(
+        f"Held-out: {overall['n_held_out']:,} images the students were not fit on "
+        f"({overall['n_fit']:,} fit images; {overall['split_rule']})."
+    )
+    cols = st.columns(5)
+    cols[0].metric("Teacher mAP", f"{overall['teacher_map']:.3f}")
+    cols[1].metric(
+        "Student mAP",
+        f"{overall['student_map']:.3f}",
+        f"{overall['student_map'] - overall['teacher_map']:+.3f} vs teacher",
+        delta_color="off",
+    )
+    cols[2].metric("Chance mAP", f"{overall['chance_map']:.3f}", help="A random ranking: the share of positives.")
+    cols[3].metric(
+        "Balanced agreement",
+        f"{overall['balanced_agreement']:.3f}",
+        help="Mean of the student's agreement on the teacher's yes and on its no images (0.5 = chance).",
+    )
+    cols[4].metric(
+        "Concepts per class", f"{overall['concepts_per_class_median']:.0f}", help="Median of non-zero weights."
+    )
+
+
+def ap_chart(table: pd.DataFrame) -> alt.Chart:
+    """Teacher vs student AP per class on held-out images, with each class's chance AP as a tick."""
+    long = table.melt(id_vars="class", value_vars=["teacher_ap", "student_ap"], var_name="model", value_name="AP")
+    long["model"] = long["model"].map({"teacher_ap": "teacher", "student_ap": "student"})
+    models = alt.Scale(domain=list(palette.TEACHER_STUDENT), range=list(palette.TEACHER_STUDENT.values()))
+    bars = (
+        alt.Chart(long)
+        .mark_bar()
+        .encode(
+            x=alt.X("class:N", title=None),
+            xOffset=alt.XOffset("model:N", sort=list(palette.TEACHER_STUDENT)),
+            y=alt.Y("AP:Q", scale=alt.Scale(domain=[0, 1]), title="held-out AP"),
+            color=alt.Color("model:N", title=None, scale=models, legend=alt.Legend(orient="top")),
+            tooltip=["class", "model", alt.Tooltip("AP:Q", format=".3f")],
+        )
+    )
+    chance = (
+        alt.Chart(table)
+        .mark_tick(color=palette.NEUTRAL, thickness=2)
+        .encode(
+            x="class:N", y="chance_ap:Q", tooltip=["class", alt.Tooltip("chance_ap:Q", title="chance AP", format=".3f")]
+        )
+    )
+    return bars + chance
+
+
+def budgets(explorer, session) -> None:
+    if st.toggle("AP at a budget of concepts (re-fits every class; a moment on big workspaces)", key="budgets"):
+        table = budget_table(explorer, session)
+        config = {name: score_column(f"AP, {name.removeprefix('ap_at_')} concepts") for name in table if "_at_" in name}
+        config |= {
+            "class": st.column_config.TextColumn("Class", pinned=True),
+            "concepts_used": number_column("Concepts used now", format="%d"),
+            "ap_all": score_column("AP, all concepts used now", colour=palette.STUDENT),
+        }
+        st.dataframe(table, hide_index=True, column_config=config)
+
+
+def open_on_images(ids: list[str], classes: list[str]) -> None:
+    """The Open button of a table row: show that image, for that class, on the Images page."""
+    row = st.session_state["open_disagreement"].row
+    st.session_state["detail_image"] = ids[row]
+    st.session_state["class"] = st.session_state["class_input"] = classes[row]
+    st.session_state["go_to_images"] = True
+
+
+def disagreements(explorer, session) -> None:
+    st.subheader("Where teacher and student disagree")
+    scope = st.radio("Class", ["selected class", "all classes"], horizontal=True, key="disagree_scope")
+    c = selected_class(explorer) if scope == "selected class" else None
+    worst = disagreement_table(session, c)
+    ws = explorer.workspace
+    worst["open"] = ":material/zoom_in: Open"
+    worst["image"] = [thumbnail_uri(str(ws.image_path(int(r)))) for r in worst["row"]]
+    worst["image_id"] = [str(ws.image_ids[r]) for r in worst["row"]]
+    worst["in_words"] = [
+        teacher_student(t, s) for t, s in zip(worst["teacher_prob"], worst["student_prob"], strict=True)
+    ]
+    st.caption("Held-out images, largest gap first. Open one to see why on the Images page.")
+    opener = st.column_config.ButtonColumn(
+        "Open",
+        pinned=True,
+        key="open_disagreement",
+        on_click=open_on_images,
+        args=(list(worst["image_id"]), list(worst["class"])),
+    )
+    st.dataframe(
+        worst,
+        hide_index=True,
+        row_height=56,
+        column_order=["open", "image", "image_id", "class", "in_words", "teacher_prob", "student_prob"],
+        column_config={
+            "open": opener,
+            "image": st.column_config.ImageColumn("Image", width="small"),
+            "image_id": st.column_config.TextColumn("Image id"),
+            "class": st.column_config.TextColumn("Class"),
+            "in_words": st.column_config.TextColumn("In words"),
+            "teacher_prob": score_column("Teacher", "The teacher's probability for the class.", palette.TEACHER),
+            "student_prob": score_column("Student", "The student's probability for the class.", palette.STUDENT),
+        },
+    )
+
+
+if st.session_state.pop("go_to_images", False):
+    st.switch_page("views/images.py")
+st.title("Students")
+state = current()
+if state:
+    explorer, session = state
+    table = metrics_table(explorer, session)
+    headline(metrics_summary(explorer, session))
+    st.altair_chart(ap_chart(table), width="stretch")
+    st.caption(
+        "Bars: AP on held-out images; grey ticks: chance (a random ranking). The in-sample AP "
+        "(on the images the students were fit on) is in the table for comparison only."
+    )
+    st.dataframe(table, hide_index=True, column_order=list(METRIC_COLUMNS), column_config=METRIC_COLUMNS)
+    budgets(explorer, session)
+    disagreements(explorer, session)
