@@ -124,6 +124,7 @@ def test_visitors_paths_stay_inside_the_allowed_folders(tmp_path):
         "outside": "these folders only",
         "data/\x1b[31m": "control character",
         "d" * 401: "the limit is 400",
+        "data/" + "e" * 256: "has 256 characters; the limit is 255",
         "": "no folder given",
     }
     for text, says in refusals.items():
