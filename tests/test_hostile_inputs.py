@@ -635,12 +635,14 @@ def test_a_damaged_autosave_is_listed_with_its_problem(damaged):
 # ============================================================================= tuning logs
 @pytest.fixture(scope="module")
 def tuned(demo):
-    """The demo copy opened, and a log of three real edits (an undone one included) over it."""
+    """The demo copy opened, and a log of four real edits over it: set, upweight, a batch lock of
+    three weights, and a removal that was undone."""
     explorer = open_explorer(demo)
     session = new_session(explorer, autosave=False)
     j = int(abs(session.bank.coef_[0]).argmax())
     session.set_weight(0, j, 0.5)
     session.upweight(1, int(abs(session.base.coef[1]).argmax()), 1.5)
+    session.apply_batch("lock", [(3, int(k)) for k in np.argsort(-abs(session.bank.coef_[3]))[:3]])
     session.remove(2, int(abs(session.bank.coef_[2]).argmax()))
     session.undo()
     return explorer, session.export_json(), j
@@ -679,9 +681,9 @@ def LOG(text_change, *says):
 
 LOG_CASES = {
     "truncated": LOG(lambda t: t[: len(t) // 2], "malformed or truncated JSON"),
-    "NaN": LOG(lambda t: t.replace('"cursor": 2', '"cursor": NaN'), "NaN is not a number JSON allows"),
-    "Infinity": LOG(lambda t: t.replace('"cursor": 2', '"cursor": -Infinity'), "-Infinity is not a number"),
-    "1e999": LOG(lambda t: t.replace('"cursor": 2', '"cursor": 1e999'), "1e999 is out of range"),
+    "NaN": LOG(lambda t: t.replace('"cursor": 3', '"cursor": NaN'), "NaN is not a number JSON allows"),
+    "Infinity": LOG(lambda t: t.replace('"cursor": 3', '"cursor": -Infinity'), "-Infinity is not a number"),
+    "1e999": LOG(lambda t: t.replace('"cursor": 3', '"cursor": 1e999'), "1e999 is out of range"),
     "17 MB": LOG(lambda t: t[:-2] + ', "pad": "' + "x" * (17 * 2**20) + '"}', "over the limit of 16,777,216 bytes"),
     "nested 100,000 deep": LOG(lambda t: "[" * 100000 + "]" * 100000, "nested too deeply"),
     "not UTF-8": LOG(lambda t: t.encode("utf-16"), "not UTF-8 text"),
@@ -689,11 +691,11 @@ LOG_CASES = {
     "other format": LOG(lambda t: t.replace("conceptkd.tuning", "other.tool"), "Not a ConceptKD tuning file"),
     "version 7": LOG(lambda t: t.replace('"version": 1', '"version": 7'), "Unsupported tuning file version 7"),
     "version true": LOG(resigned(lambda d: d.update(version=True)), "Unsupported tuning file version True"),
-    "a number edited": LOG(lambda t: t.replace('"cursor": 2', '"cursor": 1'), "checksum does not match"),
+    "a number edited": LOG(lambda t: t.replace('"cursor": 3', '"cursor": 1'), "checksum does not match"),
     "no checksum": LOG(lambda t: t.replace('"sha256"', '"sha"'), "checksum does not match"),
     "events not a list": LOG(resigned(lambda d: d.update(events={"0": 1})), "list of at most 2,000 edits"),
     "2,001 events": LOG(resigned(lambda d: d.update(events=[d["events"][0]] * 2001)), "list of at most 2,000 edits"),
-    "cursor -1": LOG(resigned(lambda d: d.update(cursor=-1)), "cursor -1 is outside the history 0..3"),
+    "cursor -1": LOG(resigned(lambda d: d.update(cursor=-1)), "cursor -1 is outside the history 0..4"),
     "cursor true": LOG(resigned(lambda d: d.update(cursor=True)), "cursor True is outside the history"),
     "other classes": LOG(resigned(lambda d: d["classes"].reverse()), "different classes or vocabulary"),
     "other workspace": LOG(
@@ -719,6 +721,16 @@ LOG_CASES = {
     "audit holds an object": LOG(resigned(lambda d: d["audit"].append({"x": {"y": 1}})), "audit must be a list"),
     "session_id 500 characters": LOG(resigned(lambda d: d.update(session_id="s" * 500)), "session_id must be a text"),
     "crafted weight": LOG(resigned(tripled_weight), "edit 2 (upweight) does not replay", "weights it records"),
+    "batch pair out of range": LOG(
+        resigned(lambda d: d["events"][2]["args"]["pairs"][0].__setitem__(1, 5000)),
+        "edit 3 (lock): its pairs must be a list of [class, concept] indices",
+    ),
+    "batch classes not its pairs'": LOG(
+        resigned(lambda d: d["events"][2].update(classes=[4])), "edit 3 (lock): classes [4] are not distinct"
+    ),
+    "crafted batch weight": LOG(
+        resigned(lambda d: d["events"][2]["coef"]["3"][1].__setitem__(-1, 7.0)), "edit 3 (lock) does not replay"
+    ),
     "crafted bound": LOG(
         resigned(lambda d: d["events"][0]["bounds"][0].__setitem__(2, 0.25)), "edit 1 (set) does not replay", "bounds"
     ),
@@ -756,7 +768,7 @@ def test_a_real_log_with_null_metrics_imports_and_its_figures_are_recomputed(tun
     explorer, text, _ = tuned
     nulled = resigned(lambda d: [e.update(metrics_after={"0": None}, metrics_before=None) for e in d["events"]])
     session = import_session(explorer, nulled(text))
-    assert session.cursor == 2 and len(session.events) == 3
+    assert session.cursor == 3 and len(session.events) == 4
     assert all(isinstance(m["student_ap"], float) for e in session.events for m in e.metrics_after.values())
 
 

@@ -235,6 +235,9 @@ def replay_into(session: TuningSession, document: SessionDocument, reference: St
         try:
             if event.op == "refine":
                 again = session.refine(event.classes, alpha=event.args["alpha"])
+            elif "pairs" in event.args:
+                arguments = {name: value for name, value in event.args.items() if name != "pairs"}
+                again = session.apply_batch(event.op, [tuple(p) for p in event.args["pairs"]], **arguments)
             else:
                 again = session.apply(event.op, event.classes[0], event.concept, **event.args)
         except (TuningError, ValueError) as exc:
@@ -342,32 +345,58 @@ def _class_key(key: Any, n_classes: int) -> int:
     return int(key)
 
 
+def _batch_pairs(pairs: Any, n: int, op: str, n_classes: int, n_concepts: int) -> list[list[int]]:
+    """The (class, concept) pairs of a batch edit (``TuningSession.apply_batch``), checked."""
+    if (
+        op == "refine"
+        or not isinstance(pairs, list)
+        or not 0 < len(pairs) <= n_classes * n_concepts
+        or not all(
+            isinstance(p, list) and len(p) == 2 and _is_index(p[0], n_classes) and _is_index(p[1], n_concepts)
+            for p in pairs
+        )
+    ):
+        raise TuningError(f"edit {n} ({op}): its pairs must be a list of [class, concept] indices")
+    return [list(p) for p in pairs]
+
+
 def _event_from_json(data: Any, n: int, n_classes: int, n_concepts: int) -> TuningEvent:
     """Edit ``n`` of the file, with every field's type and range checked (its weights are not
     trusted: ``replay_into`` compares them with the edit applied again)."""
     op = data.get("op") if isinstance(data, dict) else None
     if op not in OPERATIONS:
         raise TuningError(f"edit {n}: unknown operation {str(op)[:40]!r}; expected one of {', '.join(OPERATIONS)}")
-    classes = data["classes"]
+    raw_args = data["args"]
+    if not isinstance(raw_args, dict):
+        raise TuningError(f"edit {n} ({op}): arguments must be an object")
+    pairs = _batch_pairs(raw_args.get("pairs"), n, op, n_classes, n_concepts) if "pairs" in raw_args else None
+    classes, concept = data["classes"], data["concept"]
     if (
         not isinstance(classes, list)
         or not classes
         or not all(_is_index(c, n_classes) for c in classes)
         or len(set(classes)) != len(classes)
-        or (op != "refine" and len(classes) != 1)
+        or (op != "refine" and pairs is None and len(classes) != 1)
+        or (pairs is not None and classes != sorted({c for c, _ in pairs}))
     ):
         raise TuningError(f"edit {n} ({op}): classes {str(classes)[:80]} are not distinct indices 0..{n_classes - 1}")
-    concept = data["concept"]
-    if not (concept is None if op == "refine" else _is_index(concept, n_concepts)):
+    if pairs is not None:
+        concepts = {j for _, j in pairs}
+        concept_ok = concept == (next(iter(concepts)) if len(concepts) == 1 else None)
+    else:
+        concept_ok = concept is None if op == "refine" else _is_index(concept, n_concepts)
+    if not concept_ok:
         raise TuningError(f"edit {n} ({op}): concept {str(concept)[:40]} is not an index 0..{n_concepts - 1}")
-    args = data["args"]
-    if not isinstance(args, dict) or sorted(args) != sorted(_ARGUMENTS[op]):
+    named = {name: value for name, value in raw_args.items() if name != "pairs"}
+    if sorted(named) != sorted(_ARGUMENTS[op]):
         raise TuningError(f"edit {n} ({op}): arguments must be {', '.join(_ARGUMENTS[op]) or 'none'}")
-    args = {name: _from_json_float(value) for name, value in args.items()}
+    args = {name: _from_json_float(value) for name, value in named.items()}
     if op != "bound" and not all(np.isfinite(v) for v in args.values()):
         raise TuningError(f"edit {n} ({op}): its arguments must be finite numbers")
     if op == "refine" and not args["alpha"] > 0:
         raise TuningError(f"edit {n} (refine): alpha must be > 0; got {args['alpha']!r}")
+    if pairs is not None:
+        args["pairs"] = pairs
     coef = {}
     for key, pair in data["coef"].items():
         idx, vals = pair
