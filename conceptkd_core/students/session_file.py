@@ -235,6 +235,9 @@ def replay_into(session: TuningSession, document: SessionDocument, reference: St
         try:
             if event.op == "refine":
                 again = session.refine(event.classes, alpha=event.args["alpha"])
+            elif "pairs" in event.args:
+                options = {name: value for name, value in event.args.items() if name != "pairs"}
+                again = session.apply_batch(event.op, [tuple(pair) for pair in event.args["pairs"]], **options)
             else:
                 again = session.apply(event.op, event.classes[0], event.concept, **event.args)
         except (TuningError, ValueError) as exc:
@@ -342,6 +345,22 @@ def _class_key(key: Any, n_classes: int) -> int:
     return int(key)
 
 
+def _batch_pairs(args: Any, n: int, op: str, n_classes: int, n_concepts: int) -> list[list[int]] | None:
+    """The (class, concept) pairs of a batch edit, checked; None for an edit of one pair."""
+    if not isinstance(args, dict) or "pairs" not in args:
+        return None
+    pairs = args["pairs"]
+    if (
+        op == "refine"
+        or not isinstance(pairs, list)
+        or not pairs
+        or not all(isinstance(p, list) and len(p) == 2 for p in pairs)
+        or not all(_is_index(c, n_classes) and _is_index(j, n_concepts) for c, j in pairs)
+    ):
+        raise TuningError(f"edit {n} ({op}): its pairs {str(pairs)[:80]} are not [class, concept] index pairs")
+    return [[int(c), int(j)] for c, j in pairs]
+
+
 def _event_from_json(data: Any, n: int, n_classes: int, n_concepts: int) -> TuningEvent:
     """Edit ``n`` of the file, with every field's type and range checked (its weights are not
     trusted: ``replay_into`` compares them with the edit applied again)."""
@@ -349,21 +368,22 @@ def _event_from_json(data: Any, n: int, n_classes: int, n_concepts: int) -> Tuni
     if op not in OPERATIONS:
         raise TuningError(f"edit {n}: unknown operation {str(op)[:40]!r}; expected one of {', '.join(OPERATIONS)}")
     classes = data["classes"]
+    args = data["args"]
+    pairs = _batch_pairs(args, n, op, n_classes, n_concepts)  # a batch edit (``apply_batch``) names its pairs
     if (
         not isinstance(classes, list)
         or not classes
         or not all(_is_index(c, n_classes) for c in classes)
         or len(set(classes)) != len(classes)
-        or (op != "refine" and len(classes) != 1)
+        or (op != "refine" and pairs is None and len(classes) != 1)
     ):
         raise TuningError(f"edit {n} ({op}): classes {str(classes)[:80]} are not distinct indices 0..{n_classes - 1}")
     concept = data["concept"]
-    if not (concept is None if op == "refine" else _is_index(concept, n_concepts)):
+    if not (concept is None if op == "refine" or pairs is not None else _is_index(concept, n_concepts)):
         raise TuningError(f"edit {n} ({op}): concept {str(concept)[:40]} is not an index 0..{n_concepts - 1}")
-    args = data["args"]
-    if not isinstance(args, dict) or sorted(args) != sorted(_ARGUMENTS[op]):
+    if not isinstance(args, dict) or sorted(set(args) - {"pairs"}) != sorted(_ARGUMENTS[op]):
         raise TuningError(f"edit {n} ({op}): arguments must be {', '.join(_ARGUMENTS[op]) or 'none'}")
-    args = {name: _from_json_float(value) for name, value in args.items()}
+    args = {name: _from_json_float(value) for name, value in args.items() if name != "pairs"}
     if op != "bound" and not all(np.isfinite(v) for v in args.values()):
         raise TuningError(f"edit {n} ({op}): its arguments must be finite numbers")
     if op == "refine" and not args["alpha"] > 0:
@@ -385,7 +405,7 @@ def _event_from_json(data: Any, n: int, n_classes: int, n_concepts: int) -> Tuni
         concept=concept,
         bounds=bounds,
         coef=coef,
-        args=args,
+        args=args if pairs is None else args | {"pairs": pairs},
         intercept={_class_key(c, n_classes): _from_json_float(b) for c, b in data["intercept"].items()},
         metrics_before={},  # recomputed by the replay: the file's figures are not trusted
         metrics_after={},
