@@ -22,7 +22,7 @@ from PIL import Image
 from conceptkd_core.datasets import VOC_CLASSES, load_folder
 from conceptkd_core.defaults import CLIP_MEAN, CLIP_STD
 from conceptkd_core.images import Preprocessing
-from conceptkd_core.store.atomic_io import atomic_write_json, atomic_write_text
+from conceptkd_core.store.atomic_io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from conceptkd_core.vocabulary import normalise_words, vocabulary_text
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "data" / "demo"
@@ -237,6 +237,22 @@ def render_split(sprites, folder: Path, n_multi: int, n_single: int, seed: int, 
             masks_out.append((image_id, int(c), np.packbits(np.asarray(small) >= 128)))
 
 
+def save_teacher(model: torch.jit.ScriptModule, path: Path) -> None:
+    """Save a TorchScript teacher without its debug records: they hold the absolute paths of the
+    source files on the building machine, and shipped data may hold no absolute path."""
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    torch.jit.save(model, buffer)
+    kept = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as source, zipfile.ZipFile(kept, "w") as target:
+        for member in source.infolist():
+            if not member.filename.endswith(".debug_pkl"):
+                target.writestr(member, source.read(member.filename))
+    atomic_write_bytes(path, kept.getvalue())
+
+
 def build(
     out: Path = DEMO_DIR,
     clip_minutes: float = 15.0,
@@ -280,8 +296,7 @@ def build(
     clip_model, clip_info = train_clip(sprites, clip_minutes, seed)
     config, weights = save_clip(clip_model, out)
     teacher_model, teacher_info = train_teacher(sprites, teacher_minutes, seed)
-    teacher_path = out / "teacher.pt"
-    torch.jit.save(teacher_model, str(teacher_path))
+    save_teacher(teacher_model, out / "teacher.pt")
 
     return extract_and_evaluate(out, {"clip_training": clip_info, "teacher_training": teacher_info})
 

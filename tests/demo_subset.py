@@ -3,6 +3,7 @@ split with their concept scores, logits and segments, the demo's mini CLIP check
 teacher beside it (so adding images and re-scoring work), written by the normal store code."""
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +14,9 @@ from conceptkd_core.store.workspace import load_workspace, write_workspace
 from conceptkd_tools.demo import DEMO_DIR, MODEL_NAME
 
 
-def make_demo_subset(folder: Path, per_split: int = 20) -> Path:
-    """``folder``/workspace holding ``per_split`` val and ``per_split`` test scenes of the demo;
-    returns the workspace folder."""
+def make_demo_subset(folder: Path, per_split: int = 20, word: Callable[[str], str] = str) -> Path:
+    """``folder``/workspace holding ``per_split`` val and ``per_split`` test scenes of the demo,
+    each vocabulary word written as ``word(w)``; returns the workspace folder."""
     demo = load_workspace(DEMO_DIR / "workspace")
     rows = np.concatenate([np.flatnonzero(demo.splits == split)[:per_split] for split in ("val", "test")])
     (folder / "images").mkdir(parents=True, exist_ok=True)
@@ -34,7 +35,7 @@ def make_demo_subset(folder: Path, per_split: int = 20) -> Path:
         splits=demo.splits[rows],
         labels=demo.labels[rows],
         classes=demo.classes,
-        vocabulary=demo.vocabulary,
+        vocabulary=[word(w) for w in demo.vocabulary],
         concept_matrix=np.asarray(demo.concept_matrix[rows]),
         teacher_logits=demo.teacher_logits[rows],
         model=demo.meta["model"],

@@ -80,8 +80,10 @@ def get_explorer(root: str) -> Explorer:
 
 
 def shown(message: object) -> str:
-    """A message as a visitor may read it: no absolute path of the server's folders."""
-    return without_server_paths(str(message), ALLOWED_ROOTS, ROOT)
+    """A message as a visitor may read it: no absolute path of the server's folders (the allowed
+    roots, the open workspace's folder, the app's)."""
+    workspace = Path(st.session_state.get("workspace_root", DEFAULT_WORKSPACE)).resolve()
+    return without_server_paths(str(message), (*ALLOWED_ROOTS, workspace.parent), ROOT)
 
 
 def _workspace_typed() -> None:

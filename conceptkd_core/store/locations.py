@@ -6,9 +6,9 @@ to browse or probe. Workspaces are opened from *allowed roots* only: the app's `
 (separated by ``os.pathsep``) in the ``CONCEPTKD_WORKSPACE_ROOTS`` environment variable, which
 replaces them. A visitor sees and types paths as ``<root name>/<path inside it>`` (e.g.
 ``data/demo/workspace``), never the server's absolute paths. A typed path is accepted only when
-it is short (``MAX_PATH_CHARS``), holds no control character, names an allowed root, and stays
-inside it once ``..`` and symbolic links are resolved; every refusal reads the same whether the
-folder exists or not.
+it is short (``MAX_PATH_CHARS``; ``MAX_NAME_CHARS`` for one folder name), holds no control
+character, names an allowed root, and stays inside it once ``..`` and symbolic links are
+resolved; every refusal reads the same whether the folder exists or not.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 
 ROOTS_VARIABLE = "CONCEPTKD_WORKSPACE_ROOTS"
 MAX_PATH_CHARS = 400
+MAX_NAME_CHARS = 255  # of one folder name: what file systems allow
 
 
 class PathRefused(ValueError):
@@ -47,6 +48,9 @@ def resolve_typed_path(text: str, roots: Sequence[Path]) -> Path:
         raise PathRefused(f"the path has {len(text):,} characters; the limit is {MAX_PATH_CHARS}")
     if any(unicodedata.category(ch) == "Cc" for ch in text):
         raise PathRefused("the path holds a control character; expected a folder path")
+    longest = max((len(part) for part in PurePosixPath(text).parts), default=0)
+    if longest > MAX_NAME_CHARS:
+        raise PathRefused(f"a folder name in the path has {longest:,} characters; the limit is {MAX_NAME_CHARS}")
     text = text.strip()
     refused = PathRefused(
         f"workspaces can be opened from these folders only: {', '.join(root.name + '/' for root in roots)} "
@@ -84,7 +88,8 @@ def display_path(path: str | os.PathLike, roots: Sequence[Path]) -> str:
 def without_server_paths(message: str, roots: Sequence[Path], app_folder: Path) -> str:
     """``message`` with the absolute paths of the allowed roots written as visitors see them, and
     the app's own folder left out."""
-    replacements = {str(root): root.name for root in roots} | {str(Path(app_folder).resolve()): "."}
+    folders = [Path(root) for root in roots if Path(root) != Path(Path(root).anchor)]  # never "/" itself
+    replacements = {str(root): root.name for root in folders} | {str(Path(app_folder).resolve()): "."}
     for absolute in sorted(replacements, key=len, reverse=True):
         message = message.replace(absolute, replacements[absolute])
     return message

@@ -32,6 +32,7 @@ import hashlib
 import io
 import os
 import shutil
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -194,8 +195,9 @@ def read_gram(workspace: Workspace, split_digest: str, n_fit: int) -> dict | Non
         with np.load(path, allow_pickle=False) as saved:
             owner = {name: str(saved[name]) for name in ("workspace_id", "split_digest", "sha256")}
             fields = {name: saved[name] for name in GRAM_FIELDS}
-    except (OSError, ValueError, KeyError, EOFError) as exc:
-        raise WorkspaceError(path, f"not a readable Gram cache ({str(exc).splitlines()[0][:200]})") from None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise WorkspaceError(path, f"not a readable Gram cache ({reason})") from None
     if owner["workspace_id"] != workspace.workspace_id or owner["split_digest"] != split_digest:
         return None
     check(
