@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     ext.add_argument("--batch-size", type=int, default=8)
     ext.add_argument("--batches", type=int, default=4)
     ext.add_argument("--device", default="cpu")
+    ext.add_argument("--workers", type=int, default=None, help="processes preparing images (default: by device)")
     scale = bench_sub.add_parser("scale", help="students at 10k..1M images: Gram build, re-fit, metrics after a move")
     scale.add_argument("--sizes", default="10000,100000,1000000", help="numbers of images, comma-separated")
     scale.add_argument("--n-concepts", type=int, default=584)
@@ -325,9 +326,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.benchmark == "app":
             bench.run("app", workspace=args.workspace, moves=args.moves)
         elif args.benchmark == "extract":
-            bench.run(
-                "extract", model_name=args.model, batch_size=args.batch_size, batches=args.batches, device=args.device
-            )
+            sizes = {"model_name": args.model, "batch_size": args.batch_size, "batches": args.batches}
+            bench.run("extract", device=args.device, workers=args.workers, **sizes)
     return 0
 
 

@@ -117,83 +117,11 @@ def bench_refit(
     }
 
 
-def bench_extract(
-    model_name: str = "ViT-B-16",
-    batch_size: int = 8,
-    batches: int = 4,
-    device: str = "cpu",
-    n_concepts: int = 584,
-    seed: int = 0,
-) -> dict:
-    """Dense extraction (segments + concept vector) vs plain ``encode_image``, same model/batch/device.
+def bench_extract(**kwargs) -> dict:
+    """``bench_extract.bench_extract`` (its own module: image files, worker processes, a workspace)."""
+    from .bench_extract import bench_extract as extract
 
-    A randomly initialised model: speed does not depend on trained weights. Both paths start
-    from the same model-sized uint8 images; concept text embeddings are precomputed (they are
-    cached per vocabulary in real runs). One warm-up batch each is not timed.
-    """
-    import torch
-
-    from conceptkd_core.extract.clip_backend import ClipModel, dense_patch_features, encode_image, to_model_input
-    from conceptkd_core.extract.segments import concepts_for_image, superpixels
-    from conceptkd_core.extract.torch_compat import import_open_clip
-
-    open_clip = import_open_clip()
-    torch.manual_seed(seed)
-    model = open_clip.create_model(model_name, pretrained=None, device=device).eval()
-    visual = model.visual
-    size = visual.image_size[0] if isinstance(visual.image_size, (tuple, list)) else visual.image_size
-    patch = visual.patch_size[0] if isinstance(visual.patch_size, (tuple, list)) else visual.patch_size
-    clip = ClipModel(
-        model,
-        None,
-        model_name,
-        None,
-        None,
-        size,
-        patch,
-        open_clip.OPENAI_DATASET_MEAN,
-        open_clip.OPENAI_DATASET_STD,
-        device,
-    )
-    rng = np.random.default_rng(seed)
-    images = []
-    for _ in range(batch_size):  # blocky synthetic scenes: superpixels have real edges to follow
-        small = rng.integers(0, 255, (size // 28, size // 28, 3), dtype=np.uint8)
-        images.append(np.kron(small, np.ones((28, 28, 1), dtype=np.uint8)))
-    text = rng.standard_normal(
-        (n_concepts, model.text_projection.shape[1] if model.text_projection is not None else 512)
-    )
-    text = (text / np.linalg.norm(text, axis=1, keepdims=True)).astype(np.float32)
-
-    def plain():
-        encode_image(clip, to_model_input(clip, images))
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-
-    def dense():
-        feats = dense_patch_features(clip, to_model_input(clip, images)).float().cpu().numpy()
-        for i, image in enumerate(images):
-            concepts_for_image(feats[i], superpixels(image), text)
-
-    rates = {}
-    for name, fn in (("plain", plain), ("dense", dense)):
-        fn()
-        t0 = time.perf_counter()
-        for _ in range(batches):
-            fn()
-        rates[name] = batches * batch_size / (time.perf_counter() - t0)
-    return {
-        "bench": "extract",
-        "model": model_name,
-        "image_size": size,
-        "batch_size": batch_size,
-        "device": device,
-        "torch_threads": torch.get_num_threads(),
-        "n_concepts": n_concepts,
-        "dense_images_per_s": round(rates["dense"], 2),
-        "encode_image_images_per_s": round(rates["plain"], 2),
-        "ratio": round(rates["dense"] / rates["plain"], 3),
-    }
+    return extract(**kwargs)
 
 
 def bench_app(workspace: str | None = None, moves: int = 10) -> dict:
