@@ -4,6 +4,8 @@ import dataclasses
 import inspect
 import os
 import signal
+import sys
+import types
 
 import numpy as np
 import pytest
@@ -137,6 +139,22 @@ def test_worker_processes_change_nothing_and_skip_unreadable_images(demo, tmp_pa
     sa, sb = read_segments(a), read_segments(b)
     for name in SEGMENT_ARRAYS:
         np.testing.assert_array_equal(sa[name], sb[name])
+
+
+def test_workers_do_not_rerun_the_main_script(demo, tmp_path, monkeypatch):
+    """Under Streamlit the app script is ``__main__``; a worker that re-ran it would start the app."""
+    clip, images, _, text, teacher = demo
+    script = tmp_path / "app.py"
+    script.write_text("raise SystemExit('the main script ran in a worker')\n")
+    main = types.ModuleType("__main__")
+    main.__file__ = str(script)
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    job = ExtractionJob(images.subset(range(4)), text, batch_size=2, n_segments=DEMO_SEGMENTS)
+    preparer = job.preparer(clip, teacher, workers=2)
+    try:
+        assert [start for start, _ in job.shards(clip, teacher, [0, 2], preparer)] == [0, 2]
+    finally:
+        preparer.close()
 
 
 def test_a_worker_that_dies_stops_the_extraction_with_a_message_and_keeps_the_finished_batches(demo, tmp_path):

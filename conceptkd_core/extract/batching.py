@@ -106,7 +106,6 @@ _PREPARATION: Preparation | None = None  # set in each worker process by ``_star
 def _start_worker(preparation: Preparation) -> None:
     global _PREPARATION
     _PREPARATION = preparation
-    torch.set_num_threads(1)  # workers use no torch; keep them from oversubscribing the cores
 
 
 def _prepare_rows(rows: Sequence[int]) -> list[PreparedImage]:
@@ -118,8 +117,10 @@ class Preparer:
 
     With 0 workers everything runs in this process (small jobs, tests, a one-CPU Ray actor). The
     pool starts on first use and lives until ``close`` (a Ray actor keeps one for all its shards).
-    Workers are started by a fork server, never forked from this process, which may hold threads
-    (torch, Streamlit) or a CUDA context.
+    Workers are forked where the platform can (as torch's DataLoader does): a spawned or fork-server
+    worker first re-runs the ``__main__`` script, which under Streamlit is the app itself. They
+    touch neither torch nor the accelerator, so what this process holds (torch's threads, a CUDA
+    context) does not matter to them.
     """
 
     def __init__(self, preparation: Preparation, workers: int = 0):
@@ -130,8 +131,7 @@ class Preparer:
 
     def _submit(self, rows: range) -> list[Future]:
         if self._pool is None:
-            methods = multiprocessing.get_all_start_methods()
-            context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+            context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
             self._pool = ProcessPoolExecutor(
                 self.workers, mp_context=context, initializer=_start_worker, initargs=(self.preparation,)
             )
