@@ -219,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     ext.add_argument("--batch-size", type=whole(1, 4096), default=8)
     ext.add_argument("--batches", type=whole(1, 10_000), default=4)
     ext.add_argument("--device", type=_checked("device", _device), default="cpu")
+    ext.add_argument(
+        "--workers", type=whole(0, 256), default=None, help="processes preparing images (default: by device)"
+    )
     scale = bench_sub.add_parser(
         "scale", parents=[debug], help="students at 10k..1M images: Gram build, re-fit, metrics after a move"
     )
@@ -568,9 +571,8 @@ def run_bench(args) -> int:
 
         if args.model not in import_open_clip().list_models():
             raise UsageError(f"argument --model: {args.model!r}: not an open_clip model name; e.g. ViT-B-16, ViT-B-32")
-        bench.run(
-            "extract", model_name=args.model, batch_size=args.batch_size, batches=args.batches, device=args.device
-        )
+        sizes = {"model_name": args.model, "batch_size": args.batch_size, "batches": args.batches}
+        bench.run("extract", device=args.device, workers=args.workers, **sizes)
     return 0
 
 
