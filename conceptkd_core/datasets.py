@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .store.metadata import MAX_CLASSES, MAX_NAME_LENGTH
 from .store.validation import SPLITS_ALLOWED_CHARS, check_relative_paths
-from .store.workspace import MAX_CLASSES, MAX_NAME_LENGTH, WorkspaceError, safe_join
+from .store.workspace import WorkspaceError, safe_join
 
 VOC_CLASSES = (
     "aeroplane",

@@ -67,6 +67,8 @@ def test_bench_extract_reports_both_throughputs():
             "2",
             "--batches",
             "1",
+            "--workers",
+            "1",
         ],
         cwd=ROOT,
         capture_output=True,
@@ -79,3 +81,5 @@ def test_bench_extract_reports_both_throughputs():
     assert result["ratio"] == pytest.approx(
         result["dense_images_per_s"] / result["encode_image_images_per_s"], rel=0.01
     )
+    assert result["end_to_end_images_per_s"] > 0 and result["end_to_end_images"] == 4
+    assert result["workers"] == 1

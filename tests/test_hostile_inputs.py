@@ -764,6 +764,16 @@ def test_bad_tuning_logs_are_refused_and_change_nothing(name, tuned, tmp_path):
     np.testing.assert_array_equal(explorer.base_bank.coef_, before)
 
 
+def test_a_log_whose_batch_removes_one_concept_from_every_class_imports(tuned):
+    explorer, _, j = tuned
+    session = new_session(explorer, autosave=False)
+    event = session.apply_batch("remove", [(c, j) for c in range(len(explorer.classes))])
+    assert event.concept == j  # a batch over one concept names it
+    restored = import_session(explorer, session.export_json())
+    np.testing.assert_array_equal(restored.bank.coef_, session.bank.coef_)
+    assert (restored.bank.coef_[:, j] == 0).all() and restored.events[0].args["pairs"] == event.args["pairs"]
+
+
 def test_a_real_log_with_null_metrics_imports_and_its_figures_are_recomputed(tuned):
     explorer, text, _ = tuned
     nulled = resigned(lambda d: [e.update(metrics_after={"0": None}, metrics_before=None) for e in d["events"]])

@@ -57,7 +57,7 @@ def test_incremental_scores_equal_a_full_product(workspace):
         coef[idx] += rng.normal(0, 0.5, n_changed)
         other = bank.copy()
         other.coef_[2], other.intercept_[2] = coef, bank.intercept_[2] + 0.25
-        got = class_scores(X, shared, 2, coef, other.intercept_[2], chunk_rows=512)
+        got = class_scores(shared, 2, coef, other.intercept_[2], chunk_rows=512)
         np.testing.assert_allclose(got, other.decision_function(X, classes=[2])[:, 0], atol=2e-5)
 
 
@@ -194,9 +194,24 @@ def test_bench_scale_prints_the_table_and_plots(tmp_path):
     assert [row["n_images"] for row in result["rows"]] == [2000, 8000]
     for row in result["rows"]:
         assert row["gram_build_s"] > 0 and row["gram_peak_rss_mb"] > 0 and row["refit_ms_p50"] > 0
-        assert row["metrics_after_move_ms_p50"] > 0
+        assert row["metrics_after_move_ms_p50"] > 0 and row["move_total_ms_p50"] > row["refit_ms_p50"]
+        assert row["n_held_out"] == 0.4 * row["n_images"]  # val + test of the synthetic split
+        assert row["columns_mb"] > 0
+    large = result["rows"][-1]
+    assert result["move_total_ms_p50_largest"] == large["move_total_ms_p50"]
+    assert result["gram_peak_rss_mb_largest"] == large["gram_peak_rss_mb"]
     assert "refit_ratio_largest_vs_smallest" in result and "gram_time_per_row_ratio" in result
     assert (tmp_path / "scale.png").stat().st_size > 10_000
+
+
+def test_bench_scale_measures_the_gram_child_s_own_peak_memory(workspace):
+    from conceptkd_tools.bench_scale import measure_gram, rss_mb
+
+    ballast = np.ones(700 * 2**20 // 8)  # this process grows by 700 MB before it starts the child
+    assert rss_mb("VmRSS") > 700
+    gram = measure_gram(workspace.root)
+    assert 0 < gram["loaded_rss_mb"] <= gram["peak_rss_mb"] < 500, gram  # the child's own, not inherited
+    assert gram["gram_build_s"] > 0 and ballast[-1] == 1
 
 
 def test_read_rows_reads_a_memory_map_without_mapping_it(tmp_path):

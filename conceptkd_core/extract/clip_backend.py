@@ -335,6 +335,19 @@ def encode_text_prompts(
     return F.normalize(per_prompt.mean(dim=1), dim=-1).float().cpu().numpy()
 
 
+def text_cache_path(
+    clip: ClipModel,
+    vocabulary: Sequence[str],
+    cache_dir: str | os.PathLike,
+    templates: Sequence[str] = PROMPT_TEMPLATES,
+) -> Path:
+    """Where ``concept_embeddings`` caches the embeddings of ``vocabulary`` for ``clip`` in ``cache_dir``."""
+    key = hashlib.sha256(
+        json.dumps([clip.identity, vocabulary_hash(vocabulary), list(templates)], sort_keys=True).encode()
+    ).hexdigest()[:24]
+    return Path(cache_dir) / f"text-{key}.npy"
+
+
 def concept_embeddings(
     clip: ClipModel,
     vocabulary: Sequence[str],
@@ -344,10 +357,7 @@ def concept_embeddings(
     """Concept text embeddings, cached on disk keyed by model identity + vocabulary + templates."""
     if cache_dir is None:
         return encode_text_prompts(clip, vocabulary, templates)
-    key = hashlib.sha256(
-        json.dumps([clip.identity, vocabulary_hash(vocabulary), list(templates)], sort_keys=True).encode()
-    ).hexdigest()[:24]
-    path = Path(cache_dir) / f"text-{key}.npy"
+    path = text_cache_path(clip, vocabulary, cache_dir, templates)
     if path.is_file():
         cached = np.load(path, allow_pickle=False)
         if cached.shape[0] == len(vocabulary):

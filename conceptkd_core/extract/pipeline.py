@@ -14,9 +14,10 @@ does nothing ("up to date"), and with other settings is refused unless ``overwri
 which removes the old workspace and its caches (students, Gram statistics) first.
 
 Who computes the shards is pluggable (an *engine*): by default this process, one batch after
-the other; ``ray_engine.RayEngine`` spreads them over a Ray cluster. Both return the same shard
-contents, and everything around them (plan, resume, assembly) is this module's, so the
-workspace is the same whichever engine made it.
+the other, with worker processes preparing the images ahead of the model (``batching``);
+``ray_engine.RayEngine`` spreads them over a Ray cluster, each actor running the same pipeline.
+Both return the same shard contents, and everything around them (plan, resume, assembly) is this
+module's, so the workspace is the same whichever engine made it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -36,16 +38,15 @@ import numpy as np
 
 from ..datasets import ImageSet
 from ..defaults import DEFAULT_TEACHER, MAX_SEGMENTS, N_SEGMENTS
-from ..images import load_rgb, square_resize
 from ..store.atomic_io import atomic_write, atomic_write_json, atomic_write_npy_rows
 from ..store.side_files import REPORT_FILE, SEGMENT_ARRAYS, SESSIONS_DIR, clear_workspace, segment_file
 from ..store.strict_json import StrictJSONError, canonical_sha256, loads_strict
 from ..store.workspace import META_FILE, Workspace, WorkspaceError, load_workspace, read_meta, write_workspace
 from ..vocabulary import vocabulary_hash
-from .clip_backend import ClipModel, concept_embeddings, dense_patch_features, load_clip, to_model_input
-from .segments import concepts_for_image, superpixels
+from .batching import Preparation, Preparer, default_workers, dense_shard
+from .clip_backend import ClipModel, concept_embeddings, load_clip
 from .teacher_registry import create_teacher
-from .teachers import ClipZeroShotTeacher, Teacher
+from .teachers import Teacher
 
 PARTIAL_DIR = ".extract"
 PLAN_FILE = "plan.json"
@@ -59,6 +60,7 @@ SETTING_NAMES = {
     "n_segments": "segments per image",
     "batch_size": "batch size",
 }
+SMALL_JOB_IMAGES = 256  # below this, starting worker processes costs more than it saves
 
 
 class ExtractionError(RuntimeError):
@@ -118,9 +120,20 @@ class ExtractionJob:
     def rows(self, start: int) -> range:
         return range(start, min(start + self.batch_size, len(self.images)))
 
-    def run(self, clip: ClipModel, teacher: Teacher, start: int) -> dict:
-        """The shard of the batch that begins at row ``start``: a dict of arrays (see ``_extract_batch``)."""
-        return _extract_batch(clip, teacher, self.text, self.images, self.rows(start), self.n_segments)
+    def preparer(self, clip: ClipModel, teacher: Teacher, workers: int = 0) -> Preparer:
+        """What prepares this job's images for ``clip`` and ``teacher``: ``workers`` processes (0: this one)."""
+        return Preparer(Preparation.of(self.images, clip, teacher, self.n_segments), workers)
+
+    def shards(
+        self, clip: ClipModel, teacher: Teacher, starts: Iterable[int], preparer: Preparer
+    ) -> Iterator[tuple[int, dict]]:
+        """``(start, shard)`` for each of ``starts`` in order (a shard: see ``batching.dense_shard``): the
+        images prepared by ``preparer`` ahead of the model, which runs on whole batches on ``clip``'s device."""
+        import torch
+
+        text = torch.from_numpy(np.ascontiguousarray(self.text, dtype=np.float32)).to(clip.device)
+        for start, prepared in preparer.shards(starts, self.rows):
+            yield start, dense_shard(clip, teacher, text, self.images, prepared)
 
 
 class Engine(Protocol):
@@ -129,12 +142,25 @@ class Engine(Protocol):
     def __call__(self, job: ExtractionJob, starts: Sequence[int]) -> Iterable[tuple[int, dict]]: ...
 
 
-def local_engine(clip: ClipModel, teacher: Teacher) -> Engine:
-    """This process, one batch after the other."""
+def local_engine(clip: ClipModel, teacher: Teacher, workers: int | None = None) -> Engine:
+    """This process runs the model, batch after batch; ``workers`` processes prepare the images
+    (default ``batching.default_workers``; none for a job under ``SMALL_JOB_IMAGES`` images, whose
+    start-up would not pay)."""
 
     def run(job: ExtractionJob, starts: Sequence[int]) -> Iterator[tuple[int, dict]]:
-        for start in starts:
-            yield start, job.run(clip, teacher, start)
+        count = default_workers(clip.device) if workers is None else workers
+        if workers is None and len(starts) * job.batch_size < SMALL_JOB_IMAGES:
+            count = 0
+        preparer = job.preparer(clip, teacher, count)
+        try:
+            yield from job.shards(clip, teacher, starts, preparer)
+        except BrokenProcessPool:
+            raise ExtractionError(
+                "A process preparing images stopped (killed, or out of memory?); the finished batches are kept: "
+                "run again to resume"
+            ) from None
+        finally:
+            preparer.close()
 
     return run
 
@@ -249,46 +275,6 @@ def _shard_path(partial: Path, start: int) -> Path:
 def _write_shard(path: Path, arrays: dict) -> None:
     data = shard_bytes(arrays)
     atomic_write(path, lambda handle: handle.write(data))
-
-
-def _extract_batch(
-    clip: ClipModel, teacher: Teacher, text: np.ndarray, images: ImageSet, rows: range, n_segments: int
-) -> dict:
-    loaded, ok_rows, failures = [], [], []
-    for r in rows:
-        try:
-            loaded.append(load_rgb(images.absolute_path(r)))
-            ok_rows.append(r)
-        except Exception as exc:  # any unreadable image (ImageError, a path outside the root, …) is skipped
-            failures.append({"image_id": images.image_ids[r], "path": images.paths[r], "error": str(exc)})
-    m = text.shape[0]
-    result = {
-        "rows": np.asarray(ok_rows, dtype=np.int64),
-        "failures": np.asarray([json.dumps(f) for f in failures], dtype=str),
-    }
-    if not ok_rows:
-        return result | {
-            "concepts": np.zeros((0, m), np.float32),
-            "logits": np.zeros((0, len(teacher.classes)), np.float32),
-        }
-    resized = [square_resize(im, clip.image_size) for im in loaded]
-    batch = to_model_input(clip, resized)
-    if isinstance(teacher, ClipZeroShotTeacher) and teacher.clip is clip:
-        patches, global_emb = dense_patch_features(clip, batch, with_global=True)
-        logits = teacher.logits_from_embeddings(global_emb.cpu().numpy())
-    else:
-        patches = dense_patch_features(clip, batch)
-        logits = teacher.logits(loaded, [images.image_ids[r] for r in ok_rows])
-    patches = patches.float().cpu().numpy()
-    per_image = [concepts_for_image(patches[i], superpixels(resized[i], n_segments), text) for i in range(len(ok_rows))]
-    return result | {
-        "concepts": np.stack([p.concept_vector for p in per_image]),
-        "logits": np.asarray(logits, dtype=np.float32),
-        "segment_maps": np.stack([p.segment_map for p in per_image]),
-        "top_concepts": np.stack([p.top_concepts for p in per_image]),
-        "top_scores": np.stack([p.top_scores for p in per_image]),
-        "best_segment": np.stack([p.best_segment for p in per_image]),
-    }
 
 
 def extract(

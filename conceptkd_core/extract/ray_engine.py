@@ -98,21 +98,25 @@ class ray_session:
 
 
 class _ShardWorker:
-    """A Ray Data actor: CLIP and the teacher loaded once, then one shard per input row."""
+    """A Ray Data actor: CLIP and the teacher loaded once, then the local engine's pipeline over the
+    shards of each call (``ExtractionJob.shards``), its images prepared by ``workers`` processes that
+    live as long as the actor."""
 
-    def __init__(self, spec: ExtractorSpec, job: ExtractionJob, device: str, threads: int):
+    def __init__(self, spec: ExtractorSpec, job: ExtractionJob, device: str, threads: int, workers: int):
         import torch
 
         torch.set_num_threads(max(1, threads))  # one actor per CPU slot: no oversubscription
         self.clip = spec.load_clip(device)
         self.teacher = spec.make_teacher(self.clip, job.images)
         self.job = job
+        self.preparer = job.preparer(self.clip, self.teacher, workers)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from .pipeline import shard_bytes
 
-        shards = [shard_bytes(self.job.run(self.clip, self.teacher, int(start))) for start in batch["start"]]
-        return {"start": np.asarray(batch["start"], dtype=np.int64), "shard": np.asarray(shards, dtype=object)}
+        done = self.job.shards(self.clip, self.teacher, [int(s) for s in batch["start"]], self.preparer)
+        starts, shards = zip(*((start, shard_bytes(shard)) for start, shard in done), strict=True)
+        return {"start": np.asarray(starts, dtype=np.int64), "shard": np.asarray(shards, dtype=object)}
 
 
 @dataclass(frozen=True)
@@ -163,10 +167,13 @@ class RayEngine:
             gpus = self._gpus_per_actor(ray)
             size = self._pool_size(ray, gpus, len(starts))
             device = "cuda" if gpus > 0 else "cpu"
+            # An accelerator's actor gets CPUs to prepare images (all but one) and several shards a
+            # call, so its workers prepare the next while the model runs; a CPU actor's CPUs run torch.
+            workers = max(0, int(self.num_cpus) - 1) if gpus > 0 else 0
             items = ray.data.from_items([{"start": int(s)} for s in starts], override_num_blocks=len(starts))
             shards = items.map_batches(
                 _ShardWorker,
-                batch_size=1,
+                batch_size=max(1, workers),
                 batch_format="numpy",
                 compute=ray.data.ActorPoolStrategy(size=size),
                 fn_constructor_kwargs={
@@ -174,6 +181,7 @@ class RayEngine:
                     "job": job,
                     "device": device,
                     "threads": max(1, int(self.num_cpus)),
+                    "workers": workers,
                 },
                 num_cpus=self.num_cpus,
                 num_gpus=gpus or None,

@@ -71,7 +71,8 @@ class ImageConcepts:
 
 
 def concepts_for_image(patch_features: np.ndarray, labels: np.ndarray, text_embeddings: np.ndarray) -> ImageConcepts:
-    """Concept vector and compact segment data for one image.
+    """Concept vector and compact segment data for one image: the per-image reference of the batched
+    pipeline (``batching.segment_concepts``), which must agree with it.
 
     patch_features : (grid, grid, D), normalised; labels : (S, S) segment ids;
     text_embeddings : (m, D), normalised concept embeddings.
@@ -87,7 +88,10 @@ def concepts_for_image(patch_features: np.ndarray, labels: np.ndarray, text_embe
     top_scores = np.zeros((MAX_SEGMENTS, TOP_CONCEPTS_PER_SEGMENT), dtype=np.float16)
     top_concepts[:k, :top] = order
     top_scores[:k, :top] = np.take_along_axis(sims, order, axis=1)
-    small = np.asarray(
-        Image.fromarray(labels.astype(np.uint8)).resize((SEGMENT_MAP_SIZE, SEGMENT_MAP_SIZE), Image.Resampling.NEAREST)
-    )
-    return ImageConcepts(vector, small.astype(np.uint8), top_concepts, top_scores, best.astype(np.uint8))
+    return ImageConcepts(vector, small_segment_map(labels), top_concepts, top_scores, best.astype(np.uint8))
+
+
+def small_segment_map(labels: np.ndarray) -> np.ndarray:
+    """The label map kept for overlays: (SEGMENT_MAP_SIZE, SEGMENT_MAP_SIZE) uint8, nearest neighbour."""
+    size = (SEGMENT_MAP_SIZE, SEGMENT_MAP_SIZE)
+    return np.asarray(Image.fromarray(labels.astype(np.uint8)).resize(size, Image.Resampling.NEAREST), dtype=np.uint8)

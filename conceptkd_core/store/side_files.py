@@ -41,16 +41,10 @@ import numpy as np
 
 from ..defaults import MAX_SEGMENTS, SEGMENT_MAP_SIZE, TOP_CONCEPTS_PER_SEGMENT
 from .atomic_io import atomic_write_bytes, atomic_write_json
+from .metadata import DATA_FILES, SCHEMA_VERSION, SUPPORTED_SCHEMA_VERSIONS
 from .strict_json import StrictJSONError, canonical_sha256, loads_strict
 from .validation import META_FILE, SEGMENT_ARRAYS, SEGMENT_FILES, SEGMENTS_DIR, check
-from .workspace import (
-    DATA_FILES,
-    SCHEMA_VERSION,
-    SUPPORTED_SCHEMA_VERSIONS,
-    Workspace,
-    WorkspaceError,
-    verify_recorded_file,
-)
+from .workspace import Workspace, WorkspaceError, verify_recorded_file
 
 STUDENTS_FILE = "students.json"
 STUDENTS_KIND = "conceptkd.students"

@@ -28,28 +28,34 @@ def average_precision(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
         labels, scores = labels[:, None], scores[:, None]
     if labels.shape != scores.shape:
         raise ValueError(f"labels {labels.shape} and scores {scores.shape} must have the same shape")
-    n, k = labels.shape
-    result = np.full(k, np.nan)
-    for c in range(k):
-        # Tied scores are grouped below, so the order within a tie does not matter: the fast
-        # unstable sort gives the same AP as a stable one (4x faster at a million images).
-        order = np.argsort(-scores[:, c])
-        result[c] = _ap_sorted(scores[order, c], labels[order, c])
+    result = np.full(labels.shape[1], np.nan)
+    for c in range(labels.shape[1]):
+        yes = labels[:, c] != 0
+        positives, negatives = np.sort(scores[yes, c]), np.sort(scores[~yes, c])
+        result[c] = ap_of_positives(positives, (positives, negatives))
     return float(result[0]) if one_class else result
 
 
-def _ap_sorted(sorted_scores: np.ndarray, sorted_labels: np.ndarray) -> float:
-    """AP of one class from scores sorted in decreasing order and the labels in that order."""
-    y = sorted_labels.astype(np.float64)
-    total = y.sum()
+def ap_of_positives(positives: np.ndarray, ranked: tuple[np.ndarray, ...]) -> float:
+    """Exact AP of one class from its positives' scores and every image's score, all sorted ascending.
+
+    positives : the positives' scores, sorted
+    ranked : every image's score, split in any way into sorted arrays (e.g. positives, negatives)
+
+    Recall only steps at a score some positive has, so the sum runs over the distinct positive
+    scores t: ``Σ_t (#positives at t / P) · (#positives >= t) / (#images >= t)``, ties grouped as in
+    scikit-learn. No arg-sort of the images is needed: value sorts, which are cheaper, of a split
+    of the scores (positives and negatives: n values in all) serve every set of positives of the
+    same scores (the labels', the teacher's decisions'), each at the cost of sorting its own.
+    """
+    total = positives.size
     if total == 0:
         return float("nan")
-    n = y.size
-    last_of_tie = np.r_[np.flatnonzero(np.diff(sorted_scores)), n - 1]
-    tps = np.cumsum(y)[last_of_tie]
-    precision = tps / (last_of_tie + 1)
-    recall = tps / total
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    first_of_tie = np.flatnonzero(np.r_[True, positives[1:] != positives[:-1]])
+    thresholds = positives[first_of_tie]
+    at_or_above = sum(part.size - np.searchsorted(part, thresholds, side="left") for part in ranked)
+    at_threshold = np.diff(np.r_[first_of_tie, total])
+    return float(np.sum(at_threshold * ((total - first_of_tie) / at_or_above)) / total)
 
 
 def mean_ap(ap: np.ndarray) -> float:
@@ -148,18 +154,16 @@ def student_class_metrics(
     logit_corr, fidelity_ap.
     """
     scores = np.asarray(student_scores, dtype=np.float64)
+    yes, teacher_yes = np.asarray(labels) != 0, decisions(teacher_probs)
+    positives, negatives = np.sort(scores[yes]), np.sort(scores[~yes])  # n values sorted serve both APs
     teacher_probs, student_probs = np.asarray(teacher_probs)[:, None], np.asarray(student_probs)[:, None]
-    order = np.argsort(-scores)  # one sort serves both APs (see average_precision)
-    ranked = scores[order]
     return {
-        "student_ap": _ap_sorted(ranked, np.asarray(labels)[order]),
+        "student_ap": ap_of_positives(positives, (positives, negatives)),
         "agreement": float(agreement(teacher_probs, student_probs)[0]),
         "balanced_agreement": float(balanced_agreement(teacher_probs, student_probs)[0]),
         "decision_f1": float(decision_f1(teacher_probs, student_probs)[0]),
-        "logit_corr": float(
-            logit_correlation(np.asarray(teacher_logits, dtype=np.float64)[:, None], scores[:, None])[0]
-        ),
-        "fidelity_ap": _ap_sorted(ranked, decisions(teacher_probs[:, 0])[order]),
+        "logit_corr": float(logit_correlation(np.asarray(teacher_logits, dtype=np.float64), scores)),
+        "fidelity_ap": ap_of_positives(np.sort(scores[teacher_yes]), (positives, negatives)),
     }
 
 

@@ -3,13 +3,15 @@ on a million-image workspace, and per-class metrics cached per tuning state.
 
 After a move only one class's weights change. Its scores are the base scores (computed once per
 workspace and shared by every session) plus ``X[:, D] @ (w - w0)[D]`` over the concepts D whose
-weights differ from the base: one pass gathering a few columns of the memory-mapped concept
-matrix (in row chunks), instead of converting and multiplying all m columns. The result is a
-function of the weights alone, so undo/redo land on exactly the same scores.
+weights differ from the base, read from a column-by-column copy of the concepts the students use
+(``columns.ConceptColumns``, filled in the same streaming pass as the base scores) instead of
+converting and multiplying all m columns of every row. The result is a function of the weights
+alone, so undo/redo land on exactly the same scores.
 
-Metrics (AP needs a sort of all n scores) are cached by (class, exact weights): undo, redo and
-a revisited state cost nothing, and sessions over one workspace share the cache. ``SessionScores``
-keeps one tuning session's scores current and measures what a move did (``MoveFigures``).
+Metrics are exact (AP from a value sort of the part's scores, ``metrics.ap_of_positives``) and
+cached by (class, exact weights, part): undo, redo and a revisited state cost nothing, and sessions
+over one workspace share the cache. ``SessionScores`` keeps one tuning session's scores current
+(one contiguous column per class) and measures what a move did (``MoveFigures``).
 """
 
 from __future__ import annotations
@@ -21,15 +23,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..store.rows import row_chunks
 from .bank import StudentBank
+from .columns import ConceptColumns, exact_float32
 from .metrics import decisions, student_class_metrics
 from .solver import sigmoid
 
-CHUNK_ROWS = 65536
+CHUNK_ROWS = 65536  # rows per step of the base-score pass (as ``StudentBank.decision_function``)
+MOVE_CHUNK_ROWS = 16384  # rows per step of a move's update: its blocks of changed columns stay in cache
 PARTS = ("held_out", "in_sample")
 EVENT_METRICS = ("student_ap", "agreement", "balanced_agreement")  # what a tuning event records, held-out
-# Above this share of changed concepts, a full product is no slower than gathering columns.
-GATHER_MAX_SHARE = 0.25
 
 
 class MetricCache:
@@ -68,12 +71,14 @@ def state_key(c: int, coef: np.ndarray, intercept: float) -> tuple:
 @dataclass(frozen=True)
 class SharedScores:
     """What every tuning session over one workspace shares, read-only: the base students' weights
-    and scores, the teacher's probabilities, and the metric cache.
+    and scores, the teacher's probabilities, the columns of the concepts in use, and the metric cache.
 
     base_coef : (n_classes, n_concepts); base_intercept : (n_classes,)
-    base_scores, teacher_probs : (n_images, n_classes) float64
+    base_scores : (n_images, n_classes) float64, column-major (one class's scores are contiguous)
+    teacher_probs : (n_images, n_classes) float64, column-major
     fit_rows, held_out_rows : int arrays, the images the students are fit on and the ones every
         figure is measured on (``store.split``); all images in both when no split is given
+    columns : the concept matrix's columns that moves read, column by column (``columns_first``)
     """
 
     base_coef: np.ndarray
@@ -82,27 +87,40 @@ class SharedScores:
     teacher_probs: np.ndarray
     fit_rows: np.ndarray
     held_out_rows: np.ndarray
+    columns: ConceptColumns
     metric_cache: MetricCache = field(default_factory=MetricCache)
 
     @classmethod
     def build(
         cls, bank: StudentBank, X: np.ndarray, teacher_logits: np.ndarray, held_out: np.ndarray | None = None
     ) -> SharedScores:
-        """``held_out`` : bool mask of shape (n_images,); the students were fit on the other images."""
+        """``held_out`` : bool mask of shape (n_images,); the students were fit on the other images.
+
+        One streaming pass over ``X`` computes the base scores (as ``bank.decision_function``) and
+        copies out the columns the budget allows, in the order of ``columns_first``."""
         n = X.shape[0]
         held_out = np.ones(n, dtype=bool) if held_out is None else np.asarray(held_out, dtype=bool)
         fit = ~held_out if held_out.any() and not held_out.all() else np.ones(n, dtype=bool)
+        columns = ConceptColumns(X)
+        take, done = columns.collector(columns_first(bank))
+        base = np.empty((n, bank.coef_.shape[0]), dtype=np.float64, order="F")
+        W = bank.coef_.T.astype(np.float32)
+        for start, rows in row_chunks(X, CHUNK_ROWS):
+            base[start : start + len(rows)] = exact_float32(rows) @ W
+            take(start, rows)
+        done()
+        base += bank.intercept_
         arrays = (
             bank.coef_.copy(),
             bank.intercept_.copy(),
-            bank.decision_function(X),
-            sigmoid(np.asarray(teacher_logits, dtype=np.float64)),
+            base,
+            np.asfortranarray(sigmoid(np.asarray(teacher_logits, dtype=np.float64))),
             np.flatnonzero(fit),
             np.flatnonzero(held_out),
         )
         for array in arrays:
             array.setflags(write=False)
-        return cls(*arrays)
+        return cls(*arrays, columns)
 
     def rows(self, part: str) -> np.ndarray:
         """The image rows of ``part``: "held_out" (what every figure is measured on) or "in_sample"."""
@@ -114,21 +132,34 @@ class SharedScores:
         return np.array_equal(bank.coef_, self.base_coef) and np.array_equal(bank.intercept_, self.base_intercept)
 
 
+def columns_first(bank: StudentBank) -> np.ndarray:
+    """The concepts in the order their columns are worth keeping for moves: those some student uses,
+    then the others by how near they are to entering a re-fit (``|gradient| / alpha``, the KKT ratio
+    that reaches 1 when a zero weight starts to move)."""
+    stats = bank.stats_
+    pressure = np.abs(stats.gram @ bank.coef_.T - stats.xty).max(axis=1) / max(bank.alpha, 1e-12)
+    return np.lexsort((-pressure, ~(bank.coef_ != 0).any(axis=0)))
+
+
 def class_scores(
-    X: np.ndarray, shared: SharedScores, c: int, coef: np.ndarray, intercept: float, chunk_rows: int = CHUNK_ROWS
+    shared: SharedScores, c: int, coef: np.ndarray, intercept: float, chunk_rows: int = MOVE_CHUNK_ROWS
 ) -> np.ndarray:
-    """Scores of class ``c`` with weights ``coef`` (n_concepts,) and ``intercept``, shape (n_images,)."""
+    """Scores of class ``c`` with weights ``coef`` (n_concepts,) and ``intercept``, shape (n_images,):
+    the base scores plus the changed concepts' columns times their change, exactly the same for the
+    same weights whichever way the columns are read."""
     delta = coef - shared.base_coef[c]
     changed = np.flatnonzero(delta)
     out = shared.base_scores[:, c] + (intercept - shared.base_intercept[c])
     if changed.size == 0:
         return out
-    if changed.size > GATHER_MAX_SHARE * coef.size:
-        changed = np.arange(coef.size)
+    shared.columns.keep(changed)
     step = delta[changed].astype(np.float32)
-    for start in range(0, X.shape[0], chunk_rows):
-        block = np.asarray(X[start : start + chunk_rows, changed], dtype=np.float32)
-        out[start : start + chunk_rows] += block @ step
+    for start in range(0, out.size, chunk_rows):
+        # einsum, not BLAS: a product this small is not worth BLAS's threads, whose wake-ups on a
+        # busy machine cost milliseconds; and one thread always sums in the same order.
+        out[start : start + chunk_rows] += np.einsum(
+            "d,dr->r", step, shared.columns.block(changed, start, start + chunk_rows)
+        )
     return out
 
 
@@ -160,7 +191,7 @@ class SessionScores:
         self, bank: StudentBank, X: np.ndarray, labels: np.ndarray, teacher_logits: np.ndarray, shared: SharedScores
     ):
         self.bank, self.X, self.labels, self.teacher_logits, self.shared = bank, X, labels, teacher_logits, shared
-        self._scores = shared.base_scores.copy()
+        self._scores = np.array(shared.base_scores, order="F")  # one contiguous column per class
 
     @property
     def view(self) -> np.ndarray:
@@ -171,7 +202,7 @@ class SessionScores:
 
     def refresh(self, c: int) -> None:
         """Bring class ``c``'s scores up to the bank's current weights."""
-        self._scores[:, c] = class_scores(self.X, self.shared, c, self.bank.coef_[c], self.bank.intercept_[c])
+        self._scores[:, c] = class_scores(self.shared, c, self.bank.coef_[c], self.bank.intercept_[c])
 
     def probs(self) -> np.ndarray:
         return self.bank.predict_proba_from_scores(self._scores)
@@ -187,11 +218,11 @@ class SessionScores:
         key = (*state_key(c, self.bank.coef_[c], self.bank.intercept_[c]), part)
         metrics = self.shared.metric_cache.get(key)
         if metrics is None:
-            scores = self._scores[rows, c]
+            scores = self._scores[:, c].take(rows)
             raw = student_class_metrics(
                 self.labels[rows, c],
                 self.teacher_logits[rows, c],
-                self.shared.teacher_probs[rows, c],
+                self.shared.teacher_probs[:, c].take(rows),
                 scores,
                 self.bank.predict_proba_from_scores(scores),
             )
@@ -202,7 +233,8 @@ class SessionScores:
     def figures(self, classes: list[int]) -> MoveFigures:
         """The figures an event records of ``classes``, as they stand now."""
         metrics = {c: self.class_metrics(c) for c in classes}
+        held_out = self.shared.held_out_rows
         return MoveFigures(
             {c: {name: m[name] for name in EVENT_METRICS} for c, m in metrics.items()},
-            {c: decisions(self.class_probs(c)[self.shared.held_out_rows]) for c in classes},
+            {c: decisions(self.bank.predict_proba_from_scores(self._scores[:, c].take(held_out))) for c in classes},
         )
