@@ -291,13 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     extract.add_argument("--device", type=_checked("device", _device), default="cpu")
     extract.add_argument("--limit", type=whole(1), help="only the first N images (a quick try)")
-    extract.add_argument(
-        "--engine",
-        choices=("local", "ray"),
-        default="local",
-        help="local: this process (default); ray: a pool of Ray Data actors (pip install 'ray[data]')",
-    )
-    _ray_arguments(extract)
+    _ray_arguments(extract, "local: this process (default); ray: a pool of Ray Data actors (pip install 'ray[data]')")
     extract.add_argument(
         "--actors", type=whole(1, 100_000), help="Ray actors (default: cluster GPUs / --gpus-per-actor, else CPUs)"
     )
@@ -314,13 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
         "gram", parents=[debug], help="build (or rebuild) a workspace's Gram statistics, cached in the workspace"
     )
     gram.add_argument("workspace", type=folder, help="workspace folder")
-    gram.add_argument(
-        "--engine",
-        choices=("local", "ray"),
-        default="local",
-        help="ray: one Ray task per chunk of rows (the workspace must be on a path every node sees)",
-    )
-    _ray_arguments(gram)
+    _ray_arguments(gram, "ray: one Ray task per chunk of rows (the workspace must be on a path every node sees)")
 
     demo = sub.add_parser("demo", help="the embedded demo workspace (Clipart Scenes)")
     demo_sub = demo.add_subparsers(dest="demo_command", required=True)
@@ -347,7 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _ray_arguments(parser: argparse.ArgumentParser) -> None:
+def _ray_arguments(parser: argparse.ArgumentParser, engine_help: str) -> None:
+    """--engine (local or ray; what ray means for this command is ``engine_help``) and the Ray options."""
+    parser.add_argument("--engine", choices=("local", "ray"), default="local", help=engine_help)
     parser.add_argument(
         "--address",
         type=_checked("address", _address),
