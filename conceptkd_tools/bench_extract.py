@@ -18,6 +18,7 @@ words with a ViT-B/16 text tower takes minutes on a CPU, and real runs cache the
 
 from __future__ import annotations
 
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +26,22 @@ from pathlib import Path
 import numpy as np
 
 SCENE_SIZE = (500, 375)  # width, height: PASCAL VOC's most common image size
+
+
+class _Clock:
+    """Wall and CPU seconds of a block; the CPU of this process and of the children it reaped meanwhile."""
+
+    def __enter__(self) -> _Clock:
+        self.wall, self.cpu = time.perf_counter(), self._cpu()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.wall, self.cpu = time.perf_counter() - self.wall, self._cpu() - self.cpu
+
+    @staticmethod
+    def _cpu() -> float:
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return time.process_time() + children.ru_utime + children.ru_stime
 
 
 def _random_clip(model_name: str, device: str, seed: int):
@@ -74,10 +91,10 @@ def bench_extract(
     """Images per second of the model alone, of the dense pipeline and of ``extract`` end to end.
 
     The model alone and the pipeline take turns, ``rounds`` times ``batches`` batches each (the
-    pipeline on new images each round, its first batch's preparation included), and each figure is
-    the median over rounds, so a machine whose load drifts weighs on both alike. ``extract`` then
-    runs once on ``batches + 1`` batches. ``workers``: processes preparing images (default
-    ``batching.default_workers`` for ``device``); they are started before the first round.
+    pipeline on new images each round, with workers of its own: their start and the first batch's
+    preparation are included), and each figure is the median over rounds, so a machine whose load
+    drifts weighs on both alike. ``extract`` then runs once on ``batches + 1`` batches.
+    ``workers``: processes preparing images (default ``batching.default_workers`` for ``device``).
     """
     import torch
 
@@ -107,25 +124,25 @@ def bench_extract(
         teacher = ClipZeroShotTeacher(clip, images.classes)
         ready = [square_resize(load_rgb(images.absolute_path(r)), clip.image_size) for r in range(batch_size)]
         job = ExtractionJob(images, text, batch_size, N_SEGMENTS)
-        preparer = job.preparer(clip, teacher, workers)
+        list(job.shards(clip, teacher, [0], job.preparer(clip, teacher)))  # warm-ups, not timed
+        encode_image(clip, to_model_input(clip, ready))
         plain, dense = [], []
-        try:
-            list(job.shards(clip, teacher, [0], preparer))  # warm-up, not timed: starts the workers
-            encode_image(clip, to_model_input(clip, ready))
-            for round_ in range(rounds):
-                t0 = time.perf_counter()
+        for round_ in range(rounds):
+            with _Clock() as clock:
                 for _ in range(batches):
                     encode_image(clip, to_model_input(clip, ready))
                 synchronize()
-                plain.append(batches * batch_size / (time.perf_counter() - t0))
-                first = (1 + round_ * batches) * batch_size
-                starts = range(first, first + batches * batch_size, batch_size)
-                t0 = time.perf_counter()
-                for _ in job.shards(clip, teacher, starts, preparer):
-                    pass
-                dense.append(batches * batch_size / (time.perf_counter() - t0))
-        finally:
-            preparer.close()
+            plain.append(clock)
+            first = (1 + round_ * batches) * batch_size
+            starts = range(first, first + batches * batch_size, batch_size)
+            with _Clock() as clock:  # its own workers, closed (and so counted) when the round ends
+                preparer = job.preparer(clip, teacher, workers)
+                try:
+                    for _ in job.shards(clip, teacher, starts, preparer):
+                        pass
+                finally:
+                    preparer.close()
+            dense.append(clock)
 
         subset = images.subset(range((batches + 1) * batch_size))
         atomic_write_npy(text_cache_path(clip, vocabulary, folder / "text"), text)
@@ -141,7 +158,9 @@ def bench_extract(
             engine=local_engine(clip, teacher, workers=workers),
         )
         end_to_end = len(subset) / (time.perf_counter() - t0)
-    plain_rate, dense_rate = float(np.median(plain)), float(np.median(dense))
+    timed = batches * batch_size
+    plain_rate, dense_rate = (float(np.median([timed / c.wall for c in clocks])) for clocks in (plain, dense))
+    plain_cpu, dense_cpu = (float(np.median([c.cpu / timed for c in clocks])) for clocks in (plain, dense))
     return {
         "bench": "extract",
         "model": model_name,
@@ -156,7 +175,12 @@ def bench_extract(
         "encode_image_images_per_s": round(plain_rate, 2),
         "dense_images_per_s": round(dense_rate, 2),
         "ratio": round(dense_rate / plain_rate, 3),
-        "ratio_per_round": [round(d / p, 3) for d, p in zip(dense, plain, strict=True)],
+        "ratio_per_round": [round(p.wall / d.wall, 3) for d, p in zip(dense, plain, strict=True)],
+        # CPU seconds per image (this process and its workers): on a machine others load too, the
+        # model alone over the pipeline in CPU is what ``ratio`` would be on an idle one.
+        "encode_image_cpu_s_per_image": round(plain_cpu, 3),
+        "dense_cpu_s_per_image": round(dense_cpu, 3),
+        "cpu_ratio": round(plain_cpu / dense_cpu, 3),
         "end_to_end_images_per_s": round(end_to_end, 2),
         "end_to_end_images": len(subset),
     }

@@ -78,7 +78,7 @@ class SharedScores:
     teacher_probs : (n_images, n_classes) float64, column-major
     fit_rows, held_out_rows : int arrays, the images the students are fit on and the ones every
         figure is measured on (``store.split``); all images in both when no split is given
-    columns : the concept matrix's columns that moves read, column by column (``columns_first``)
+    columns : the concept matrix's columns that moves read, column by column
     """
 
     base_coef: np.ndarray
@@ -97,12 +97,13 @@ class SharedScores:
         """``held_out`` : bool mask of shape (n_images,); the students were fit on the other images.
 
         One streaming pass over ``X`` computes the base scores (as ``bank.decision_function``) and
-        copies out the columns the budget allows, in the order of ``columns_first``."""
+        copies out the columns of the concepts some base student uses (as far as the budget goes);
+        a concept a move brings in is added when it first moves."""
         n = X.shape[0]
         held_out = np.ones(n, dtype=bool) if held_out is None else np.asarray(held_out, dtype=bool)
         fit = ~held_out if held_out.any() and not held_out.all() else np.ones(n, dtype=bool)
         columns = ConceptColumns(X)
-        take, done = columns.collector(columns_first(bank))
+        take, done = columns.collector(np.flatnonzero((bank.coef_ != 0).any(axis=0)))
         base = np.empty((n, bank.coef_.shape[0]), dtype=np.float64, order="F")
         W = bank.coef_.T.astype(np.float32)
         for start, rows in row_chunks(X, CHUNK_ROWS):
@@ -130,15 +131,6 @@ class SharedScores:
 
     def matches(self, bank: StudentBank) -> bool:
         return np.array_equal(bank.coef_, self.base_coef) and np.array_equal(bank.intercept_, self.base_intercept)
-
-
-def columns_first(bank: StudentBank) -> np.ndarray:
-    """The concepts in the order their columns are worth keeping for moves: those some student uses,
-    then the others by how near they are to entering a re-fit (``|gradient| / alpha``, the KKT ratio
-    that reaches 1 when a zero weight starts to move)."""
-    stats = bank.stats_
-    pressure = np.abs(stats.gram @ bank.coef_.T - stats.xty).max(axis=1) / max(bank.alpha, 1e-12)
-    return np.lexsort((-pressure, ~(bank.coef_ != 0).any(axis=0)))
 
 
 def class_scores(
