@@ -266,12 +266,13 @@ def disagreement_table(session: TuningSession, class_index: int | None, top: int
     """The held-out images where teacher and student differ most (``students.metrics.disagreements``);
     ``row`` is the workspace row."""
     rows = session.shared.held_out_rows
-    teacher = session.teacher_probs[rows]
     if class_index is None:
+        teacher = session.teacher_probs[rows]
         table = disagreements(teacher, session.student_probs()[rows], None, top, probabilities=True)
     else:
-        c = int(class_index)
-        table = disagreements(teacher[:, [c]], session.class_probs(c)[rows, None], 0, top, probabilities=True)
+        c = int(class_index)  # one class: take its column before the rows, not every class's
+        teacher = session.teacher_probs[rows, c][:, None]
+        table = disagreements(teacher, session.class_probs(c)[rows, None], 0, top, probabilities=True)
         table["class_index"] = c
     table["row"] = rows[table["row"].to_numpy()]
     table.insert(1, "class", [session.classes[c] for c in table["class_index"]])
