@@ -176,12 +176,32 @@ def run_demo(args) -> int:
             raise UsageError(f"argument --single: {args.single} is more than --test {args.test}; expected <= --test")
         result = demo.build(
             args.out or demo.DEMO_DIR,
-            clip_minutes=args.clip_minutes,
+            clip_scenes=args.clip_scenes,
             teacher_minutes=args.teacher_minutes,
             n_val=args.val,
             n_test=args.test,
             n_single=args.single,
             seed=args.seed,
+            batch_size=args.batch_size,
+            device=args.device,
+            workers=args.workers,
+            max_minutes=args.max_minutes,
+            checkpoint_minutes=args.checkpoint_minutes,
+        )
+    elif args.demo_command == "train-clip":
+        from conceptkd_core.datasets import VOC_CLASSES
+        from conceptkd_tools.demo_scenes import load_sprites
+
+        result = demo.train_clip_into(
+            args.out or demo.DEMO_DIR,
+            load_sprites(VOC_CLASSES, args.seed),
+            args.clip_scenes,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            device=args.device,
+            workers=args.workers,
+            max_minutes=args.max_minutes,
+            checkpoint_minutes=args.checkpoint_minutes,
         )
     else:
         flag, folder_ = ("--out", args.out) if args.demo_command == "extract" else ("--demo", args.demo)

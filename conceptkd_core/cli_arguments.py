@@ -318,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="render scenes, train mini CLIP + teacher, extract (needs fonts-noto-color-emoji)",
     )
     build.add_argument("--out", type=output_folder, default=None, help="folder (default data/demo)")
-    build.add_argument("--clip-minutes", type=number(0, 24 * 60, low_open=True), default=15.0)
+    _clip_training_arguments(build)
     build.add_argument("--teacher-minutes", type=number(0, 24 * 60, low_open=True), default=5.0)
     build.add_argument("--val", type=whole(1, 1_000_000), default=300)
     build.add_argument("--test", type=whole(1, 1_000_000), default=500)
@@ -326,6 +326,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--single", type=whole(0, 1_000_000), default=200, help="single-object scenes within the test split"
     )
     build.add_argument("--seed", type=whole(0, 2**32 - 1), default=0)
+    train = demo_sub.add_parser(
+        "train-clip",
+        parents=[debug],
+        help="only the mini CLIP's training (resumable) into --out; then `demo extract` re-extracts with it",
+    )
+    train.add_argument("--out", type=output_folder, default=None, help="folder (default data/demo)")
+    _clip_training_arguments(train)
+    train.add_argument("--seed", type=whole(0, 2**32 - 1), default=0)
     reextract = demo_sub.add_parser(
         "extract", parents=[debug], help="only the last build step: re-extract the workspace and re-measure"
     )
@@ -333,6 +341,30 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = demo_sub.add_parser("eval", parents=[debug], help="measure the demo's goals; one JSON line")
     evaluate.add_argument("--demo", type=folder, default=None, help="folder (default data/demo)")
     return parser
+
+
+def _clip_training_arguments(parser: argparse.ArgumentParser) -> None:
+    """The mini CLIP's training budget and where it runs (demo build and demo train-clip)."""
+    parser.add_argument(
+        "--clip-scenes", type=whole(1, 10**9), default=1_240_000, help="training budget in scenes (default 1.24M)"
+    )
+    parser.add_argument("--batch-size", type=whole(1, 65536), default=256, help="scenes per training step")
+    parser.add_argument("--device", type=_checked("device", _device), default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--workers", type=whole(0, 256), default=None, help="processes composing scenes (default: by device)"
+    )
+    parser.add_argument(
+        "--max-minutes",
+        type=number(0, 7 * 24 * 60, low_open=True),
+        default=None,
+        help="stop this run after so many minutes (checkpointed; the same command resumes)",
+    )
+    parser.add_argument(
+        "--checkpoint-minutes",
+        type=number(0, 24 * 60),
+        default=5.0,
+        help="minutes between training checkpoints (0: after every step)",
+    )
 
 
 def _ray_arguments(parser: argparse.ArgumentParser, engine_help: str) -> None:

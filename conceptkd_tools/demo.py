@@ -59,81 +59,76 @@ def _log(message: str) -> None:
 
 
 # ----------------------------------------------------------------------------- mini CLIP
-def train_clip(sprites, minutes: float, seed: int = 0, batch_size: int = 128, lr: float = 1e-3):
-    """Sigmoid (multi-positive) contrastive training on scene-text pairs, plus a dense term.
+DEFAULT_CLIP_SCENES = 1_240_000  # ~10x the first build's 128k: what closes the student-teacher gap
+CHECKPOINT_FOLDER = "checkpoints"
 
-    Texts per step: one per image (a full caption, or a prompt for one of its objects) and the
-    20 class prompts. A pair is positive when every object the text names is in the image, so
-    same-label pairs are never pushed apart. The dense term scores each class prompt by its
-    best patch (MaskCLIP value path) against the scene's labels, which teaches the patch
-    tokens to live in the text space: what extraction's segments rely on.
-    """
-    from conceptkd_core.extract.clip_backend import PROMPT_TEMPLATES, dense_and_global
-    from conceptkd_core.extract.torch_compat import import_open_clip
 
-    from .demo_scenes import compose_scene
+def register_demo_model(folder: Path) -> Path:
+    """Write the mini CLIP's open_clip config into ``folder`` and register it under MODEL_NAME."""
+    from conceptkd_core.extract.clip_backend import register_model_config
 
-    open_clip = import_open_clip()
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    model = open_clip.create_model(MODEL_NAME, pretrained=None)
-    tokenizer = open_clip.get_tokenizer(MODEL_NAME)
-    model.train()
-    words = class_words()
-    k = len(words)
-    scale = torch.nn.Parameter(torch.tensor(math.log(10.0)))
-    bias = torch.nn.Parameter(torch.tensor(-5.0))
-    dense_scale = torch.nn.Parameter(torch.tensor(math.log(10.0)))
-    dense_bias = torch.nn.Parameter(torch.tensor(-5.0))
-    params = list(model.parameters()) + [scale, bias, dense_scale, dense_bias]
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.05)
-    budget, start, step = minutes * 60, time.time(), 0
-    while time.time() - start < budget:
-        progress = (time.time() - start) / budget
-        for group in optimizer.param_groups:
-            group["lr"] = lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * progress))
-        scenes = [
-            compose_scene(sprites, k, rng, single=rng.random() < 0.3, class_words=words) for _ in range(batch_size)
-        ]
-        texts, text_sets = [], []
-        for scene in scenes:
-            present = [c for c in np.flatnonzero(scene.labels)]
-            if rng.random() < 0.5:
-                texts.append(scene.caption(rng, words))
-                text_sets.append(set(present))
-            else:
-                c = int(rng.choice(present))
-                texts.append(PROMPT_TEMPLATES[rng.integers(len(PROMPT_TEMPLATES))].format(words[c]))
-                text_sets.append({c})
-        class_prompts = [PROMPT_TEMPLATES[rng.integers(len(PROMPT_TEMPLATES))].format(w) for w in words]
-        labels = torch.from_numpy(np.stack([s.labels for s in scenes])).float()
-        targets = torch.tensor([[float(ts <= set(np.flatnonzero(s.labels))) for ts in text_sets] for s in scenes])
-        targets = torch.cat([targets, labels], dim=1)
-        images = CLIP_PREPROCESSING.to_tensor([s.image for s in scenes], resample=TRAINING_RESAMPLE)
-        dense, pooled = dense_and_global(model.visual, images)
-        text_emb = F.normalize(model.encode_text(tokenizer(texts + class_prompts)), dim=-1)
-        img_emb = F.normalize(pooled, dim=-1)
-        logits = img_emb @ text_emb.T * scale.exp() + bias
-        loss_global = F.binary_cross_entropy_with_logits(logits, targets)
-        patch = F.normalize(dense, dim=-1)  # (B, N, D)
-        best = torch.einsum("bnd,kd->bkn", patch, text_emb[-k:]).amax(dim=-1)
-        loss_dense = F.binary_cross_entropy_with_logits(best * dense_scale.exp() + dense_bias, labels)
-        loss = loss_global + loss_dense
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        with torch.no_grad():
-            scale.clamp_(max=math.log(100.0))
-            dense_scale.clamp_(max=math.log(100.0))
-        step += 1
-        if step % 25 == 0:
-            rate = step * batch_size / (time.time() - start)
-            _log(
-                f"clip step {step}: loss {loss_global.item():.3f} + dense {loss_dense.item():.3f}, {rate:.0f} scenes/s"
-            )
-    model.eval()
-    return model, {"steps": step, "scenes_seen": step * batch_size, "minutes": round((time.time() - start) / 60, 2)}
+    config = Path(folder) / f"{MODEL_NAME}.json"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(config, json.dumps(MODEL_CONFIG, indent=1) + "\n")
+    register_model_config(config)
+    return config
+
+
+def train_clip_into(
+    out: Path,
+    sprites,
+    scenes: int = DEFAULT_CLIP_SCENES,
+    *,
+    batch_size: int = 256,
+    seed: int = 0,
+    device: str = "cpu",
+    workers: int | None = None,
+    max_minutes: float | None = None,
+    checkpoint_minutes: float = 5.0,
+) -> dict:
+    """Train (or resume training) the mini CLIP into ``out`` (weights + config); record its budget
+    under ``clip_training`` in ``out/eval.json``. Returns that record; ``done`` is False when the
+    run stopped at ``max_minutes`` first (run the same command again to go on)."""
+    from conceptkd_core.extract.batching import default_workers
+
+    from .demo_training import ClipTrainingPlan, train_clip
+
+    out = Path(out)
+    register_demo_model(out)
+    plan = ClipTrainingPlan(scenes=scenes, batch_size=batch_size, seed=seed)
+    workers = default_workers(device) if workers is None else workers
+    model, progress = train_clip(
+        sprites,
+        plan,
+        out / CHECKPOINT_FOLDER,
+        device=device,
+        workers=workers,
+        max_minutes=max_minutes,
+        checkpoint_minutes=checkpoint_minutes,
+        log=_log,
+    )
+    record = {
+        "scenes_budget": plan.scenes,
+        "batch_size": plan.batch_size,
+        "steps": progress["steps"],
+        "scenes_seen": progress["scenes_seen"],
+        "minutes": round(progress["seconds"] / 60, 2),
+        "runs": [
+            {
+                "device": r["device"],
+                "workers": r["workers"],
+                "steps": r["steps"],
+                "minutes": round(r["seconds"] / 60, 2),
+            }
+            for r in progress["runs"]
+        ],
+        "done": progress["done"],
+    }
+    if progress["done"]:
+        save_clip(model, out)
+    recorded = json.loads((out / "eval.json").read_text()) if (out / "eval.json").is_file() else {}
+    atomic_write_json(out / "eval.json", recorded | {"clip_training": record})
+    return record
 
 
 def save_clip(model, folder: Path) -> tuple[Path, Path]:
@@ -255,16 +250,24 @@ def save_teacher(model: torch.jit.ScriptModule, path: Path) -> None:
 
 def build(
     out: Path = DEMO_DIR,
-    clip_minutes: float = 15.0,
+    clip_scenes: int = DEFAULT_CLIP_SCENES,
     teacher_minutes: float = 5.0,
     n_val: int = 300,
     n_test: int = 500,
     n_single: int = 200,
     seed: int = 0,
+    *,
+    batch_size: int = 256,
+    device: str = "cpu",
+    workers: int | None = None,
+    max_minutes: float | None = None,
+    checkpoint_minutes: float = 5.0,
 ) -> dict:
-    """Build the whole demo into ``out`` (images, mini CLIP, teacher, workspace, eval.json)."""
-    from conceptkd_core.extract.clip_backend import register_model_config
+    """Build the whole demo into ``out`` (images, mini CLIP, teacher, workspace, eval.json).
 
+    The mini CLIP's training checkpoints into ``out/checkpoints``; a run that reaches
+    ``max_minutes`` first stops there (``done`` False in the result) and the same command resumes it.
+    The teacher and the extraction follow once the CLIP is trained."""
     from .demo_scenes import load_sprites
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -290,11 +293,20 @@ def build(
     )
     _log(f"rendered {n_val + n_test} held-out scenes")
 
-    config_path = out / f"{MODEL_NAME}.json"
-    atomic_write_text(config_path, json.dumps(MODEL_CONFIG, indent=1) + "\n")
-    register_model_config(config_path)
-    clip_model, clip_info = train_clip(sprites, clip_minutes, seed)
-    config, weights = save_clip(clip_model, out)
+    clip_info = train_clip_into(
+        out,
+        sprites,
+        clip_scenes,
+        batch_size=batch_size,
+        seed=seed,
+        device=device,
+        workers=workers,
+        max_minutes=max_minutes,
+        checkpoint_minutes=checkpoint_minutes,
+    )
+    if not clip_info["done"]:
+        _log(f"stopped after {clip_info['scenes_seen']} of {clip_scenes} scenes: run the same command to resume")
+        return {"clip_training": clip_info, "done": False}
     teacher_model, teacher_info = train_teacher(sprites, teacher_minutes, seed)
     save_teacher(teacher_model, out / "teacher.pt")
 

@@ -10,6 +10,7 @@ Only the demo *build* needs the font; what it produces is committed.
 
 from __future__ import annotations
 
+import os
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-EMOJI_FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
+# CONCEPTKD_EMOJI_FONT points a machine without the Debian package (a GPU box) at a copy of the font.
+EMOJI_FONT = Path(os.environ.get("CONCEPTKD_EMOJI_FONT", "/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf"))
 SCENE_SIZE = 128
 
 # Class name (PASCAL VOC) -> (the words used in prompts, emoji code points standing for it).
