@@ -320,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--out", type=output_folder, default=None, help="folder (default data/demo)")
     _clip_training_arguments(build)
     build.add_argument("--teacher-minutes", type=number(0, 24 * 60, low_open=True), default=5.0)
-    build.add_argument("--val", type=whole(1, 1_000_000), default=300)
+    build.add_argument("--val", type=whole(1, 1_000_000), default=600, help="scenes the students are fit on")
     build.add_argument("--test", type=whole(1, 1_000_000), default=500)
     build.add_argument(
         "--single", type=whole(0, 1_000_000), default=200, help="single-object scenes within the test split"

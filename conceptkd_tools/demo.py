@@ -252,7 +252,7 @@ def build(
     out: Path = DEMO_DIR,
     clip_scenes: int = DEFAULT_CLIP_SCENES,
     teacher_minutes: float = 5.0,
-    n_val: int = 300,
+    n_val: int = 600,
     n_test: int = 500,
     n_single: int = 200,
     seed: int = 0,
@@ -267,7 +267,9 @@ def build(
 
     The mini CLIP's training checkpoints into ``out/checkpoints``; a run that reaches
     ``max_minutes`` first stops there (``done`` False in the result) and the same command resumes it.
-    The teacher and the extraction follow once the CLIP is trained."""
+    A mini CLIP already trained to this budget (``clip_training`` done in eval.json, e.g. by
+    ``demo train-clip --device cuda``) and an existing teacher are kept, so a GPU-trained CLIP and
+    the CPU steps make one build. The teacher and the extraction follow once the CLIP is trained."""
     from .demo_scenes import load_sprites
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -293,22 +295,37 @@ def build(
     )
     _log(f"rendered {n_val + n_test} held-out scenes")
 
-    clip_info = train_clip_into(
-        out,
-        sprites,
-        clip_scenes,
-        batch_size=batch_size,
-        seed=seed,
-        device=device,
-        workers=workers,
-        max_minutes=max_minutes,
-        checkpoint_minutes=checkpoint_minutes,
+    recorded = json.loads((out / "eval.json").read_text()) if (out / "eval.json").is_file() else {}
+    clip_info = recorded.get("clip_training", {})
+    trained = (
+        clip_info.get("done")
+        and (clip_info.get("scenes_budget"), clip_info.get("batch_size")) == (clip_scenes, batch_size)
+        and (out / f"{MODEL_NAME}.safetensors").is_file()
+        and not (out / CHECKPOINT_FOLDER).is_dir()
     )
-    if not clip_info["done"]:
-        _log(f"stopped after {clip_info['scenes_seen']} of {clip_scenes} scenes: run the same command to resume")
-        return {"clip_training": clip_info, "done": False}
-    teacher_model, teacher_info = train_teacher(sprites, teacher_minutes, seed)
-    save_teacher(teacher_model, out / "teacher.pt")
+    if trained:  # e.g. trained on a GPU by `demo train-clip`: kept, not trained again
+        _log(f"keeping the mini CLIP trained on {clip_info['scenes_seen']} scenes")
+    else:
+        clip_info = train_clip_into(
+            out,
+            sprites,
+            clip_scenes,
+            batch_size=batch_size,
+            seed=seed,
+            device=device,
+            workers=workers,
+            max_minutes=max_minutes,
+            checkpoint_minutes=checkpoint_minutes,
+        )
+        if not clip_info["done"]:
+            _log(f"stopped after {clip_info['scenes_seen']} of {clip_scenes} scenes: run the same command to resume")
+            return {"clip_training": clip_info, "done": False}
+    teacher_info = recorded.get("teacher_training")
+    if (out / "teacher.pt").is_file() and teacher_info:
+        _log("keeping the trained teacher (delete teacher.pt to train it again)")
+    else:
+        teacher_model, teacher_info = train_teacher(sprites, teacher_minutes, seed)
+        save_teacher(teacher_model, out / "teacher.pt")
 
     return extract_and_evaluate(out, {"clip_training": clip_info, "teacher_training": teacher_info})
 
