@@ -40,6 +40,27 @@ def _quiet_ray_logs() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+TEACHER_FLAGS = ("image_size", "mean", "std", "resize")
+
+
+def teacher_settings(args) -> tuple:
+    """(preprocessing, output classes) of a TorchScript teacher from the --teacher-* flags, each
+    unset value from the file's own record, else ImageNet's; (None, None) for other teachers,
+    which refuse the flags (their pixels are CLIP's, or they read none)."""
+    from .extract.teacher_registry import teacher_kind, teacher_preprocessing
+
+    given = {name: getattr(args, f"teacher_{name}") for name in TEACHER_FLAGS}
+    if teacher_kind(args.teacher) != "torch":
+        named = [f"--teacher-{n.replace('_', '-')}" for n, v in given.items() if v is not None]
+        named += ["--teacher-classes"] if args.teacher_classes else []
+        if named:
+            raise UsageError(
+                f"argument {named[0]}: applies to a TorchScript teacher only; --teacher is {args.teacher!r}"
+            )
+        return None, None
+    return teacher_preprocessing(args.teacher, **given), args.teacher_classes
+
+
 # ----------------------------------------------------------------------------- commands
 def run_extract(args) -> int:
     import dataclasses
@@ -52,6 +73,7 @@ def run_extract(args) -> int:
     from .vocabulary import DEFAULT_VOCABULARY, read_vocabulary_file
 
     check_device(args.device)
+    teacher_preprocessing, teacher_classes = teacher_settings(args)  # refused flags before any work
     dataset = load_dataset(args.images, args.labels, args.splits)
     images = dataset.subset(range(min(args.limit, len(dataset)))) if args.limit else dataset
     # Recorded in the workspace: the split the students are fit and measured on (store.split).
@@ -65,7 +87,13 @@ def run_extract(args) -> int:
             file=sys.stderr,
         )
     spec = ExtractorSpec(
-        args.model, args.pretrained, str(args.checkpoint) if args.checkpoint else None, args.teacher, args.device
+        args.model,
+        args.pretrained,
+        str(args.checkpoint) if args.checkpoint else None,
+        args.teacher,
+        args.device,
+        teacher_preprocessing,
+        teacher_classes,
     )
     clip = spec.load_clip()
     teacher = spec.make_teacher(clip, images)
