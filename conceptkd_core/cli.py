@@ -251,7 +251,47 @@ def run_bench(args) -> int:
     return 0
 
 
-COMMANDS = {"extract": run_extract, "gram": run_gram, "demo": run_demo, "bench": run_bench}
+def run_student(args) -> int:
+    import json
+
+    from .export import load_export, prediction_line
+    from .images import ImageError, load_rgb
+
+    if args.student_command == "predict":
+        exported = load_export(args.model)
+        failed = 0
+        for path in args.images:
+            try:
+                print(prediction_line(str(path), exported.predict(load_rgb(path), top=args.top)), flush=True)
+            except ImageError as exc:
+                failed += 1
+                print(json.dumps({"image": str(path), "error": str(exc)}), flush=True)
+        return 1 if failed else 0
+
+    from .explorer import import_session, new_session, open_explorer
+    from .export import export_students, latency_bench
+    from .extract.teacher_registry import teacher_from_workspace
+    from .extract.teachers import TeacherError
+    from .predict import workspace_clip
+
+    explorer = open_explorer(args.workspace)
+    log = args.session.read_bytes() if args.session else None
+    session = import_session(explorer, log) if log else new_session(explorer, autosave=False)
+    summary = export_students(explorer, session, workspace_clip(explorer.workspace), args.out, tuning_log=log)
+    result = {"out": str(summary.out), "concepts_used": summary.concepts_used, "files_bytes": summary.bytes}
+    if args.bench:
+        rows = explorer.shared.held_out_rows[: args.bench]
+        images = [load_rgb(explorer.workspace.image_path(int(r))) for r in rows]
+        try:
+            teacher = teacher_from_workspace(explorer.workspace)
+        except TeacherError as exc:
+            teacher, result["teacher_not_measured"] = None, str(exc)
+        result |= {"bench_images": len(images)} | latency_bench(load_export(summary.out), teacher, images)
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+COMMANDS = {"extract": run_extract, "gram": run_gram, "demo": run_demo, "bench": run_bench, "student": run_student}
 
 
 # ----------------------------------------------------------------------------- errors

@@ -220,7 +220,7 @@ folder, file, output_folder, output_file = (
 # ----------------------------------------------------------------------------- the parser
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{extract,gram,bench,demo}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{extract,gram,student,bench,demo}")
     debug = _Parser(add_help=False)
     debug.add_argument("--debug", action="store_true", help="show the traceback of a failure")
 
@@ -364,6 +364,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gram.add_argument("workspace", type=folder, help="workspace folder")
     _ray_arguments(gram, "ray: one Ray task per chunk of rows (the workspace must be on a path every node sees)")
+
+    student = sub.add_parser("student", help="export the students as a model; predict with an exported one")
+    student_sub = student.add_subparsers(dest="student_command", required=True)
+    export = student_sub.add_parser(
+        "export", parents=[debug], help="write a self-contained, explainable student model folder; prints one JSON line"
+    )
+    export.add_argument("--workspace", type=folder, required=True, help="workspace folder")
+    export.add_argument("--out", type=output_folder, required=True, help="folder to write the model into")
+    export.add_argument(
+        "--session", type=file, help="a tuning session file (History's export or an autosave); default: base students"
+    )
+    export.add_argument(
+        "--bench",
+        type=whole(0, 10_000),
+        default=8,
+        help="held-out images to time the exported student and the teacher on, one at a time (0: no timing)",
+    )
+    predict = student_sub.add_parser(
+        "predict", parents=[debug], help="score images with an exported student; one JSON line per image"
+    )
+    predict.add_argument("--model", type=folder, required=True, help="an exported student folder")
+    predict.add_argument("--top", type=whole(0, 1000), default=5, help="concepts shown per class (default 5)")
+    predict.add_argument("images", type=file, nargs="+", help="image files")
 
     demo = sub.add_parser("demo", help="the embedded demo workspace (Clipart Scenes)")
     demo_sub = demo.add_subparsers(dest="demo_command", required=True)
