@@ -210,6 +210,17 @@ def export_zip(folder: str | os.PathLike) -> bytes:
     return buffer.getvalue()
 
 
+def export_as_zip(explorer, session, clip) -> bytes:
+    """``export_students`` of this session into a temporary folder, returned as one zip (the
+    Students page's download); the tuning log is the session's own file."""
+    import tempfile
+
+    log = session.export_json().encode("utf-8") if session.cursor else None
+    with tempfile.TemporaryDirectory() as folder:
+        export_students(explorer, session, clip, Path(folder) / "model", tuning_log=log)
+        return export_zip(Path(folder) / "model")
+
+
 # ----------------------------------------------------------------------------- reading
 @dataclass
 class ExportedStudents:

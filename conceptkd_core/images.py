@@ -60,6 +60,19 @@ def load_rgb(path: str | os.PathLike, max_pixels: int = MAX_PIXELS, max_bytes: i
         raise ImageError(f"{path}: corrupt or truncated image ({exc})") from None
 
 
+def load_rgb_bytes(data: bytes, name: str) -> Image.Image:
+    """``load_rgb`` of an uploaded file's bytes; errors name the upload, not a temporary path."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"upload{Path(name).suffix.lower()[:10]}"
+        path.write_bytes(data)
+        try:
+            return load_rgb(path)
+        except ImageError as exc:
+            raise ImageError(str(exc).replace(str(path), name)) from None
+
+
 def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         array = np.asarray(image, dtype=np.float64)
