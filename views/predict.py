@@ -49,7 +49,7 @@ def score_chart(table, threshold: float) -> alt.Chart:
     rule = (
         alt.Chart(alt.Data(values=[{"threshold": threshold}]))
         .mark_rule(strokeDash=[4, 3], color=palette.NEUTRAL, size=2)
-        .encode(y="threshold:Q")
+        .encode(y=alt.Y("threshold:Q", title="probability"))
     )
     return bars + rule
 
