@@ -40,6 +40,27 @@ def _quiet_ray_logs() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+TEACHER_FLAGS = ("image_size", "mean", "std", "resize")
+
+
+def teacher_settings(args) -> tuple:
+    """(preprocessing, output classes) of a TorchScript teacher from the --teacher-* flags, each
+    unset value from the file's own record, else ImageNet's; (None, None) for other teachers,
+    which refuse the flags (their pixels are CLIP's, or they read none)."""
+    from .extract.teacher_registry import teacher_kind, teacher_preprocessing
+
+    given = {name: getattr(args, f"teacher_{name}") for name in TEACHER_FLAGS}
+    if teacher_kind(args.teacher) != "torch":
+        named = [f"--teacher-{n.replace('_', '-')}" for n, v in given.items() if v is not None]
+        named += ["--teacher-classes"] if args.teacher_classes else []
+        if named:
+            raise UsageError(
+                f"argument {named[0]}: applies to a TorchScript teacher only; --teacher is {args.teacher!r}"
+            )
+        return None, None
+    return teacher_preprocessing(args.teacher, **given), args.teacher_classes
+
+
 # ----------------------------------------------------------------------------- commands
 def run_extract(args) -> int:
     import dataclasses
@@ -52,6 +73,7 @@ def run_extract(args) -> int:
     from .vocabulary import DEFAULT_VOCABULARY, read_vocabulary_file
 
     check_device(args.device)
+    teacher_preprocessing, teacher_classes = teacher_settings(args)  # refused flags before any work
     dataset = load_dataset(args.images, args.labels, args.splits)
     images = dataset.subset(range(min(args.limit, len(dataset)))) if args.limit else dataset
     # Recorded in the workspace: the split the students are fit and measured on (store.split).
@@ -65,7 +87,13 @@ def run_extract(args) -> int:
             file=sys.stderr,
         )
     spec = ExtractorSpec(
-        args.model, args.pretrained, str(args.checkpoint) if args.checkpoint else None, args.teacher, args.device
+        args.model,
+        args.pretrained,
+        str(args.checkpoint) if args.checkpoint else None,
+        args.teacher,
+        args.device,
+        teacher_preprocessing,
+        teacher_classes,
     )
     clip = spec.load_clip()
     teacher = spec.make_teacher(clip, images)
@@ -243,7 +271,47 @@ def run_bench(args) -> int:
     return 0
 
 
-COMMANDS = {"extract": run_extract, "gram": run_gram, "demo": run_demo, "bench": run_bench}
+def run_student(args) -> int:
+    import json
+
+    from .export import load_export, prediction_line
+    from .images import ImageError, load_rgb
+
+    if args.student_command == "predict":
+        exported = load_export(args.model)
+        failed = 0
+        for path in args.images:
+            try:
+                print(prediction_line(str(path), exported.predict(load_rgb(path), top=args.top)), flush=True)
+            except ImageError as exc:
+                failed += 1
+                print(json.dumps({"image": str(path), "error": str(exc)}), flush=True)
+        return 1 if failed else 0
+
+    from .explorer import import_session, new_session, open_explorer
+    from .export import export_students, latency_bench
+    from .extract.teacher_registry import teacher_from_workspace
+    from .extract.teachers import TeacherError
+    from .predict import workspace_clip
+
+    explorer = open_explorer(args.workspace)
+    log = args.session.read_bytes() if args.session else None
+    session = import_session(explorer, log) if log else new_session(explorer, autosave=False)
+    summary = export_students(explorer, session, workspace_clip(explorer.workspace), args.out, tuning_log=log)
+    result = {"out": str(summary.out), "concepts_used": summary.concepts_used, "files_bytes": summary.bytes}
+    if args.bench:
+        rows = explorer.shared.held_out_rows[: args.bench]
+        images = [load_rgb(explorer.workspace.image_path(int(r))) for r in rows]
+        try:
+            teacher = teacher_from_workspace(explorer.workspace)
+        except TeacherError as exc:
+            teacher, result["teacher_not_measured"] = None, str(exc)
+        result |= {"bench_images": len(images)} | latency_bench(load_export(summary.out), teacher, images)
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+COMMANDS = {"extract": run_extract, "gram": run_gram, "demo": run_demo, "bench": run_bench, "student": run_student}
 
 
 # ----------------------------------------------------------------------------- errors

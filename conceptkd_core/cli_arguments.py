@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .defaults import DEFAULT_TEACHER, MAX_SEGMENTS, N_SEGMENTS, TEACHER_IMAGE_SIZE
+from .images import RESIZE_MODES
 
 PROG = "python -m conceptkd_core"
 MAX_MESSAGE = 1000
@@ -152,6 +153,33 @@ def _teacher(text: str) -> str:
     return text
 
 
+def _channels(text: str) -> tuple[float, float, float]:
+    """Three numbers (R, G, B) or one for all three, comma-separated."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise ValueError(
+            "expected one number or three comma-separated numbers (R,G,B), e.g. 0.5 or 0.485,0.456,0.406"
+        ) from None
+    if len(values) not in (1, 3) or not all(math.isfinite(v) and -10 <= v <= 10 for v in values):
+        raise ValueError("expected one number or three comma-separated numbers (R,G,B) from -10 to 10")
+    return tuple(values * 3 if len(values) == 1 else values)
+
+
+def _positive_channels(text: str) -> tuple[float, float, float]:
+    values = _channels(text)
+    if min(values) <= 0:
+        raise ValueError("expected positive numbers: one, or three comma-separated (R,G,B)")
+    return values
+
+
+def _class_names(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(","))
+    if not all(names) or len(set(names)) != len(names):
+        raise ValueError("expected the teacher's output classes in its order, comma-separated, each named once")
+    return names
+
+
 def _device(text: str) -> str:
     if not re.fullmatch(r"cpu|mps|cuda(:\d{1,2})?", text):
         raise ValueError("expected cpu, cuda, cuda:N or mps")
@@ -192,7 +220,7 @@ folder, file, output_folder, output_file = (
 # ----------------------------------------------------------------------------- the parser
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{extract,gram,bench,demo}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{extract,gram,student,bench,demo}")
     debug = _Parser(add_help=False)
     debug.add_argument("--debug", action="store_true", help="show the traceback of a failure")
 
@@ -270,8 +298,35 @@ def build_parser() -> argparse.ArgumentParser:
         "--teacher",
         type=_checked("teacher", _teacher),
         default=DEFAULT_TEACHER,
-        help="clip-zero-shot (default), a TorchScript file (.pt/.ts/.pth/.jit; ImageNet "
-        f"preprocessing at {TEACHER_IMAGE_SIZE} px), or a logits file (.csv/.parquet/.npy)",
+        help="clip-zero-shot (default), a TorchScript file (.pt/.ts/.pth/.jit; preprocessed as the --teacher-* "
+        "flags say, else as its preprocessing.json extra file says, else ImageNet's at "
+        f"{TEACHER_IMAGE_SIZE} px), or a logits file (.csv/.parquet/.npy)",
+    )
+    extract.add_argument(
+        "--teacher-image-size",
+        type=whole(1, 4096),
+        help=f"a TorchScript teacher's input size (default {TEACHER_IMAGE_SIZE})",
+    )
+    extract.add_argument(
+        "--teacher-mean",
+        type=_checked("mean", _channels),
+        help="a TorchScript teacher's per-channel mean on [0, 1] pixels: R,G,B or one value (default ImageNet's)",
+    )
+    extract.add_argument(
+        "--teacher-std",
+        type=_checked("std", _positive_channels),
+        help="a TorchScript teacher's per-channel std: R,G,B or one value (default ImageNet's)",
+    )
+    extract.add_argument(
+        "--teacher-resize",
+        choices=RESIZE_MODES,
+        help="how a TorchScript teacher's square input is made: squash (default: the whole image), "
+        "center-crop (shorter side to the size, middle square) or letterbox (longer side, padded with the mean)",
+    )
+    extract.add_argument(
+        "--teacher-classes",
+        type=_checked("classes", _class_names),
+        help="a TorchScript teacher's output classes in its order, comma-separated (default: the labels' classes)",
     )
     extract.add_argument(
         "--vocabulary", type=file, help="concept words, one per line (default: the built-in 571-word list)"
@@ -309,6 +364,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gram.add_argument("workspace", type=folder, help="workspace folder")
     _ray_arguments(gram, "ray: one Ray task per chunk of rows (the workspace must be on a path every node sees)")
+
+    student = sub.add_parser("student", help="export the students as a model; predict with an exported one")
+    student_sub = student.add_subparsers(dest="student_command", required=True)
+    export = student_sub.add_parser(
+        "export", parents=[debug], help="write a self-contained, explainable student model folder; prints one JSON line"
+    )
+    export.add_argument("--workspace", type=folder, required=True, help="workspace folder")
+    export.add_argument("--out", type=output_folder, required=True, help="folder to write the model into")
+    export.add_argument(
+        "--session", type=file, help="a tuning session file (History's export or an autosave); default: base students"
+    )
+    export.add_argument(
+        "--bench",
+        type=whole(0, 10_000),
+        default=8,
+        help="held-out images to time the exported student and the teacher on, one at a time (0: no timing)",
+    )
+    predict = student_sub.add_parser(
+        "predict", parents=[debug], help="score images with an exported student; one JSON line per image"
+    )
+    predict.add_argument("--model", type=folder, required=True, help="an exported student folder")
+    predict.add_argument("--top", type=whole(0, 1000), default=5, help="concepts shown per class (default 5)")
+    predict.add_argument("images", type=file, nargs="+", help="image files")
 
     demo = sub.add_parser("demo", help="the embedded demo workspace (Clipart Scenes)")
     demo_sub = demo.add_subparsers(dest="demo_command", required=True)

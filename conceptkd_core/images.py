@@ -1,5 +1,5 @@
 """Reading user images safely (size limits, decompression bombs, odd modes, EXIF rotation), and
-turning them into a model's input (square resize, then per-channel normalisation)."""
+turning them into a model's input (made square by a resize mode, then per-channel normalisation)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,11 @@ if TYPE_CHECKING:
 
 MAX_FILE_BYTES = 50 * 2**20
 MAX_PIXELS = 50_000_000  # ~7000 x 7000; larger declared sizes are refused before decoding
+# How a model's square input is made from an image of any shape: "squash" resizes the whole image
+# to S x S (aspect ratio lost; what extraction and every teacher did before resize was recorded),
+# "center-crop" resizes the shorter side to S and cuts the middle square (torchvision's
+# Resize + CenterCrop), "letterbox" resizes the longer side to S and pads with the mean colour.
+RESIZE_MODES = ("squash", "center-crop", "letterbox")
 
 
 class ImageError(ValueError):
@@ -55,6 +60,19 @@ def load_rgb(path: str | os.PathLike, max_pixels: int = MAX_PIXELS, max_bytes: i
         raise ImageError(f"{path}: corrupt or truncated image ({exc})") from None
 
 
+def load_rgb_bytes(data: bytes, name: str) -> Image.Image:
+    """``load_rgb`` of an uploaded file's bytes; errors name the upload, not a temporary path."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"upload{Path(name).suffix.lower()[:10]}"
+        path.write_bytes(data)
+        try:
+            return load_rgb(path)
+        except ImageError as exc:
+            raise ImageError(str(exc).replace(str(path), name)) from None
+
+
 def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         array = np.asarray(image, dtype=np.float64)
@@ -80,9 +98,10 @@ def to_tensor(
     *,
     resample: Image.Resampling = Image.Resampling.BILINEAR,
     device: str = "cpu",
+    resize: str = "squash",
 ) -> torch.Tensor:
-    """A model's input batch of shape (B, 3, S, S), float32: each image squared to ``image_size``
-    (no crop), scaled to [0, 1], then ``(x - mean) / std`` per channel.
+    """A model's input batch of shape (B, 3, S, S), float32: each image made square at
+    ``image_size`` by ``resize`` (``RESIZE_MODES``), scaled to [0, 1], then ``(x - mean) / std`` per channel.
 
     The one place images become tensors, so CLIP, every teacher and the demo's training see the
     same arithmetic. ``images`` are PIL images or uint8 arrays (H, W, 3); arrays already of
@@ -91,24 +110,47 @@ def to_tensor(
     """
     import torch
 
-    arrays = [_square(image, image_size, resample) for image in images]
+    arrays = [make_square(image, image_size, resize, resample, mean) for image in images]
     batch = torch.from_numpy(np.stack(arrays)).to(device).permute(0, 3, 1, 2).float().div_(255.0)
     mean_ = torch.tensor(tuple(mean), device=device).view(1, 3, 1, 1)
     std_ = torch.tensor(tuple(std), device=device).view(1, 3, 1, 1)
     return (batch - mean_) / std_
 
 
-def _square(image: Image.Image | np.ndarray, size: int, resample: Image.Resampling) -> np.ndarray:
+def make_square(
+    image: Image.Image | np.ndarray,
+    size: int,
+    resize: str = "squash",
+    resample: Image.Resampling = Image.Resampling.BILINEAR,
+    pad: Sequence[float] = (0.5, 0.5, 0.5),
+) -> np.ndarray:
+    """``image`` as uint8 (size, size, 3) by the ``resize`` mode (``RESIZE_MODES``); ``pad`` is the
+    letterbox colour in [0, 1] (a model's mean, so padding normalises to zero)."""
+    if resize not in RESIZE_MODES:
+        raise ValueError(f"Got resize {resize!r}; expected one of {', '.join(RESIZE_MODES)}")
     if isinstance(image, np.ndarray):
         if image.shape[:2] == (size, size):
             return image
         image = Image.fromarray(image)
-    return np.asarray(image.resize((size, size), resample))
+    width, height = image.size
+    if resize == "squash" or width == height:
+        return np.asarray(image.resize((size, size), resample))
+    scale = size / (min if resize == "center-crop" else max)(width, height)
+    new = (max(1, round(width * scale)), max(1, round(height * scale)))
+    resized = image.resize(new, resample)
+    if resize == "center-crop":
+        left, top = (new[0] - size) // 2, (new[1] - size) // 2
+        return np.asarray(resized.crop((left, top, left + size, top + size)))
+    colour = tuple(int(round(255 * float(v))) for v in pad)
+    canvas = Image.new("RGB", (size, size), colour)
+    canvas.paste(resized, ((size - new[0]) // 2, (size - new[1]) // 2))
+    return np.asarray(canvas)
 
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """How a model wants its images: the size they are squared to and the per-channel mean / std.
+    """How a model wants its images: the size and the way they are made square (``resize``, one of
+    ``RESIZE_MODES``) and the per-channel mean / std.
 
     A workspace records it with its teacher (``identity``), so the same model can score new
     images later exactly as it scored the extracted ones. Mean and std are held at float32, the
@@ -118,6 +160,9 @@ class Preprocessing:
     image_size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    resize: str = "squash"
+
+    FIELDS = ("image_size", "mean", "std", "resize")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "image_size", int(self.image_size))
@@ -128,19 +173,20 @@ class Preprocessing:
                 f"Got image_size {self.image_size}, mean {list(self.mean)}, std {list(self.std)}; "
                 "expected a size >= 1 and three means and three positive stds (R, G, B)"
             )
+        if self.resize not in RESIZE_MODES:
+            raise ValueError(f"Got resize {self.resize!r}; expected one of {', '.join(RESIZE_MODES)}")
 
     @classmethod
     def from_identity(cls, identity: dict, default: Preprocessing) -> Preprocessing:
         """The preprocessing recorded in ``identity``; ``default``'s for what it does not record."""
-        return cls(
-            identity.get("image_size", default.image_size),
-            identity.get("mean", default.mean),
-            identity.get("std", default.std),
-        )
+        return cls(*(identity.get(name, getattr(default, name)) for name in cls.FIELDS))
 
     @property
     def identity(self) -> dict:
-        return {"image_size": self.image_size, "mean": list(self.mean), "std": list(self.std)}
+        """What a workspace records. "squash" is left out: workspaces recorded before the resize
+        mode existed were squashed, so their records (and the settings hashed from them) stay valid."""
+        recorded = {"image_size": self.image_size, "mean": list(self.mean), "std": list(self.std)}
+        return recorded if self.resize == "squash" else recorded | {"resize": self.resize}
 
     def to_tensor(
         self,
@@ -149,4 +195,6 @@ class Preprocessing:
         resample: Image.Resampling = Image.Resampling.BILINEAR,
     ) -> torch.Tensor:
         """``to_tensor`` with this preprocessing."""
-        return to_tensor(images, self.image_size, self.mean, self.std, resample=resample, device=device)
+        return to_tensor(
+            images, self.image_size, self.mean, self.std, resample=resample, device=device, resize=self.resize
+        )

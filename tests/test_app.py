@@ -61,11 +61,20 @@ def test_navigation_groups_the_pages_with_material_icons():
         assert view.icon.startswith(":material/") and view.icon.endswith(":"), view
     assert sections == {
         "": ["Start here"],
-        "Explore": ["Students", "Concepts", "Images"],
+        "Explore": ["Students", "Concepts", "Images", "Predict"],
         "Steer": ["Tune", "History"],
         "Workspace": ["Setup"],
     }
-    assert [view.url_path for view in PAGE_LIST] == ["", "students", "concepts", "images", "tune", "history", "setup"]
+    assert [view.url_path for view in PAGE_LIST] == [
+        "",
+        "students",
+        "concepts",
+        "images",
+        "predict",
+        "tune",
+        "history",
+        "setup",
+    ]
     assert not (ROOT / "pages").exists(), "a pages/ folder beside app.py switches Streamlit to its legacy page list"
 
 

@@ -207,3 +207,97 @@ def test_browsing_modules_do_not_import_torch():
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+# ----------------------------------------------------------------------------- preprocessing as data (issue 18)
+def _extract_args(*flags: str):
+    from conceptkd_core.cli_arguments import build_parser
+
+    images = str(DEMO_DIR / "images")
+    return build_parser().parse_args(["extract", "--images", images, "--out", "unused", *flags])
+
+
+def test_the_demo_teacher_through_the_generic_path_with_its_flags_reproduces_the_shipped_logits(demo_workspace):
+    from conceptkd_core.cli import teacher_settings
+    from conceptkd_core.extract.pipeline import ExtractorSpec
+    from conceptkd_core.extract.rescore import workspace_images
+
+    rows = [0, 1, 2, 3, 400, 799]
+    images = [load_rgb(demo_workspace.image_path(r)) for r in rows]
+    ids = [demo_workspace.image_ids[r] for r in rows]
+    teacher_file = str(DEMO_DIR / "teacher.pt")
+    flags = ("--teacher", teacher_file, "--teacher-image-size", "64", "--teacher-mean", "0.5", "--teacher-std", "0.25")
+    preprocessing, classes = teacher_settings(_extract_args(*flags))
+    assert preprocessing == TEACHER_PREPROCESSING and classes is None
+    spec = ExtractorSpec(teacher=teacher_file, teacher_preprocessing=preprocessing)
+    teacher = spec.make_teacher(None, workspace_images(demo_workspace))
+    np.testing.assert_allclose(teacher.logits(images, ids), demo_workspace.teacher_logits[rows], atol=1e-4)
+    assert teacher.identity | {"source": None} == demo_workspace.meta["teacher"] | {"source": None}
+    # Without the flags the file says nothing, so ImageNet's 224 px is used: other logits (the issue's bug).
+    default, _ = teacher_settings(_extract_args("--teacher", teacher_file))
+    assert default == IMAGENET
+    wrong = ExtractorSpec(teacher=teacher_file).make_teacher(None, workspace_images(demo_workspace))
+    assert np.abs(wrong.logits(images, ids) - demo_workspace.teacher_logits[rows]).max() > 0.5
+
+
+def test_a_torchscript_file_names_its_own_preprocessing_and_output_order(tmp_path):
+    import json
+
+    path = tmp_path / "teacher.pt"
+    said = {"image_size": 32, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "resize": "letterbox"}
+    said["classes"] = ["dog", "cow", "cat"]
+    model = torch.jit.script(MeanColour3())
+    torch.jit.save(model, str(path), _extra_files={"preprocessing.json": json.dumps(said)})
+    teacher = create_teacher(path, CLASSES)
+    assert teacher.preprocessing == Preprocessing(32, (0.5,) * 3, (0.25,) * 3, "letterbox")
+    assert teacher.identity["resize"] == "letterbox" and teacher.identity["output_classes"] == said["classes"]
+    images = [load_rgb(p) for p in sorted((DEMO_DIR / "images").iterdir())[:2]]
+    with torch.inference_mode():
+        raw = model(teacher.preprocessing.to_tensor(images)).numpy()
+    np.testing.assert_array_equal(teacher.logits(images), raw[:, [2, 0]])  # cat, dog from the outputs' order
+    flags = ("--teacher", str(path), "--teacher-image-size", "48", "--teacher-resize", "center-crop")
+    from conceptkd_core.cli import teacher_settings
+
+    preprocessing, _ = teacher_settings(_extract_args(*flags))  # a flag beats the file; the rest is the file's
+    assert preprocessing == Preprocessing(48, (0.5,) * 3, (0.25,) * 3, "center-crop")
+    with pytest.raises(TeacherError, match=r"no output for classes \['cat'\]"):
+        create_teacher(path, CLASSES, output_classes=["dog", "cow"])
+
+
+class MeanColour3(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.head = torch.nn.Linear(3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x.mean(dim=(2, 3)))
+
+
+def test_resize_modes_keep_or_drop_the_aspect_ratio():
+    from conceptkd_core.images import make_square
+
+    wide = np.zeros((20, 40, 3), np.uint8)
+    wide[:, :10] = 255  # a white band on the left quarter
+    squash = make_square(wide, 20, "squash", Image.Resampling.NEAREST)
+    crop = make_square(wide, 20, "center-crop", Image.Resampling.NEAREST)
+    box = make_square(wide, 20, "letterbox", Image.Resampling.NEAREST, pad=(0.5, 0.5, 0.5))
+    assert squash.shape == crop.shape == box.shape == (20, 20, 3)
+    assert squash[:, :5].min() == 255 and squash[:, 5:].max() == 0  # the band squeezed to a quarter
+    assert crop.max() == 0  # the middle square misses the band
+    assert (box[:5] == 128).all() and (box[15:] == 128).all() and box[5:15, :5].min() == 255
+    assert Preprocessing(20, (0.5,) * 3, (1,) * 3).identity == {"image_size": 20, "mean": [0.5] * 3, "std": [1.0] * 3}
+    with pytest.raises(ValueError, match="Got resize 'stretch'; expected one of squash, center-crop, letterbox"):
+        Preprocessing(20, (0.5,) * 3, (1,) * 3, "stretch")
+
+
+def test_teacher_flags_are_refused_for_teachers_that_read_no_pixels_of_their_own(capsys):
+    from conceptkd_core.cli import main
+
+    status = main(["extract", "--images", str(DEMO_DIR / "images"), "--out", "x", "--teacher-mean", "0.5"])
+    assert status == 2
+    assert (
+        "--teacher-mean: applies to a TorchScript teacher only; --teacher is 'clip-zero-shot'"
+        in capsys.readouterr().err
+    )
+    status = main(["extract", "--images", str(DEMO_DIR / "images"), "--out", "x", "--teacher-std", "0,1,1"])
+    assert status == 2 and "expected positive numbers" in capsys.readouterr().err

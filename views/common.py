@@ -46,10 +46,32 @@ PAGES = (
     View("views/students.py", "Students", ":material/leaderboard:", "Explore", "students", "Teacher vs students"),
     View("views/concepts.py", "Concepts", ":material/hub:", "Explore", "concepts", "What drives each class"),
     View("views/images.py", "Images", ":material/photo_library:", "Explore", "images", "Why one image is a yes"),
+    View("views/predict.py", "Predict", ":material/online_prediction:", "Explore", "predict", "Score a new image"),
     View("views/tune.py", "Tune", ":material/tune:", "Steer", "tune", "Steer a student by hand"),
     View("views/history.py", "History", ":material/history:", "Steer", "history", "Undo, revert, export"),
     View("views/setup.py", "Setup", ":material/folder_open:", "Workspace", "setup", "Images, vocabulary, model"),
 )
+
+
+@st.cache_resource(show_spinner="Loading CLIP…", max_entries=2)
+def get_predictor(workspace_id: str, _workspace):
+    """The workspace's CLIP with its vocabulary's text embeddings, once per server (keyed by the
+    workspace's id: a workspace rebuilt in the same folder gets its own). Imports torch."""
+    from conceptkd_core.predict import Predictor, workspace_clip
+
+    return Predictor(_workspace, workspace_clip(_workspace))
+
+
+@st.cache_resource(show_spinner="Loading the teacher…", max_entries=2)
+def get_teacher(workspace_id: str, _workspace):
+    """The workspace's teacher rebuilt to score new images, or the one-line reason it cannot be."""
+    from conceptkd_core.extract.teacher_registry import teacher_from_workspace
+    from conceptkd_core.extract.teachers import TeacherError
+
+    try:
+        return teacher_from_workspace(_workspace, clip=get_predictor(workspace_id, _workspace).clip)
+    except TeacherError as exc:
+        return str(exc)
 
 
 def view(title: str) -> View:

@@ -140,3 +140,33 @@ def score_column(label: str, help: str | None = None, colour: str | None = None)
 
 def number_column(label: str, help: str | None = None, format: str = "%.3f"):
     return st.column_config.NumberColumn(label, help=help, format=format)
+
+
+SCORE_COLOUR = {"score": palette.STUDENT}
+
+
+def waterfall_chart(steps: pd.DataFrame, threshold: float) -> alt.Chart:
+    """A ``waterfall.Waterfall``'s bars from the bias through each concept to the score (``steps``
+    with a ``colour`` word per bar); a dashed line at the decision threshold."""
+    bars = (
+        alt.Chart(steps)
+        .mark_bar()
+        .encode(
+            y=alt.Y("label:N", sort=list(steps["label"]), title=None, axis=alt.Axis(labelLimit=140)),
+            x=alt.X("start:Q", title="student score"),
+            x2="end:Q",
+            color=direction_colour(steps["colour"], SCORE_COLOUR),
+            tooltip=["label", alt.Tooltip("value:Q", format="+.3f", title="adds"), alt.Tooltip("end:Q", format="+.3f")],
+        )
+    )
+    line = pd.DataFrame({"threshold": [threshold], "text": ["threshold"]})
+    rule = alt.Chart(line).mark_rule(strokeDash=[4, 3], color=palette.NEUTRAL, size=2).encode(x="threshold:Q")
+    label = rule.mark_text(align="left", dx=4, dy=-6, color=palette.NEUTRAL, baseline="bottom").encode(
+        y=alt.value(0), text="text:N"
+    )
+    return bars + rule + label
+
+
+def waterfall_steps(steps: pd.DataFrame) -> pd.DataFrame:
+    """``steps`` with the ``colour`` word of each bar: the score's own, else its direction."""
+    return steps.assign(colour=np.where(steps["kind"] == "score", "score", direction(steps["value"])))

@@ -6,7 +6,7 @@ import streamlit as st
 
 from conceptkd_core import palette
 from conceptkd_core.explorer import budget_table, disagreement_table, metrics_summary, metrics_table
-from views.common import current, selected_class
+from views.common import current, get_predictor, selected_class, shown
 from views.draw import number_column, score_column, teacher_student, thumbnail_uri
 
 METRIC_COLUMNS = {  # metrics_table column -> how the table shows it
@@ -133,6 +133,40 @@ def disagreements(explorer, session) -> None:
     )
 
 
+def export_student(explorer, session) -> None:
+    """Write this session's students as a self-contained model (``conceptkd_core.export``) and offer it as a zip."""
+    from conceptkd_core.export import ExportError, export_as_zip  # imports torch: only on this click
+    from conceptkd_core.extract.clip_backend import ClipLoadError
+    from conceptkd_core.predict import PredictError
+
+    ws = explorer.workspace
+    try:
+        with st.spinner("Exporting: tracing CLIP and the students…"):
+            clip = get_predictor(ws.workspace_id, ws).clip
+            st.session_state["export_zip"] = (ws.workspace_id, session.cursor, export_as_zip(explorer, session, clip))
+    except (ExportError, PredictError, ClipLoadError, OSError) as exc:
+        st.error(f"Cannot export: {shown(exc)}")
+
+
+def export_section(explorer, session) -> None:
+    st.subheader("Take the students away")
+    st.caption(
+        "A folder that runs with torch alone: the dense path as TorchScript, the sparse heads, the concepts' "
+        "text embeddings, the vocabulary and a model card with these held-out figures. "
+        "`python -m conceptkd_core student predict --model DIR IMAGE…` scores images with it."
+    )
+    st.button("Export student", key="export_student", on_click=export_student, args=(explorer, session))
+    ready = st.session_state.get("export_zip")
+    if ready and ready[:2] == (explorer.workspace.workspace_id, session.cursor):
+        st.download_button(
+            "Download conceptkd-student.zip",
+            ready[2],
+            file_name="conceptkd-student.zip",
+            mime="application/zip",
+            key="download_student",
+        )
+
+
 if st.session_state.pop("go_to_images", False):
     st.switch_page("views/images.py")
 st.title("Students")
@@ -149,3 +183,4 @@ if state:
     st.dataframe(table, hide_index=True, column_order=list(METRIC_COLUMNS), column_config=METRIC_COLUMNS)
     budgets(explorer, session)
     disagreements(explorer, session)
+    export_section(explorer, session)

@@ -38,6 +38,7 @@ import numpy as np
 
 from ..datasets import ImageSet
 from ..defaults import DEFAULT_TEACHER, MAX_SEGMENTS, N_SEGMENTS
+from ..images import Preprocessing
 from ..store.atomic_io import atomic_write, atomic_write_json, atomic_write_npy_rows
 from ..store.side_files import REPORT_FILE, SEGMENT_ARRAYS, SESSIONS_DIR, clear_workspace, segment_file
 from ..store.strict_json import StrictJSONError, canonical_sha256, loads_strict
@@ -91,6 +92,8 @@ class ExtractorSpec:
 
     model : open_clip model name or JSON config path; pretrained / checkpoint : its weights
     teacher : a teacher spec (see ``teacher_registry``): "clip-zero-shot", a TorchScript file or a logits file
+    teacher_preprocessing, teacher_classes : a torch teacher's preprocessing and the class of each of
+        its outputs (None: what its file records, else ImageNet's / the labels' order)
     """
 
     model: str = "ViT-B-16"
@@ -98,6 +101,8 @@ class ExtractorSpec:
     checkpoint: str | None = None
     teacher: str = DEFAULT_TEACHER
     device: str = "cpu"
+    teacher_preprocessing: Preprocessing | None = None
+    teacher_classes: tuple[str, ...] | None = None
 
     def load_clip(self, device: str | None = None) -> ClipModel:
         return load_clip(
@@ -105,7 +110,14 @@ class ExtractorSpec:
         )
 
     def make_teacher(self, clip: ClipModel, images: ImageSet) -> Teacher:
-        return create_teacher(self.teacher, images.classes, clip=clip, image_ids=images.image_ids)
+        return create_teacher(
+            self.teacher,
+            images.classes,
+            clip=clip,
+            image_ids=images.image_ids,
+            preprocessing=self.teacher_preprocessing,
+            output_classes=self.teacher_classes,
+        )
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ Specs:
 * ``"clip-zero-shot"``: CLIP zero-shot over class prompts; needs the CLIP model, whose
   preprocessing it uses.
 * a TorchScript file (.pt, .ts, .pth, .jit) or a torch module: a ``TorchTeacher`` with the
-  preprocessing given, else ImageNet's at 224 px (``defaults``).
+  preprocessing given (``teacher_preprocessing``: flags first, then what the file itself says in
+  its ``preprocessing.json`` extra file, then ImageNet's at 224 px, squashed; ``defaults``).
 * a logits file (.csv, .parquet, .npy): a ``LogitsFileTeacher``; it reads no pixels.
 """
 
@@ -42,6 +43,57 @@ ALLOWED_SPECS = (
     f"or a logits file ({', '.join(LOGITS_SUFFIXES)})"
 )
 IMAGENET = Preprocessing(TEACHER_IMAGE_SIZE, IMAGENET_MEAN, IMAGENET_STD)
+# A TorchScript teacher may carry its own preprocessing: save it with
+# ``torch.jit.save(model, path, _extra_files={"preprocessing.json": json.dumps({...})})``, keys
+# image_size, mean, std, resize and classes (the order of its outputs); each one is optional.
+MODEL_EXTRA_FILE = "preprocessing.json"
+
+
+def preprocessing_in_file(spec: object) -> dict:
+    """What a TorchScript file says of its own preprocessing (``MODEL_EXTRA_FILE``); {} when it says
+    nothing or ``spec`` is no TorchScript file. Raises TeacherError if what it says is unreadable."""
+    if not isinstance(spec, (str, os.PathLike)) or Path(spec).suffix.lower() not in TORCHSCRIPT_SUFFIXES:
+        return {}
+    import json
+
+    import torch
+
+    extra = {MODEL_EXTRA_FILE: ""}
+    try:
+        torch.jit.load(str(spec), map_location="cpu", _extra_files=extra)
+    except Exception as exc:
+        raise TeacherError(f"{spec}: not a TorchScript model ({str(exc).splitlines()[0][:200]})") from None
+    if not extra[MODEL_EXTRA_FILE]:
+        return {}
+    try:
+        said = json.loads(extra[MODEL_EXTRA_FILE])
+        if not isinstance(said, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as exc:
+        raise TeacherError(f"{spec}: its {MODEL_EXTRA_FILE} is unreadable ({exc}); expected a JSON object") from None
+    return {key: said[key] for key in (*Preprocessing.FIELDS, "classes") if key in said}
+
+
+def teacher_preprocessing(
+    spec: object,
+    image_size: int | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    resize: str | None = None,
+) -> Preprocessing:
+    """A torch teacher's preprocessing: each value given here, else the one its file records
+    (``preprocessing_in_file``), else ImageNet's (224 px, squashed). Raises TeacherError naming
+    a bad value."""
+    return _chosen(spec, {"image_size": image_size, "mean": mean, "std": std, "resize": resize})
+
+
+def _chosen(spec: object, given: dict, said: dict | None = None) -> Preprocessing:
+    said = preprocessing_in_file(spec) if said is None else said
+    chosen = {key: given.get(key) if given.get(key) is not None else said.get(key) for key in Preprocessing.FIELDS}
+    try:
+        return Preprocessing.from_identity({k: v for k, v in chosen.items() if v is not None}, IMAGENET)
+    except (TypeError, ValueError) as exc:
+        raise TeacherError(f"teacher {Path(str(spec)).name}: unusable preprocessing: {exc}") from None
 
 
 def teacher_kind(spec: object) -> str:
@@ -73,27 +125,37 @@ def create_teacher(
     image_ids: Sequence[str] | None = None,
     preprocessing: Preprocessing | None = None,
     device: str | None = None,
+    output_classes: Sequence[str] | None = None,
 ) -> Teacher:
     """The teacher ``spec`` names, giving logits for ``classes`` in that order.
 
     clip : the CLIP model; clip-zero-shot is made of it, and a torch teacher runs on its device
     image_ids : the manifest order, which the rows of an .npy logits file follow
-    preprocessing : a torch teacher's (default: ImageNet's at 224 px); clip-zero-shot uses CLIP's
-        and a logits file reads no pixels, so giving one for them is an error
+    preprocessing : a torch teacher's (default: ``teacher_preprocessing(spec)``: what its file
+        records, else ImageNet's at 224 px); clip-zero-shot uses CLIP's and a logits file reads no
+        pixels, so giving one for them is an error
     device : a torch teacher's device (default: the CLIP's, else "cpu")
+    output_classes : the class of each of a torch teacher's outputs, in its order (default: what its
+        file records, else ``classes``); its logits are then taken in ``classes``' order
     """
     kind = teacher_kind(spec)
-    if preprocessing is not None and kind != "torch":
-        raise TeacherError(
-            f"teacher {spec}: preprocessing applies to torch teachers only; got one for a {kind} teacher"
-        )
+    for name, value in (("preprocessing", preprocessing), ("output_classes", output_classes)):
+        if value is not None and kind != "torch":
+            raise TeacherError(f"teacher {spec}: {name} applies to torch teachers only; got one for a {kind} teacher")
     if kind == CLIP_ZERO_SHOT:
         if clip is None:
             raise TeacherError(f"teacher {CLIP_ZERO_SHOT}: needs the CLIP model; got none")
         return ClipZeroShotTeacher(clip, classes)
     if kind == "logits-file":
         return LogitsFileTeacher(spec, classes, image_ids=image_ids)
-    return TorchTeacher(spec, classes, preprocessing or IMAGENET, device=device or (clip.device if clip else "cpu"))
+    said = preprocessing_in_file(spec) if preprocessing is None or output_classes is None else {}
+    return TorchTeacher(
+        spec,
+        classes,
+        preprocessing or _chosen(spec, {}, said),
+        device=device or (clip.device if clip else "cpu"),
+        output_classes=said.get("classes") if output_classes is None else output_classes,
+    )
 
 
 def recorded_teacher_spec(workspace: Workspace, search: Sequence[str | os.PathLike] = ()) -> str | None:
@@ -155,7 +217,10 @@ def teacher_from_workspace(
         preprocessing = Preprocessing.from_identity(recorded, IMAGENET)
     except (TypeError, ValueError) as exc:
         raise TeacherError(f"{workspace.root}: its teacher's recorded preprocessing is unusable: {exc}") from None
-    return create_teacher(spec, workspace.classes, clip=clip, device=device, preprocessing=preprocessing)
+    output_classes = recorded.get("output_classes")
+    return create_teacher(
+        spec, workspace.classes, clip=clip, device=device, preprocessing=preprocessing, output_classes=output_classes
+    )
 
 
 def _why_not(recorded: dict) -> str:

@@ -48,13 +48,21 @@ def _finite_logits(values: np.ndarray, n_rows: int, k: int, source: str) -> np.n
 
 class TorchTeacher:
     """A classifier as a torch module or a TorchScript file, with the preprocessing it was trained
-    for (images squared to ``preprocessing.image_size``, bilinear, no crop; then mean / std).
+    for (images made square at ``preprocessing.image_size`` by its resize mode, bilinear; then mean / std).
 
-    Built by ``teacher_registry.create_teacher``, which supplies ImageNet's preprocessing when
-    none is given.
+    ``output_classes`` names the model's outputs in its order when that is not ``classes``' order
+    (or it has more outputs than the workspace has classes): logits are taken in ``classes``' order.
+    Built by ``teacher_registry.create_teacher``, which supplies the preprocessing.
     """
 
-    def __init__(self, model, classes: Sequence[str], preprocessing: Preprocessing, device: str = "cpu"):
+    def __init__(
+        self,
+        model,
+        classes: Sequence[str],
+        preprocessing: Preprocessing,
+        device: str = "cpu",
+        output_classes: Sequence[str] | None = None,
+    ):
         import torch
 
         self.source = None
@@ -68,6 +76,17 @@ class TorchTeacher:
         self.classes = tuple(classes)
         self.preprocessing = preprocessing
         self.device = device
+        self.output_classes = None if output_classes is None else tuple(str(c) for c in output_classes)
+        self.columns = None  # which output gives each class, when the outputs are named
+        if self.output_classes is not None:
+            missing = [c for c in self.classes if c not in self.output_classes]
+            if missing or len(set(self.output_classes)) != len(self.output_classes):
+                raise TeacherError(
+                    f"teacher output classes {list(self.output_classes)[:30]}: "
+                    + (f"no output for classes {missing[:10]}" if missing else "a class is named twice")
+                    + "; expected each of the labels' classes named once"
+                )
+            self.columns = [self.output_classes.index(c) for c in self.classes]
 
     @property
     def identity(self) -> dict:
@@ -79,6 +98,7 @@ class TorchTeacher:
             "sha256": sha256_file(self.source) if self.source else None,
             **self.preprocessing.identity,
             "classes": list(self.classes),
+            **({"output_classes": list(self.output_classes)} if self.output_classes is not None else {}),
         }
 
     def logits(self, images, image_ids=None) -> np.ndarray:
@@ -86,8 +106,15 @@ class TorchTeacher:
 
         batch = self.preprocessing.to_tensor(images, device=self.device)
         with torch.inference_mode():
-            out = self.model(batch)
-        return _finite_logits(out.float().cpu().numpy(), len(images), len(self.classes), "teacher model output")
+            out = self.model(batch).float().cpu().numpy()
+        if self.columns is not None:
+            if out.ndim != 2 or out.shape[1] != len(self.output_classes):
+                raise TeacherError(
+                    f"teacher model output has shape {out.shape}; expected "
+                    f"({len(images)}, {len(self.output_classes)}), one column per output class"
+                )
+            out = out[:, self.columns]
+        return _finite_logits(out, len(images), len(self.classes), "teacher model output")
 
 
 class LogitsFileTeacher:

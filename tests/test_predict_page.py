@@ -1,0 +1,90 @@
+"""The Predict page and the Students page's export: AppTest on a small copy of the demo (its mini
+CLIP and teacher beside it), and a headless-Chromium run that uploads a new image."""
+
+import io
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conceptkd_tools.demo import DEMO_DIR
+
+from browser_app import app_server, chromium_path, launch, settle
+from demo_subset import make_demo_subset
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    return make_demo_subset(tmp_path_factory.mktemp("predict") / "demo", per_split=10)
+
+
+def open_page(demo, script: str) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    at.session_state["workspace_root"] = str(demo)
+    at.run()
+    at.switch_page(script).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_predict_on_a_workspace_image_shows_both_models_and_the_waterfall(demo):
+    at = open_page(demo, "views/predict.py")
+    assert at.title[0].value == "Predict" and "Drop in an image" in at.info[0].value
+    at.radio(key="predict_source").set_value("Pick a workspace image").run()
+    assert not at.exception, at.exception
+    picked = at.selectbox(key="predict_pick").value
+    assert at.subheader[0].value == picked
+    assert any("Why the student says" in m.value for m in at.markdown)
+    assert any("The students say" in m.value for m in at.markdown)
+    assert not at.warning  # the teacher was found beside the workspace: both models are shown
+    caption = next(c.value for c in at.caption if c.value.startswith("Bias "))
+    assert "threshold" in caption and "student" in caption
+
+
+def test_the_students_page_exports_a_zip(demo):
+    at = open_page(demo, "views/students.py")
+    at.button(key="export_student").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, at.error[0].value if at.error else ""
+    _, _, data = at.session_state["export_zip"]
+    names = {Path(n).name for n in zipfile.ZipFile(io.BytesIO(data)).namelist()}
+    assert {"model.json", "dense.pt", "MODEL_CARD.md", "concept_embeddings.npy", "vocabulary.txt"} == names
+
+
+@pytest.mark.skipif(chromium_path() is None, reason="needs Debian's chromium (apt-get install chromium)")
+def test_upload_a_new_image_in_the_browser(demo, tmp_path):
+    from PIL import Image
+    from playwright.sync_api import sync_playwright
+
+    shots = Path(os.environ.get("CONCEPTKD_SCREENSHOTS", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+    # A new image: two demo scenes side by side (a shape and content no workspace image has).
+    left = Image.open(DEMO_DIR / "images" / "test-0001.png").convert("RGB")
+    right = Image.open(DEMO_DIR / "images" / "test-0002.png").convert("RGB")
+    new = Image.new("RGB", (left.width + right.width, left.height))
+    new.paste(left, (0, 0))
+    new.paste(right, (left.width, 0))
+    upload = tmp_path / "new-scene.png"
+    new.save(upload)
+    env = {"CONCEPTKD_WORKSPACE": str(demo), "CONCEPTKD_WORKSPACE_ROOTS": str(demo.parent)}
+    with app_server(env=env) as url, sync_playwright() as p:
+        browser = launch(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 1300})
+        page.goto(f"{url}/predict")
+        settle(page)
+        page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(upload))
+        exception = page.locator('[data-testid="stException"]')
+        page.get_by_text("Why the student says").or_(exception).first.wait_for(timeout=180000)
+        settle(page, timeout=180000)
+        body = page.locator("body").inner_text()
+        assert exception.count() == 0, body[:3000]
+        assert "new-scene.png" in body and "The students say" in body and "threshold" in body
+        assert page.locator('[data-testid="stVegaLiteChart"]').count() == 2
+        page.screenshot(path=str(shots / "predict.png"), full_page=True)
+        browser.close()
+    assert np.asarray(Image.open(shots / "predict.png")).std() > 10  # a drawn page, not a blank one
