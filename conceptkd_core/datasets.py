@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .store.metadata import MAX_CLASSES, MAX_NAME_LENGTH
-from .store.validation import SPLITS_ALLOWED_CHARS, check_relative_paths
+from .store.validation import SPLITS_ALLOWED_CHARS, check_relative_paths, image_file
 from .store.workspace import WorkspaceError, safe_join
 
 VOC_CLASSES = (
@@ -54,12 +54,13 @@ class ImageSet:
     splits: list[str]
     labels: np.ndarray
     classes: tuple[str, ...]
+    workspace_root: Path | None = None  # where a workspace's own images (uploads) are, for its paths
 
     def __len__(self) -> int:
         return len(self.image_ids)
 
     def absolute_path(self, i: int) -> Path:
-        return safe_join(self.root, self.paths[i])
+        return image_file(self.root, self.workspace_root, self.paths[i])
 
     def subset(self, rows: Sequence[int]) -> ImageSet:
         rows = list(rows)
@@ -70,6 +71,7 @@ class ImageSet:
             [self.splits[r] for r in rows],
             self.labels[rows],
             self.classes,
+            self.workspace_root,
         )
 
 
