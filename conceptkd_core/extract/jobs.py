@@ -247,7 +247,7 @@ def _check_out(out: Path) -> None:
         raise JobError(f"{out.name} is a file; choose a folder for the new workspace")
     if (job_folder(out) / SPEC_FILE).is_file():
         return
-    strangers = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    strangers = sorted(p.name for p in out.iterdir() if p.name != JOB_DIR) if out.is_dir() else []
     if strangers:
         raise JobError(f"{out.name} is not empty (e.g. {strangers[0][:60]!r}); choose a new or empty folder")
 
