@@ -104,7 +104,7 @@ def test_add_two_images_one_a_duplicate_opens_the_new_workspace(page, demo, shot
 
 
 def test_rescore_opens_the_new_workspace(page, demo, shots):
-    area = page.locator('[data-testid="stTextArea"] textarea').first
+    area = page.get_by_label("Concept words, one per line (edit, then re-score)")
     area.fill(area.input_value() + "\nunicorn\n")
     area.press("Control+Enter")  # apply the edit
     settle(page)
