@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import pandas as pd
 
 from .store.metadata import MAX_CLASSES, MAX_NAME_LENGTH
-from .store.validation import SPLITS_ALLOWED_CHARS, check_relative_paths
+from .store.validation import SPLITS_ALLOWED_CHARS, check_relative_paths, image_file
 from .store.workspace import WorkspaceError, safe_join
 
 VOC_CLASSES = (
@@ -52,12 +54,13 @@ class ImageSet:
     splits: list[str]
     labels: np.ndarray
     classes: tuple[str, ...]
+    workspace_root: Path | None = None  # where a workspace's own images (uploads) are, for its paths
 
     def __len__(self) -> int:
         return len(self.image_ids)
 
     def absolute_path(self, i: int) -> Path:
-        return safe_join(self.root, self.paths[i])
+        return image_file(self.root, self.workspace_root, self.paths[i])
 
     def subset(self, rows: Sequence[int]) -> ImageSet:
         rows = list(rows)
@@ -68,6 +71,7 @@ class ImageSet:
             [self.splits[r] for r in rows],
             self.labels[rows],
             self.classes,
+            self.workspace_root,
         )
 
 
@@ -202,3 +206,74 @@ def load_dataset(
             return load_voc(images, splits)
         raise DatasetError(f"{images}: not a VOC root (no JPEGImages/); give a labels CSV with --labels")
     return load_folder(images, labels_csv)
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+MAX_ZIP_IMAGES = 100_000
+MAX_ZIP_BYTES = 4 * 2**30  # unpacked
+
+
+def load_unlabelled(images_dir: str | os.PathLike, classes: Sequence[str]) -> ImageSet:
+    """Every image (``IMAGE_SUFFIXES``) under ``images_dir``, recursively, in path order, with no
+    labels: the students mimic the teacher, which needs no labels; ``classes`` name the teacher's
+    outputs in order. Image ids are the paths; the split is "all" (``store.split`` then holds out a
+    seeded share)."""
+    root = Path(images_dir).resolve()
+    if not root.is_dir():
+        raise DatasetError(f"Image folder not found: {images_dir}")
+    classes = tuple(c.strip() for c in classes if c.strip())
+    if not classes:
+        raise DatasetError("no class names given; name the teacher's classes, in its output order")
+    if len(set(classes)) != len(classes):
+        raise DatasetError(f"class names repeat: {sorted({c for c in classes if classes.count(c) > 1})[:5]}")
+    _check_classes(classes, "class names")
+    paths = sorted(
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES
+        and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
+    if not paths:
+        raise DatasetError(f"{images_dir}: no images ({', '.join(IMAGE_SUFFIXES)}) in it or its sub-folders")
+    return ImageSet(root, paths, paths, ["all"] * len(paths), np.zeros((len(paths), len(classes)), np.uint8), classes)
+
+
+def unpack_zip(archive: str | os.PathLike | IO[bytes], folder: str | os.PathLike) -> int:
+    """Unpack the images of a zip into ``folder`` (made if missing); returns how many.
+
+    Only image files are taken; members with absolute paths or ``..``, more than
+    ``MAX_ZIP_IMAGES`` images or ``MAX_ZIP_BYTES`` unpacked are refused (DatasetError, before
+    anything is written), so an upload cannot write outside ``folder`` or fill the disk.
+    """
+    import zipfile
+
+    folder = Path(folder)
+    try:
+        with zipfile.ZipFile(archive) as bundle:
+            members = [
+                m for m in bundle.infolist() if not m.is_dir() and Path(m.filename).suffix.lower() in IMAGE_SUFFIXES
+            ]
+            bad = next(
+                (m.filename for m in members if m.filename.startswith(("/", "\\")) or ".." in m.filename.split("/")),
+                None,
+            )
+            if bad is not None:
+                raise DatasetError(f"zip member {bad[:120]!r} is not allowed; expected paths inside the archive")
+            if not members:
+                raise DatasetError(f"the zip holds no images ({', '.join(IMAGE_SUFFIXES)})")
+            if len(members) > MAX_ZIP_IMAGES:
+                raise DatasetError(f"the zip holds {len(members):,} images; the limit is {MAX_ZIP_IMAGES:,}")
+            total = sum(m.file_size for m in members)
+            if total > MAX_ZIP_BYTES:
+                raise DatasetError(
+                    f"the zip unpacks to {total / 2**30:.1f} GiB; the limit is {MAX_ZIP_BYTES // 2**30} GiB"
+                )
+            for member in members:
+                target = folder / member.filename
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with bundle.open(member) as source, open(target, "wb") as out:
+                    shutil.copyfileobj(source, out)
+    except zipfile.BadZipFile as exc:
+        raise DatasetError(f"not a readable zip file ({exc})") from None
+    return len(members)

@@ -198,3 +198,27 @@ class Preprocessing:
         return to_tensor(
             images, self.image_size, self.mean, self.std, resample=resample, device=device, resize=self.resize
         )
+
+
+LETTERBOX_FILL = (242, 244, 247)  # the app's secondary background, so the padding reads as empty space
+
+
+def letterbox(
+    image: Image.Image | np.ndarray, box: tuple[int, int], fill: tuple[int, int, int] = LETTERBOX_FILL
+) -> np.ndarray:
+    """``image`` scaled to fit inside ``box`` (width, height), aspect ratio kept, centred on ``fill``:
+    uint8 of shape (height, width, 3) whatever the image's size or shape.
+
+    A page lays images out in fixed boxes, so a 1 x 2000 strip or a 3000 x 2 line cannot stretch
+    a row or a column to thousands of pixels; every side keeps at least one pixel of the image.
+    """
+    width, height = int(box[0]), int(box[1])
+    if width < 1 or height < 1:
+        raise ValueError(f"box must be at least 1 x 1 pixels; got {width} x {height}")
+    picture = Image.fromarray(np.asarray(image, dtype=np.uint8)) if isinstance(image, np.ndarray) else image
+    picture = picture.convert("RGB")
+    scale = min(width / picture.width, height / picture.height)
+    size = (max(1, min(width, round(picture.width * scale))), max(1, min(height, round(picture.height * scale))))
+    canvas = Image.new("RGB", (width, height), fill)
+    canvas.paste(picture.resize(size, Image.Resampling.LANCZOS), ((width - size[0]) // 2, (height - size[1]) // 2))
+    return np.asarray(canvas)

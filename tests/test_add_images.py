@@ -6,15 +6,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conceptkd_core.extract.add_images import add_images, check_uploads
+from conceptkd_core.datasets import load_folder
+from conceptkd_core.extract.add_images import add_images, check_uploads, find_teacher, skip_duplicates
 from conceptkd_core.extract.clip_backend import load_clip
+from conceptkd_core.extract.pipeline import extract
 from conceptkd_core.extract.rescore import find_checkpoint
-from conceptkd_core.extract.teacher_registry import recorded_teacher_spec, teacher_from_workspace
+from conceptkd_core.extract.teacher_registry import create_teacher, recorded_teacher_spec, teacher_from_workspace
 from conceptkd_core.store.side_files import read_segments
 from conceptkd_core.store.workspace import load_workspace
 from conceptkd_tools.demo import DEMO_DIR, MODEL_NAME
 
-from tiny_clip import write_scene
+from tiny_clip import make_tiny_checkpoint, write_labelled_scenes, write_scene
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +32,9 @@ def test_uploads_are_checked(tmp_path):
     result = check_uploads(
         [("a.png", good), ("b.png", b"junk"), ("c.gif", good), ("a again.png", good), ("big.png", b"0" * (21 * 2**20))]
     )
-    assert len(result.accepted) == 1  # the same content under two names is one image
-    assert result.accepted[0][0].endswith("-a.png")
+    assert len(result.accepted) == 1  # the same content under two names is one image, and said so
+    assert result.accepted[0][0].endswith("-a.png") and result.uploaded_as[result.accepted[0][0]] == "a.png"
+    assert result.duplicates == [("a again.png", "the upload a.png")]
     reasons = dict(result.refused)
     assert "not an image" in reasons["b.png"]
     assert "type .gif is not one of" in reasons["c.gif"]
@@ -59,3 +62,86 @@ def test_add_images_extends_the_workspace(demo_copy, tmp_path):
         add_images(merged, checked.accepted, [], None, None, demo_copy / "again")
     with pytest.raises(ValueError, match="Unknown classes \\['unicorn'\\]"):
         add_images(ws, checked.accepted, ["unicorn"], None, None, demo_copy / "again")
+
+
+@pytest.fixture(scope="module")
+def zero_shot(tmp_path_factory):
+    """A tiny workspace whose teacher is CLIP zero-shot, its images in a read-only folder."""
+    folder = tmp_path_factory.mktemp("zero-shot")
+    csv = write_labelled_scenes(
+        folder, {f"img{i}": ("train" if i < 4 else "test", "cat" if i % 2 else "dog") for i in range(6)}
+    )
+    config, weights = make_tiny_checkpoint(folder / "model")
+    clip = load_clip(str(config), checkpoint=weights)
+    images = load_folder(folder / "images", csv)
+    teacher = create_teacher("clip-zero-shot", images.classes, clip=clip)
+    ws = extract(images, folder / "ws", clip, teacher, ["red square", "grass", "sky"], n_segments=8).workspace
+    for path in (folder / "images").iterdir():
+        path.chmod(0o444)
+    (folder / "images").chmod(0o555)  # the user's image folder: nothing may be written there
+    return ws, clip, folder
+
+
+def test_uploads_go_into_the_new_workspace_and_duplicates_are_skipped_for_a_zero_shot_teacher(zero_shot, tmp_path):
+    ws, clip, folder = zero_shot
+    before = sorted(p.name for p in (folder / "images").iterdir())
+    write_scene(tmp_path / "new.png", 99)
+    copy_of_img2 = ws.image_path(2).read_bytes()
+    checked = skip_duplicates(
+        ws, check_uploads([("new.png", (tmp_path / "new.png").read_bytes()), ("again.png", copy_of_img2)])
+    )
+    assert checked.duplicates == [("again.png", "image img2")] and len(checked.accepted) == 1
+    assert find_teacher(ws) == "clip-zero-shot"
+    merged = add_images(ws, checked.accepted, ["cat"], clip, teacher_from_workspace(ws, clip=clip), tmp_path / "plus")
+    assert merged.n_images == 7 and sorted(p.name for p in (folder / "images").iterdir()) == before
+    new_file = merged.image_path(6)
+    assert (
+        new_file.parent == (tmp_path / "plus" / "uploads").resolve()
+        and new_file.read_bytes() == (tmp_path / "new.png").read_bytes()
+    )
+    assert merged.image_path(0) == ws.image_path(0)  # the original images stay where they are
+    assert str(tmp_path) not in (tmp_path / "plus" / "manifest.parquet").read_bytes().decode("latin-1")
+    # Adding to the merged workspace: its uploads come along (the new workspace is self-contained),
+    # and the earlier upload, sent again, is a duplicate.
+    write_scene(tmp_path / "third.png", 100)
+    again = skip_duplicates(
+        merged, check_uploads([("n.png", new_file.read_bytes()), ("third.png", (tmp_path / "third.png").read_bytes())])
+    )
+    assert again.duplicates == [("n.png", f"image {merged.image_ids[6]}")]
+    third = add_images(merged, again.accepted, [], clip, teacher_from_workspace(merged, clip=clip), tmp_path / "plus2")
+    assert third.n_images == 8 and third.image_path(6).parent == (tmp_path / "plus2" / "uploads").resolve()
+    assert third.image_path(6).read_bytes() == new_file.read_bytes()
+    np.testing.assert_array_equal(np.asarray(third.concept_matrix[:7]), np.asarray(merged.concept_matrix))
+
+
+def test_the_teacher_is_found_by_its_recorded_path_and_hash(tmp_path):
+    """A TorchScript teacher kept with the user's models (not beside the workspace) is found where
+    the workspace recorded it, inside the folders the server may read, and only if its hash matches."""
+    import torch
+
+    from conceptkd_core.images import Preprocessing
+
+    models, data = tmp_path / "models", tmp_path / "data"
+    models.mkdir()
+    csv = write_labelled_scenes(data, {f"img{i}": ("train", "cat" if i % 2 else "dog") for i in range(3)})
+    config, weights = make_tiny_checkpoint(tmp_path / "clip")
+    clip = load_clip(str(config), checkpoint=weights)
+    teacher_file = models / "mine.pt"
+    torch.manual_seed(0)
+    torch.jit.save(
+        torch.jit.trace(
+            torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(3, 2)),
+            torch.zeros(1, 3, 16, 16),
+        ),
+        str(teacher_file),
+    )
+    images = load_folder(data / "images", csv)
+    teacher = create_teacher(teacher_file, images.classes, preprocessing=Preprocessing(16, (0.5,) * 3, (0.25,) * 3))
+    ws = extract(images, data / "workspaces" / "ws", clip, teacher, ["grass"], n_segments=4).workspace
+    assert find_teacher(ws) is None  # not beside the workspace, and no folder may be read
+    assert find_teacher(ws, roots=[tmp_path]) == str(teacher_file.resolve())
+    assert find_teacher(ws, roots=[data]) is None  # the models folder is not one the server may read
+    rebuilt = teacher_from_workspace(ws, search=[teacher_file.parent])
+    assert rebuilt.preprocessing == teacher.preprocessing
+    teacher_file.write_bytes(teacher_file.read_bytes() + b"changed")
+    assert find_teacher(ws, roots=[tmp_path]) is None  # another file at that path is not the teacher

@@ -77,10 +77,16 @@ def no_exception(page) -> None:
     assert page.locator('[data-testid="stException"]').count() == 0, page.locator("body").inner_text()[:3000]
 
 
-def test_add_images_opens_the_new_workspace(page, demo, shots):
-    image = next((demo.parent / "images").glob("test-*.png"))
-    page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(image))
+def test_add_two_images_one_a_duplicate_opens_the_new_workspace(page, demo, shots):
+    from conceptkd_tools.demo import DEMO_DIR
+
+    present = {p.name for p in (demo.parent / "images").iterdir()}
+    new = next(p for p in sorted((DEMO_DIR / "images").glob("test-*.png")) if p.name not in present)
+    duplicate = sorted((demo.parent / "images").glob("val-*.png"))[0]  # already in the workspace
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').last.set_input_files([str(new), str(duplicate)])
     settle(page)
+    wait_for_text(page, f"{duplicate.name}: skipped, the same file as image")
+    page.screenshot(path=str(shots / "setup-add-images-duplicate.png"), full_page=True)
     button = page.get_by_role("button", name="Add 1 images → workspace-plus-41")
     button.wait_for(timeout=60000)
     button.click()
@@ -89,11 +95,16 @@ def test_add_images_opens_the_new_workspace(page, demo, shots):
     no_exception(page)
     assert folder_box(page).input_value() == "demo/workspace-plus-41"  # <allowed root>/<folder>, no server path
     assert page.locator('[data-testid="stMetric"]', has_text="Images").first.inner_text().endswith("41")
-    assert load_workspace(demo.parent / "workspace-plus-41").n_images == 41
+    merged = load_workspace(demo.parent / "workspace-plus-41")
+    assert (
+        merged.n_images == 41
+        and merged.image_path(40).parent == (demo.parent / "workspace-plus-41" / "uploads").resolve()
+    )
+    assert {p.name for p in (demo.parent / "images").iterdir()} == present  # the image folder is untouched
 
 
 def test_rescore_opens_the_new_workspace(page, demo, shots):
-    area = page.locator('[data-testid="stTextArea"] textarea').first
+    area = page.get_by_label("Concept words, one per line (edit, then re-score)")
     area.fill(area.input_value() + "\nunicorn\n")
     area.press("Control+Enter")  # apply the edit
     settle(page)

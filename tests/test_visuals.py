@@ -142,3 +142,28 @@ def test_signed_colours_and_hex_parsing():
     assert palette.rgb("#0a0B0c") == (10, 11, 12)
     with pytest.raises(ValueError, match="#rrggbb"):
         palette.rgb("red")
+
+
+@pytest.mark.parametrize("size", [(1, 2000), (3000, 2), (4, 4), (640, 480)])
+def test_any_image_is_letterboxed_to_the_same_box(size):
+    """A 1 x 2000 strip and a 3000 x 2 line take the box exactly (the Images page's thumbnails and
+    detail pictures): nothing can make a row thousands of pixels tall."""
+    from PIL import Image
+
+    from conceptkd_core.images import LETTERBOX_FILL, letterbox
+
+    width, height = size
+    image = Image.new("RGB", size, (200, 10, 10))
+    boxed = letterbox(image, (160, 120))
+    assert boxed.shape == (120, 160, 3) and boxed.dtype == np.uint8
+    drawn = np.any(boxed != LETTERBOX_FILL, axis=2)
+    ys, xs = np.nonzero(drawn)
+    assert len(xs) > 0  # at least one pixel of the image, however thin
+    # The image keeps its aspect ratio (to the pixel), centred; the rest is padding.
+    scale = min(160 / width, 120 / height)
+    assert xs.max() - xs.min() + 1 == max(1, min(160, round(width * scale)))
+    assert ys.max() - ys.min() + 1 == max(1, min(120, round(height * scale)))
+    assert abs((xs.min() + xs.max()) / 2 - 79.5) <= 1 and abs((ys.min() + ys.max()) / 2 - 59.5) <= 1
+    np.testing.assert_array_equal(letterbox(np.asarray(image), (160, 120)), boxed)  # arrays too
+    with pytest.raises(ValueError, match="box must be at least 1 x 1 pixels; got 0 x 5"):
+        letterbox(image, (0, 5))

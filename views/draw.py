@@ -14,7 +14,7 @@ import streamlit as st
 from PIL import Image
 
 from conceptkd_core import palette
-from conceptkd_core.images import ImageError, load_rgb
+from conceptkd_core.images import ImageError, letterbox, load_rgb
 
 # Signed values (weights, contributions) are coloured by what they do to the class's score.
 DIRECTIONS = {"pushes up": palette.POSITIVE, "pushes down": palette.NEGATIVE, "no change": palette.NEUTRAL}
@@ -77,24 +77,30 @@ def teacher_student(teacher: float, student: float) -> str:
 
 @st.cache_data(max_entries=512, show_spinner=False)
 def thumbnail(path: str, size: int = 160) -> np.ndarray | None:
-    """A small RGB copy of an image for grids, or None if it cannot be read."""
+    """A small RGB copy of an image letterboxed to ``size`` x ``size`` for grids (any aspect ratio
+    takes the same box), or None if it cannot be read."""
     try:
-        image = load_rgb(path)
+        return letterbox(load_rgb(path), (size, size))
     except ImageError:
         return None
-    image.thumbnail((size, size))
-    return np.asarray(image)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def detail_image(path: str, side: int = 384) -> np.ndarray:
     """An image enlarged (smoothly) so that its longer side is at least ``side`` pixels, so that the
-    overlays drawn on it keep thin segment borders. Raises ``ImageError`` if it cannot be read."""
+    overlays drawn on it keep thin segment borders. Raises ``ImageError`` if it cannot be read.
+    Show it (and its overlays) through ``fitted``: it keeps the image's own shape."""
     image = load_rgb(path)
     scale = side / max(image.size)
     if scale > 1:
         image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.LANCZOS)
     return np.asarray(image)
+
+
+def fitted(picture: np.ndarray, side: int = 384) -> np.ndarray:
+    """A detail picture letterboxed to ``side`` x ``side``: a strip 1 px wide cannot make its row
+    thousands of pixels tall."""
+    return letterbox(picture, (side, side))
 
 
 @st.cache_data(max_entries=2048, show_spinner=False)

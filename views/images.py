@@ -19,6 +19,7 @@ from views.draw import (
     detail_image,
     direction,
     direction_colour,
+    fitted,
     image_tile,
     percent,
     teacher_student,
@@ -77,7 +78,7 @@ def overlays(explorer, session, r: int, c: int, image: np.ndarray, concept: str)
     seg = ImageSegments.of(explorer.segments, explorer.workspace, r)
     shares, for_concept, labelled = st.tabs(["Share of the score", "Concept", "Top concept"])
     shares.image(
-        contribution_overlay(image, seg.segment_map, seg.shares(concept_contributions(session, r, c))),
+        fitted(contribution_overlay(image, seg.segment_map, seg.shares(concept_contributions(session, r, c)))),
         caption=f"segments by how much they push the score for “{explorer.classes[c]}” up or down",
         width=OVERLAY_WIDTH,
     )
@@ -88,12 +89,12 @@ def overlays(explorer, session, r: int, c: int, image: np.ndarray, concept: str)
         weight = float(session.bank.coef_[c, j])
         scores = seg.concept_scores(j, float(explorer.workspace.concept_matrix[r, j]))
         for_concept.image(
-            concept_overlay(image, seg.segment_map, scores, palette.signed_colour(weight)),
+            fitted(concept_overlay(image, seg.segment_map, scores, palette.signed_colour(weight))),
             caption=f"segments by their score for “{concept}” (weight {weight:+.3f}: the tint is its direction)",
             width=OVERLAY_WIDTH,
         )
     picture, legend = label_overlay(image, seg.segment_map, seg.top_concepts, explorer.vocabulary)
-    labelled.image(picture, caption="segments coloured by their top concept", width=OVERLAY_WIDTH)
+    labelled.image(fitted(picture), caption="segments coloured by their top concept", width=OVERLAY_WIDTH)
     labelled.markdown(
         " ".join(f"<span style='color:rgb{rgb}'>■</span> {html.escape(word)}" for word, rgb in legend.items()),
         unsafe_allow_html=True,

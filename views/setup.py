@@ -1,22 +1,42 @@
 """Configuration view: the workspace's images, classes, vocabulary, model and teacher."""
 
 import re
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from conceptkd_core.extract.add_images import ALLOWED_SUFFIXES, MAX_UPLOAD_BYTES, add_images, check_uploads
+from conceptkd_core.datasets import DatasetError, unpack_zip
+from conceptkd_core.defaults import IMAGENET_MEAN, IMAGENET_STD, N_SEGMENTS, TEACHER_IMAGE_SIZE
+from conceptkd_core.extract import jobs
+from conceptkd_core.extract.add_images import (
+    ALLOWED_SUFFIXES,
+    MAX_UPLOAD_BYTES,
+    add_images,
+    check_uploads,
+    find_teacher,
+    skip_duplicates,
+)
 from conceptkd_core.extract.rescore import find_checkpoint, rescore, rescored_folder
-from conceptkd_core.extract.teacher_registry import recorded_teacher_spec, teacher_from_workspace
-from conceptkd_core.vocabulary import MAX_VOCABULARY_BYTES, VocabularyError, read_vocabulary_text
-from views.common import current, shown
+from conceptkd_core.extract.teacher_registry import teacher_from_workspace
+from conceptkd_core.images import Preprocessing
+from conceptkd_core.store.locations import PathRefused, display_path, resolve_typed_path
+from conceptkd_core.vocabulary import (
+    DEFAULT_VOCABULARY,
+    MAX_VOCABULARY_BYTES,
+    VOCABULARY_DIR,
+    VocabularyError,
+    read_vocabulary_text,
+)
+from views.common import ALLOWED_ROOTS, current, shown
 
 
-@st.cache_resource(show_spinner="Loading CLIP…", max_entries=1)
-def get_clip(model: str, checkpoint: str):
-    from conceptkd_core.extract.clip_backend import load_clip  # imports torch: only when re-scoring
+@st.cache_resource(show_spinner="Loading CLIP…", max_entries=2)
+def get_clip(model: str, checkpoint: str = "", pretrained: str = ""):
+    """One CLIP per server, shared by every session and job (loading ViT-B/16 takes seconds)."""
+    from conceptkd_core.extract.clip_backend import load_clip  # imports torch: only when extracting
 
-    return load_clip(model, checkpoint=checkpoint)
+    return load_clip(model, pretrained=pretrained or None, checkpoint=checkpoint or None)
 
 
 @st.cache_data(show_spinner=False)
@@ -27,13 +47,17 @@ def checkpoint_of(workspace_id: str, _workspace):
 
 @st.cache_data(show_spinner=False)
 def teacher_spec_of(workspace_id: str, _workspace):
-    """Finding a teacher file hashes the candidates: once per workspace (keyed by its id)."""
-    return recorded_teacher_spec(_workspace)
+    """Finding a teacher file hashes the candidates: once per workspace (keyed by its id), looking
+    where the workspace recorded it too, inside the folders this server may read."""
+    return find_teacher(_workspace, ALLOWED_ROOTS)
 
 
 @st.cache_resource(show_spinner="Loading the teacher…", max_entries=1)
-def get_teacher(workspace_id: str, _workspace, _clip):
-    return teacher_from_workspace(_workspace, clip=_clip)  # torch is imported here: only when adding images
+def get_teacher(workspace_id: str, _workspace, _clip, spec: str):
+    # torch is imported here: only when adding images
+    return teacher_from_workspace(
+        _workspace, clip=_clip, search=[Path(spec).parent] if spec != "clip-zero-shot" else ()
+    )
 
 
 def progress_bar():
@@ -45,6 +69,18 @@ def progress_bar():
         )
 
     return bar, update
+
+
+def workspace_clip(ws) -> tuple[str, str, str] | None:
+    """``get_clip``'s arguments for the workspace's own CLIP: its checkpoint found by hash, or its
+    open_clip pretrained tag (from open_clip's cache); None when neither can be had."""
+    found = checkpoint_of(ws.workspace_id, ws)
+    if found is not None:
+        return str(found[0]), str(found[1]), ""
+    model = ws.meta["model"]
+    if model.get("pretrained"):
+        return str(model.get("name")), "", str(model["pretrained"])
+    return None
 
 
 def switch_to(workspace, message: str) -> None:
@@ -71,13 +107,15 @@ def image_adder(explorer) -> None:
     )
     if not files:
         return
-    checked = check_uploads([(f.name, f.getvalue()) for f in files])
+    checked = skip_duplicates(ws, check_uploads([(f.name, f.getvalue()) for f in files]))
     for name, reason in checked.refused:
         st.error(f"{name}: {reason}")
+    for name, existing in checked.duplicates:
+        st.warning(f"{plain(name)}: skipped, the same file as {plain(existing)}")
     if not checked.accepted:
         return
     present = st.multiselect("Classes these images show (their labels)", list(ws.classes), key="upload_labels")
-    found = checkpoint_of(ws.workspace_id, ws)
+    found = workspace_clip(ws)
     teacher = teacher_spec_of(ws.workspace_id, ws)
     if found is None or teacher is None:
         missing = " and ".join(x for x, ok in (("CLIP checkpoint", found), ("teacher model", teacher)) if ok is None)
@@ -90,8 +128,8 @@ def image_adder(explorer) -> None:
     if st.button(f"Add {len(checked.accepted)} images → {target.name}"):
         bar, update = progress_bar()
         try:
-            clip = get_clip(*map(str, found))
-            teacher = get_teacher(ws.workspace_id, ws, clip)
+            clip = get_clip(*found)
+            teacher = get_teacher(ws.workspace_id, ws, clip, teacher)
             merged = add_images(ws, checked.accepted, present, clip, teacher, target, update)
         except (ValueError, OSError, RuntimeError) as exc:
             st.error(f"Could not add the images: {shown(exc)}")
@@ -130,7 +168,7 @@ def vocabulary_editor(explorer) -> None:
         f"{len(added)} added ({plain(', '.join(added[:8]))}{'…' if len(added) > 8 else ''}), "
         f"{len(removed)} removed ({plain(', '.join(removed[:8]))}{'…' if len(removed) > 8 else ''})."
     )
-    found = checkpoint_of(ws.workspace_id, ws)
+    found = workspace_clip(ws)
     if found is None:
         model = ws.meta["model"]
         st.info(
@@ -144,7 +182,7 @@ def vocabulary_editor(explorer) -> None:
     if st.button(f"Re-score {ws.n_images} images with this vocabulary → {target.name}"):
         bar, update = progress_bar()
         try:
-            result = rescore(ws, words, get_clip(*map(str, found)), update)
+            result = rescore(ws, words, get_clip(*found), update)
         except (ValueError, OSError, RuntimeError) as exc:
             st.error(f"Could not re-score: {shown(exc)}")
             return
@@ -156,10 +194,220 @@ def vocabulary_editor(explorer) -> None:
         )
 
 
+TEACHER_KINDS = {
+    "CLIP zero-shot": "clip-zero-shot",
+    "TorchScript file": "torch",
+    "Logits file (CSV, Parquet, NPY)": "logits",
+}
+
+
+def typed_path(label: str, key: str, help: str, optional: bool = False) -> Path | None:
+    """A path typed as ``<allowed root>/<path>``; None (with the reason shown) if refused or empty."""
+    text = st.text_input(label, key=key, help=help)
+    if optional and not text.strip():
+        return None
+    try:
+        return resolve_typed_path(text, ALLOWED_ROOTS)
+    except PathRefused as exc:
+        if text.strip():
+            st.error(f"{label}: {exc}")
+        return None
+
+
+def numbers(text: str, label: str) -> tuple[float, float, float] | None:
+    try:
+        values = tuple(float(v) for v in text.replace(",", " ").split())
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        st.error(f"{label} {text!r}: expected three numbers (R, G, B), e.g. 0.5, 0.5, 0.5")
+        return None
+    return values
+
+
+def teacher_fields() -> tuple[str, Preprocessing | None] | None:
+    """The teacher the analyst picked: (spec, preprocessing), or None while something is missing."""
+    kind = TEACHER_KINDS[st.radio("Teacher", list(TEACHER_KINDS), horizontal=True, key="new_teacher_kind")]
+    if kind == "clip-zero-shot":
+        st.caption("CLIP scores each image against a prompt per class: no model file needed.")
+        return "clip-zero-shot", None
+    path = typed_path(
+        "Teacher file",
+        "new_teacher_path",
+        "A file on this server, as <allowed folder>/<path>, e.g. data/models/teacher.pt",
+    )
+    if kind == "logits":
+        return (str(path), None) if path else None
+    cols = st.columns(3)
+    size = cols[0].number_input("Image size (px)", 1, 4096, TEACHER_IMAGE_SIZE, key="new_teacher_size")
+    mean = numbers(cols[1].text_input("Mean (R, G, B)", ", ".join(map(str, IMAGENET_MEAN)), key="new_mean"), "Mean")
+    std = numbers(cols[2].text_input("Std (R, G, B)", ", ".join(map(str, IMAGENET_STD)), key="new_std"), "Std")
+    st.caption("How the teacher was trained to see images: squared to this size, then (x − mean) / std per channel.")
+    if path is None or mean is None or std is None:
+        return None
+    try:
+        return str(path), Preprocessing(int(size), mean, std)
+    except ValueError as exc:
+        st.error(str(exc))
+        return None
+
+
+def vocabulary_fields() -> tuple[str, ...] | None:
+    lists = sorted(VOCABULARY_DIR.glob("*.txt"), key=lambda p: (p != DEFAULT_VOCABULARY, p.name))
+    chosen = st.selectbox("Vocabulary", lists, format_func=lambda p: p.stem, key="new_vocabulary_list")
+    text = st.text_area(
+        "Concept words, one per line (edit freely)",
+        chosen.read_text(encoding="utf-8"),
+        height=160,
+        max_chars=MAX_VOCABULARY_BYTES,
+        key=f"new_vocabulary_{chosen.stem}",
+    )
+    try:
+        words, _ = read_vocabulary_text(text)
+    except VocabularyError as exc:
+        st.error(str(exc))
+        return None
+    st.caption(f"{len(words)} concepts.")
+    return tuple(words)
+
+
+def clip_fields(state) -> tuple[str, str, str] | None:
+    """``get_clip``'s arguments: the open workspace's CLIP, or an open_clip model and pretrained tag."""
+    own = workspace_clip(state[0].workspace) if state else None
+    choices = (["the open workspace's CLIP"] if own else []) + ["an open_clip model"]
+    choice = st.radio("CLIP", choices, horizontal=True, key="new_clip")
+    if choice != "an open_clip model":
+        return own
+    cols = st.columns(2)
+    name = cols[0].text_input("Model", "ViT-B-16", key="new_clip_model")
+    tag = cols[1].text_input(
+        "Pretrained weights", "openai", key="new_clip_tag", help="open_clip's tag; needs them downloaded once"
+    )
+    return (name.strip(), "", tag.strip()) if name.strip() and tag.strip() else None
+
+
+def create_workspace(state) -> None:
+    """The form that starts a background extraction into a new workspace folder."""
+    st.markdown("**Images**")
+    source = st.radio("From", ["a folder on this server", "a zip I upload"], horizontal=True, key="new_source")
+    folder, archive = None, None
+    if source == "a folder on this server":
+        folder = typed_path("Image folder", "new_images", "As <allowed folder>/<path>, e.g. data/my-images")
+    else:
+        archive = st.file_uploader("Zip of images", type=["zip"], key="new_zip")
+    labels = typed_path(
+        "Labels CSV (optional)",
+        "new_labels",
+        "Columns: image (path in the folder), optional image_id and split, and labels (;-separated) or one 0/1 "
+        "column per class. Without it every image is taken, unlabelled.",
+        optional=True,
+    )
+    classes: tuple[str, ...] = ()
+    if labels is None:
+        typed = st.text_input("Class names, in the teacher's output order (comma-separated)", key="new_classes")
+        classes = tuple(c.strip() for c in typed.split(",") if c.strip())
+    teacher = teacher_fields()
+    words = vocabulary_fields()
+    clip = clip_fields(state)
+    out = typed_path("Folder for the new workspace", "new_out", "As <allowed folder>/<name>: a new or empty folder")
+    segments = st.number_input("Segments per image", 1, 255, N_SEGMENTS, key="new_segments")
+    ready = (folder or archive) and teacher and words and clip and out
+    if not st.button("Start extraction", type="primary", disabled=not ready, key="new_start"):
+        return
+    try:
+        if archive is not None:
+            folder = jobs.job_folder(out) / "images"
+            unpack_zip(archive, folder)
+        spec = jobs.JobSpec(
+            images=str(folder),
+            labels=str(labels) if labels else None,
+            classes=classes,
+            teacher=teacher[0],
+            preprocessing=teacher[1],
+            vocabulary=words,
+            model=clip[0],
+            checkpoint=clip[1] or None,
+            pretrained=clip[2] or None,
+            n_segments=int(segments),
+        )
+        jobs.start(out, spec, get_clip(*clip))
+    except (jobs.JobError, DatasetError, ValueError, OSError, RuntimeError) as exc:
+        st.error(f"Could not start: {shown(exc)}")
+        return
+    st.session_state.setdefault("watched_jobs", []).append(str(out))
+    st.rerun()
+
+
+def clip_of(spec: jobs.JobSpec) -> tuple[str, str, str]:
+    return spec.model, spec.checkpoint or "", spec.pretrained or ""
+
+
+def duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds + 0.5), 60)
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
+
+@st.fragment(run_every=1.0)
+def job_panel(out: str) -> None:
+    """One job's progress, re-read from its status file every second; opens the workspace when done."""
+    try:
+        status = jobs.read_status(out)
+    except jobs.JobError as exc:
+        st.error(shown(exc))
+        return
+    if status is None:
+        return
+    name = display_path(out, ALLOWED_ROOTS)
+    watched = st.session_state.setdefault("watched_jobs", [])
+    if status.active:
+        if out not in watched:
+            watched.append(out)
+        speed = f" · {status.images_per_s:.1f} images/s" if status.images_per_s else ""
+        eta = f" · ETA {duration(status.eta_s)}" if status.eta_s is not None else ""
+        st.progress(
+            status.fraction, text=f"{name}: {status.done:,}/{status.total:,} images{speed}{eta} · {status.message}"
+        )
+        if st.button("Cancel", key=f"cancel_{out}", help="Stops after the batch in flight; resume later"):
+            jobs.cancel(out)
+        return
+    if status.state == "done":
+        if out in watched:  # finished while this session watched it: open it on the Students page
+            watched.remove(out)
+            st.session_state["workspace_root"] = out
+            st.switch_page("views/students.py")
+        return
+    what = {"cancelled": "cancelled", "interrupted": "interrupted (the server restarted)", "failed": "failed"}
+    shown_message = f": {shown(status.message)}" if status.state == "failed" else ""
+    st.warning(f"{name}: {status.done:,}/{status.total:,} images, {what[status.state]}{shown_message}")
+    if st.button("Resume", key=f"resume_{out}", help="Continue where it stopped; finished batches are kept"):
+        try:
+            jobs.resume(out, get_clip(*clip_of(jobs.read_spec(out))))
+        except (jobs.JobError, DatasetError, ValueError, OSError, RuntimeError) as exc:
+            st.error(f"Could not resume: {shown(exc)}")
+            return
+        watched.append(out)
+        st.rerun(scope="fragment")
+
+
+def job_list() -> None:
+    """The jobs of this server that are not finished (found on disk: a reload finds them again)."""
+    found = {str(p.resolve()) for p in jobs.find_jobs(ALLOWED_ROOTS)} | set(st.session_state.get("watched_jobs", []))
+    for out in sorted(found):
+        try:
+            status = jobs.read_status(out)
+        except jobs.JobError:
+            status = None
+        if status is not None and (status.state != "done" or out in st.session_state.get("watched_jobs", [])):
+            job_panel(out)
+
+
 st.title("Setup")
 if "setup_notice" in st.session_state:  # set by switch_to before its rerun
     st.success(st.session_state.pop("setup_notice"))
 state = current()
+job_list()
+with st.expander("Create a workspace", expanded=not state, icon=":material/add:"):
+    create_workspace(state)
 if state:
     explorer, _ = state
     ws = explorer.workspace

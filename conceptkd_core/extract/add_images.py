@@ -1,9 +1,12 @@
-"""Adding uploaded images to a workspace, from the app: validated, extracted, merged.
+"""Adding uploaded images to a workspace, from the app: validated, deduplicated, extracted, merged.
 
 The merged workspace is written beside the original (which stays as it was). Uploaded files
-are checked (type, size, decodable, not a decompression bomb) before anything is written;
-those that pass are stored under ``<image root>/uploads/`` with content-hash names, so the
-same file uploaded twice is added once.
+are checked (type, size, decodable, not a decompression bomb) before anything is written; an
+upload whose bytes equal an image already in the workspace, or another upload, is reported and
+skipped. Those that pass are stored in the new workspace's own folder (``uploads/``, content-hash
+names; ``store.validation.IN_WORKSPACE``), never in the user's image folder, which may be
+read-only or shared. The teacher that scores them is the workspace's own, found by the path and
+SHA-256 the workspace recorded (``find_teacher``), whatever its kind.
 """
 
 from __future__ import annotations
@@ -19,27 +22,31 @@ from pathlib import Path
 
 import numpy as np
 
-from ..datasets import ImageSet
+from ..datasets import IMAGE_SUFFIXES, ImageSet
 from ..images import ImageError, load_rgb
 from ..store.atomic_io import atomic_write_bytes, atomic_write_npy
 from ..store.side_files import SEGMENT_ARRAYS, read_segments, segment_file
+from ..store.validation import IN_WORKSPACE, UPLOADS_DIR, WorkspaceError, is_absolute_path
 from ..store.workspace import Workspace, write_workspace
 
-ALLOWED_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+ALLOWED_SUFFIXES = IMAGE_SUFFIXES
 MAX_UPLOAD_BYTES = 20 * 2**20
-UPLOAD_DIR = "uploads"
+UPLOAD_DIR = UPLOADS_DIR
 
 
 @dataclass
 class UploadCheck:
     accepted: list[tuple[str, bytes]] = field(default_factory=list)  # (stored file name, content)
     refused: list[tuple[str, str]] = field(default_factory=list)  # (uploaded name, reason)
+    duplicates: list[tuple[str, str]] = field(default_factory=list)  # (uploaded name, the image it repeats)
+    uploaded_as: dict[str, str] = field(default_factory=dict)  # {stored file name: uploaded name}
 
 
 def check_uploads(files: Sequence[tuple[str, bytes]]) -> UploadCheck:
-    """Keep the files that are images of an allowed type and size; say why the others are refused."""
+    """Keep the files that are images of an allowed type and size; say why the others are refused,
+    and which repeat an earlier upload byte for byte."""
     result = UploadCheck()
-    seen = set()
+    seen: dict[str, str] = {}
     for name, data in files:
         suffix = Path(name).suffix.lower()
         if suffix not in ALLOWED_SUFFIXES:
@@ -58,12 +65,57 @@ def check_uploads(files: Sequence[tuple[str, bytes]]) -> UploadCheck:
             except ImageError as exc:
                 result.refused.append((name, str(exc).split(": ", 1)[-1]))
                 continue
-        digest = hashlib.sha256(data).hexdigest()[:16]
+        digest = hashlib.sha256(data).hexdigest()
+        if digest in seen:  # the same content twice is one image
+            result.duplicates.append((name, f"the upload {seen[digest]}"))
+            continue
+        seen[digest] = name
         stem = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(name).stem)[:40] or "image"
-        if digest not in seen:  # the same content twice is one image
-            seen.add(digest)
-            result.accepted.append((f"{digest}-{stem}{suffix}", data))
+        result.accepted.append((f"{digest[:16]}-{stem}{suffix}", data))
+        result.uploaded_as[result.accepted[-1][0]] = name
     return result
+
+
+def skip_duplicates(workspace: Workspace, checked: UploadCheck) -> UploadCheck:
+    """``checked`` without the uploads whose bytes equal an image of ``workspace`` (moved to ``duplicates``).
+
+    Only images of the same file size are hashed, so a large workspace costs one ``stat`` per image.
+    """
+    sizes = {len(data) for _, data in checked.accepted}
+    by_hash: dict[str, str] = {}
+    for row in range(workspace.n_images):
+        try:
+            path = workspace.image_path(row)
+            if path.stat().st_size in sizes:
+                by_hash.setdefault(hashlib.sha256(path.read_bytes()).hexdigest(), str(workspace.image_ids[row]))
+        except (OSError, WorkspaceError):
+            continue  # a missing image repeats nothing
+    result = UploadCheck(refused=list(checked.refused), duplicates=list(checked.duplicates))
+    result.uploaded_as = dict(checked.uploaded_as)
+    for name, data in checked.accepted:
+        existing = by_hash.get(hashlib.sha256(data).hexdigest())
+        if existing is None:
+            result.accepted.append((name, data))
+        else:
+            result.duplicates.append((checked.uploaded_as.get(name, name), f"image {existing}"))
+    return result
+
+
+def find_teacher(workspace: Workspace, roots: Sequence[str | os.PathLike] = ()) -> str | None:
+    """The spec of ``workspace``'s teacher on this machine (``teacher_registry.recorded_teacher_spec``),
+    also looked for in the folder of the file the workspace recorded when that folder is inside
+    one of ``roots`` (the folders this server may read): a TorchScript file kept with the user's
+    models rather than beside the workspace. Its SHA-256 must still match. None: not found."""
+    from .teacher_registry import recorded_teacher_spec
+
+    search = []
+    source = workspace.meta.get("teacher", {}).get("source")
+    if isinstance(source, str) and source and "\0" not in source and not is_absolute_path(source):
+        folder = (workspace.root / source).resolve().parent
+        allowed = [Path(root).resolve() for root in roots]
+        if any(folder == root or root in folder.parents for root in allowed):
+            search.append(folder)
+    return recorded_teacher_spec(workspace, search)
 
 
 def add_images(
@@ -80,6 +132,7 @@ def add_images(
     ``present_classes`` are the labels given to every uploaded image (the analyst says what they show).
     """
     from .pipeline import extract
+    from .rescore import copy_uploads
     from .segments import recorded_n_segments
 
     unknown = [c for c in present_classes if c not in workspace.classes]
@@ -89,19 +142,19 @@ def add_images(
     new = [(name, data) for name, data in accepted if f"upload-{name}" not in existing]
     if not new:
         raise ValueError("All of these images are already in the workspace")
-    root = workspace.image_root
+    out = Path(out)
+    copy_uploads(workspace, out)  # earlier uploads live in the old workspace's folder: the new one gets a copy
     for name, data in new:
-        atomic_write_bytes(root / UPLOAD_DIR / name, data)
+        atomic_write_bytes(out / UPLOADS_DIR / name, data)
     label_row = np.array([int(c in present_classes) for c in workspace.classes], dtype=np.uint8)
     images = ImageSet(
-        root,
+        out / UPLOADS_DIR,
         [f"upload-{n}" for n, _ in new],
-        [f"{UPLOAD_DIR}/{n}" for n, _ in new],
+        [n for n, _ in new],
         ["uploaded"] * len(new),
         np.tile(label_row, (len(new), 1)),
         workspace.classes,
     )
-    out = Path(out)
     extra = workspace.meta.get("extra", {})
     added = extract(
         images,
@@ -123,7 +176,7 @@ def add_images(
     merged = write_workspace(
         out,
         image_ids=both(workspace.image_ids, added.image_ids),
-        paths=both(workspace.paths, added.paths),
+        paths=both(workspace.paths, [f"{IN_WORKSPACE}{UPLOADS_DIR}/{p}" for p in added.paths]),
         splits=both(workspace.splits, added.splits),
         labels=both(workspace.labels, added.labels),
         classes=workspace.classes,
@@ -134,7 +187,7 @@ def add_images(
         teacher_logits=both(workspace.teacher_logits, added.teacher_logits),
         model=workspace.meta["model"],
         teacher=workspace.meta["teacher"],
-        image_root=os.path.relpath(root, out.resolve()),
+        image_root=os.path.relpath(workspace.image_root, out.resolve()),
         concept_dtype=workspace.meta.get("concept_dtype", "float16"),
         extra={k: v for k, v in extra.items() if k not in ("image_root_absolute", "extraction")}
         | {"added_images": len(new) + int(extra.get("added_images", 0))},

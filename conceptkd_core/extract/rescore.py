@@ -8,11 +8,13 @@ logits are reused as they are, so no teacher model is needed.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..datasets import ImageSet
 from ..store.atomic_io import find_by_sha256
+from ..store.validation import UPLOADS_DIR
 from ..store.workspace import TEACHER_LOGITS_FILE, Workspace
 from ..vocabulary import normalise_words, vocabulary_hash
 
@@ -44,7 +46,15 @@ def workspace_images(workspace: Workspace) -> ImageSet:
         [str(s) for s in workspace.splits],
         workspace.labels,
         workspace.classes,
+        workspace.root,
     )
+
+
+def copy_uploads(workspace: Workspace, out: Path) -> None:
+    """The images added to ``workspace`` from the app live in its folder: a workspace made from it gets a copy."""
+    source = workspace.root / UPLOADS_DIR
+    if source.is_dir():
+        shutil.copytree(source, out / UPLOADS_DIR, dirs_exist_ok=True)
 
 
 def rescored_folder(workspace: Workspace, words: Sequence[str]) -> Path:
@@ -62,6 +72,7 @@ def rescore(workspace: Workspace, words: Sequence[str], clip, progress: Callable
         workspace.root / TEACHER_LOGITS_FILE, workspace.classes, image_ids=list(workspace.image_ids)
     )
     extra = {k: v for k, v in workspace.meta.get("extra", {}).items() if k in ("demo",)}
+    copy_uploads(workspace, rescored_folder(workspace, words))
     return extract(
         workspace_images(workspace),
         rescored_folder(workspace, words),

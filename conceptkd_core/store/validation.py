@@ -53,6 +53,20 @@ def safe_join(root: Path, relative: str) -> Path:
     return candidate
 
 
+# Images added from the app live in the workspace's own folder (``uploads/``), never in the
+# user's image folder; their manifest paths carry this prefix and resolve against the workspace.
+IN_WORKSPACE = "@workspace/"
+UPLOADS_DIR = "uploads"
+
+
+def image_file(image_root: Path, workspace_root: Path | None, relative: str) -> Path:
+    """Where a manifest path points: under ``workspace_root`` for ``IN_WORKSPACE`` paths, else under
+    ``image_root``; never outside either (``safe_join``)."""
+    if relative.startswith(IN_WORKSPACE) and workspace_root is not None:
+        return safe_join(workspace_root, relative[len(IN_WORKSPACE) :])
+    return safe_join(image_root, relative)
+
+
 def is_absolute_path(text: str) -> bool:
     """Whether ``text`` reads as an absolute path on POSIX or Windows (what workspace data must not hold)."""
     return text.startswith(("/", "\\")) or bool(_WINDOWS_ABSOLUTE.match(text))

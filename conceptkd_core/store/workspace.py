@@ -59,8 +59,9 @@ from .validation import (
     WorkspaceError,
     check,
     check_relative_paths,
+    image_file,
     is_absolute_path,
-    safe_join,
+    safe_join,  # noqa: F401 - part of this module's interface (datasets, tests)
     validate_arrays,
 )
 
@@ -124,8 +125,9 @@ class Workspace:
         return (self.root / (self.meta.get("image_root") or ".")).resolve()
 
     def image_path(self, row: int) -> Path:
-        """Absolute path of the image in ``row``, resolved under the image root (never outside it)."""
-        return safe_join(self.image_root, str(self.paths[row]))
+        """Absolute path of the image in ``row``, resolved under the image root (never outside it), or
+        under the workspace's own folder for an image added from the app (``validation.IN_WORKSPACE``)."""
+        return image_file(self.image_root, self.root, str(self.paths[row]))
 
 
 # ----------------------------------------------------------------------------- writing

@@ -1,0 +1,364 @@
+"""Extraction as a background job of the app: start, watch, cancel, resume.
+
+The Setup page must not block while thousands of images are extracted, and a page reload or a
+second browser tab must find the job again. So a job is a thread of the server process running
+``pipeline.extract`` on the CLIP the server keeps cached, and everything a page needs to know
+about it is on disk, in the workspace folder it fills:
+
+* ``OUT/.job/spec.json``: what to extract (images, labels, teacher and its preprocessing,
+  vocabulary, CLIP, segments), paths relative to that file; written once at start;
+* ``OUT/.job/status.json``: state, images done of total, speed, ETA, the last error, rewritten
+  after every batch.
+
+This module writes both and validates both on read. A job the file says is running but that no
+thread of this process runs (the server was restarted) reads as "interrupted". Cancelling stops
+after the batch in flight; the pipeline keeps finished batches as shards, so ``resume`` (or a
+restart of an interrupted job) continues where it stopped with the same settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..datasets import DatasetError, ImageSet, load_folder, load_unlabelled
+from ..defaults import N_SEGMENTS
+from ..images import Preprocessing
+from ..store.atomic_io import atomic_write_json
+from ..store.split import assign_heldout
+from ..store.strict_json import StrictJSONError, loads_strict
+from ..vocabulary import VocabularyError, read_words
+
+JOB_DIR = ".job"
+SPEC_FILE, STATUS_FILE = "spec.json", "status.json"
+SPEC_FORMAT, STATUS_FORMAT, VERSION = "conceptkd.extract-job", "conceptkd.extract-status", 1
+STATES = ("running", "done", "failed", "cancelled", "interrupted")
+ACTIVE = "running"
+CLIP_ZERO_SHOT = "clip-zero-shot"  # as teacher_registry names it (not imported: it would load torch)
+
+
+class JobError(ValueError):
+    """A job that cannot start, or a job file that cannot be read; the message says which and why."""
+
+
+class JobCancelled(Exception):
+    """Raised inside the pipeline's progress callback to stop after the batch in flight."""
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What a job extracts. Paths are absolute here and relative to ``spec.json`` on disk.
+
+    images : the image folder; labels : a labels CSV (``datasets.load_folder``), or None to take
+        every image in ``images`` unlabelled, the teacher's outputs named by ``classes``
+    teacher : "clip-zero-shot", a TorchScript file or a logits file; preprocessing : a TorchScript
+        teacher's (None: ImageNet's at 224 px)
+    model / pretrained / checkpoint : the CLIP, as ``clip_backend.load_clip`` takes them
+    """
+
+    images: str
+    teacher: str
+    vocabulary: tuple[str, ...]
+    model: str
+    pretrained: str | None = None
+    checkpoint: str | None = None
+    labels: str | None = None
+    classes: tuple[str, ...] = ()
+    preprocessing: Preprocessing | None = None
+    n_segments: int = N_SEGMENTS
+    batch_size: int = 16
+
+    def image_set(self) -> ImageSet:
+        """The images with labels and the split the students are fit and measured on. Raises DatasetError."""
+        images = load_folder(self.images, self.labels) if self.labels else load_unlabelled(self.images, self.classes)
+        return dataclasses.replace(images, splits=assign_heldout(images.splits, images.labels))
+
+    def to_json(self, base: Path) -> dict:
+        def rel(path: str | None) -> str | None:
+            return None if path is None else os.path.relpath(Path(path).resolve(), base.resolve())
+
+        model_is_file = self.model.endswith(".json")
+        return {
+            "format": SPEC_FORMAT,
+            "version": VERSION,
+            "images": rel(self.images),
+            "labels": rel(self.labels),
+            "classes": list(self.classes),
+            "teacher": self.teacher if self.teacher == CLIP_ZERO_SHOT else rel(self.teacher),
+            "preprocessing": self.preprocessing.identity if self.preprocessing else None,
+            "vocabulary": list(self.vocabulary),
+            "model": rel(self.model) if model_is_file else self.model,
+            "model_is_file": model_is_file,
+            "pretrained": self.pretrained,
+            "checkpoint": rel(self.checkpoint),
+            "n_segments": self.n_segments,
+            "batch_size": self.batch_size,
+        }
+
+    @classmethod
+    def from_json(cls, document: object, base: Path) -> JobSpec:
+        """The spec ``document`` holds, paths resolved against ``base``; raises JobError naming a bad field."""
+        where = base / SPEC_FILE
+        if not isinstance(document, dict) or document.get("format") != SPEC_FORMAT:
+            raise JobError(f"{where}: not an extraction job (format is not {SPEC_FORMAT!r})")
+        if document.get("version") != VERSION:
+            raise JobError(f"{where}: version {document.get('version')!r}; this ConceptKD reads version {VERSION}")
+
+        def field(name: str, kinds: tuple[type, ...]):
+            value = document.get(name)
+            if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+                raise JobError(f"{where}: field {name!r} is {str(value)[:60]!r}; expected {kinds[0].__name__}")
+            return value
+
+        def path(name: str, optional: bool = False) -> str | None:
+            value = field(name, (str, type(None)) if optional else (str,))
+            return None if value is None else str((base / value).resolve())
+
+        words, classes = field("vocabulary", (list,)), field("classes", (list,))
+        if not all(isinstance(w, str) for w in words + classes):
+            raise JobError(f"{where}: 'vocabulary' and 'classes' must be lists of words")
+        recorded = field("preprocessing", (dict, type(None)))
+        try:
+            preprocessing = Preprocessing(**recorded) if recorded is not None else None
+        except (TypeError, ValueError) as exc:
+            raise JobError(f"{where}: field 'preprocessing': {exc}") from None
+        teacher = field("teacher", (str,))
+        return cls(
+            images=path("images"),
+            teacher=teacher if teacher == CLIP_ZERO_SHOT else str((base / teacher).resolve()),
+            vocabulary=tuple(words),
+            model=path("model") if field("model_is_file", (bool,)) else field("model", (str,)),
+            pretrained=field("pretrained", (str, type(None))),
+            checkpoint=path("checkpoint", optional=True),
+            labels=path("labels", optional=True),
+            classes=tuple(classes),
+            preprocessing=preprocessing,
+            n_segments=field("n_segments", (int,)),
+            batch_size=field("batch_size", (int,)),
+        )
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    state: str  # one of STATES
+    done: int
+    total: int
+    skipped: int = 0
+    images_per_s: float = 0.0
+    eta_s: float | None = None
+    message: str = ""  # the error of a failed job; what is happening while running
+    started: float = 0.0
+    updated: float = 0.0
+    run: str = ""  # which thread writes it: a running job whose thread is gone is "interrupted"
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total if self.total else 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.state == ACTIVE
+
+
+def job_folder(out: str | os.PathLike) -> Path:
+    return Path(out) / JOB_DIR
+
+
+# The jobs this process runs: {workspace folder: (run id, thread, cancel event)}.
+_RUNNING: dict[str, tuple[str, threading.Thread, threading.Event]] = {}
+_LOCK = threading.Lock()
+
+
+def _key(out: str | os.PathLike) -> str:
+    return str(Path(out).resolve())
+
+
+def _running(out: str | os.PathLike) -> tuple[str, threading.Thread, threading.Event] | None:
+    with _LOCK:
+        entry = _RUNNING.get(_key(out))
+    return entry if entry and entry[1].is_alive() else None
+
+
+def read_spec(out: str | os.PathLike) -> JobSpec:
+    folder = job_folder(out)
+    try:
+        document = loads_strict((folder / SPEC_FILE).read_bytes(), 16 * 2**20)
+    except OSError as exc:
+        raise JobError(f"{folder / SPEC_FILE}: cannot read ({exc.strerror or exc})") from None
+    except StrictJSONError as exc:
+        raise JobError(f"{folder / SPEC_FILE}: {exc}") from None
+    return JobSpec.from_json(document, folder)
+
+
+def read_status(out: str | os.PathLike) -> JobStatus | None:
+    """The job of workspace folder ``out`` as its status file says (None: no job there), "interrupted"
+    when it says running but no thread of this process runs it. Raises JobError if the file is damaged."""
+    path = job_folder(out) / STATUS_FILE
+    if not path.is_file():
+        return None
+    try:
+        document = loads_strict(path.read_bytes(), 2**20)
+    except (OSError, StrictJSONError) as exc:
+        raise JobError(f"{path}: cannot read ({exc})") from None
+    if not isinstance(document, dict) or document.get("format") != STATUS_FORMAT or document.get("version") != VERSION:
+        raise JobError(f"{path}: not a job status (format {STATUS_FORMAT!r}, version {VERSION})")
+    fields = {f.name: f for f in dataclasses.fields(JobStatus)}
+    unknown = sorted(set(document) - set(fields) - {"format", "version"})
+    if unknown:
+        raise JobError(f"{path}: unknown field {unknown[0][:40]!r}; expected {', '.join(fields)}")
+    values = {name: document[name] for name in fields if name in document}
+    try:
+        status = JobStatus(**values)
+    except TypeError as exc:
+        raise JobError(f"{path}: {exc}") from None
+    numbers = (status.done, status.total, status.skipped, status.images_per_s, status.started, status.updated)
+    if (
+        status.state not in STATES
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in numbers)
+        or not isinstance(status.eta_s, (int, float, type(None)))
+        or not isinstance(status.message, str)
+        or not isinstance(status.run, str)
+        or status.done > status.total
+    ):
+        raise JobError(
+            f"{path}: state {str(status.state)[:20]!r}, done {str(status.done)[:20]} of {str(status.total)[:20]} "
+            f"is not a status; expected a state among {', '.join(STATES)} and 0 <= done <= total"
+        )
+    running = _running(out)
+    if status.active and (running is None or running[0] != status.run):
+        return dataclasses.replace(status, state="interrupted", eta_s=None)
+    return status
+
+
+def _write_status(out: Path, status: JobStatus) -> None:
+    document = {"format": STATUS_FORMAT, "version": VERSION} | dataclasses.asdict(status)
+    atomic_write_json(job_folder(out) / STATUS_FILE, document | {"updated": time.time()})
+
+
+def _check_out(out: Path) -> None:
+    """A job fills a new or empty folder, or resumes its own."""
+    if out.exists() and not out.is_dir():
+        raise JobError(f"{out.name} is a file; choose a folder for the new workspace")
+    if (job_folder(out) / SPEC_FILE).is_file():
+        return
+    strangers = sorted(p.name for p in out.iterdir() if p.name != JOB_DIR) if out.is_dir() else []
+    if strangers:
+        raise JobError(f"{out.name} is not empty (e.g. {strangers[0][:60]!r}); choose a new or empty folder")
+
+
+def start(out: str | os.PathLike, spec: JobSpec, clip) -> JobStatus:
+    """Check ``spec`` (its images, labels, vocabulary), record it in ``out`` and extract there in
+    the background with ``clip`` (loaded by the caller from ``spec.model`` …, e.g. cached by the
+    app). Raises JobError / DatasetError, one line, when the job cannot start."""
+    out = Path(out)
+    _check_out(out)
+    if _running(out):
+        raise JobError(f"{out.name}: a job is already running there")
+    try:
+        read_words(spec.vocabulary)
+    except VocabularyError as exc:
+        raise JobError(f"vocabulary: {exc}") from None
+    if not spec.vocabulary:
+        raise JobError("the vocabulary is empty; give at least one concept word")
+    spec.image_set()  # refuse bad images or labels now, where the page can say so
+    job_folder(out).mkdir(parents=True, exist_ok=True)
+    atomic_write_json(job_folder(out) / SPEC_FILE, spec.to_json(job_folder(out)))
+    return _launch(out, spec, clip)
+
+
+def resume(out: str | os.PathLike, clip) -> JobStatus:
+    """Continue the job recorded in ``out`` (cancelled, failed or interrupted) with ``clip``: its
+    finished batches are kept, the rest is extracted."""
+    out = Path(out)
+    if _running(out):
+        raise JobError(f"{out.name}: the job is still running")
+    return _launch(out, read_spec(out), clip)
+
+
+def cancel(out: str | os.PathLike) -> bool:
+    """Ask the job running in ``out`` to stop after its batch in flight; False if none runs."""
+    running = _running(out)
+    if running:
+        running[2].set()
+    return running is not None
+
+
+def wait(out: str | os.PathLike, timeout: float | None = None) -> JobStatus | None:
+    """Block until the job in ``out`` has stopped (for tests and scripts); its status."""
+    running = _running(out)
+    if running:
+        running[1].join(timeout)
+    return read_status(out)
+
+
+def _launch(out: Path, spec: JobSpec, clip) -> JobStatus:
+    run, stop = uuid.uuid4().hex, threading.Event()
+    images = spec.image_set()
+    status = JobStatus("running", 0, len(images), message="starting", started=time.time(), run=run)
+    _write_status(out, status)
+    thread = threading.Thread(target=_run, args=(out, spec, images, clip, status, stop), daemon=True)
+    with _LOCK:
+        _RUNNING[_key(out)] = (run, thread, stop)
+    thread.start()
+    return status
+
+
+def _run(out: Path, spec: JobSpec, images: ImageSet, clip, status: JobStatus, stop: threading.Event) -> None:
+    """The job's thread: the pipeline, with a progress callback that records the status and stops on cancel."""
+    from .pipeline import ExtractionError, extract
+    from .teacher_registry import create_teacher
+    from .teachers import TeacherError
+
+    def progress(p) -> None:
+        nonlocal status
+        eta = p.eta_s if p.eta_s != float("inf") else None
+        status = dataclasses.replace(
+            status, done=p.done, skipped=p.skipped, images_per_s=p.images_per_s, eta_s=eta, message="extracting"
+        )
+        _write_status(out, status)
+        if stop.is_set():
+            raise JobCancelled
+
+    try:
+        _write_status(out, status := dataclasses.replace(status, message="loading the teacher"))
+        teacher = create_teacher(
+            spec.teacher, images.classes, clip=clip, image_ids=images.image_ids, preprocessing=spec.preprocessing
+        )
+        if hasattr(teacher, "check_known"):  # a logits file: refuse rows for images the labels do not list
+            teacher.check_known(images.image_ids)
+        _write_status(out, status := dataclasses.replace(status, message="encoding the vocabulary"))
+        result = extract(
+            images,
+            out,
+            clip,
+            teacher,
+            list(spec.vocabulary),
+            batch_size=spec.batch_size,
+            n_segments=spec.n_segments,
+            progress=progress,
+        )
+        status = dataclasses.replace(
+            status, state="done", done=len(images), skipped=len(result.failures), eta_s=0.0, message=""
+        )
+    except JobCancelled:
+        status = dataclasses.replace(status, state="cancelled", eta_s=None, message="cancelled; resume to continue")
+    except (ExtractionError, TeacherError, DatasetError, ValueError, OSError, RuntimeError) as exc:
+        status = dataclasses.replace(status, state="failed", eta_s=None, message=" ".join(str(exc).split())[:500])
+    except Exception as exc:  # noqa: BLE001 - a thread's crash must reach the page as a status, not vanish
+        status = dataclasses.replace(status, state="failed", eta_s=None, message=f"internal error: {exc!r}"[:500])
+    _write_status(out, status)
+
+
+def find_jobs(folders: Sequence[str | os.PathLike]) -> list[Path]:
+    """The workspace folders directly inside ``folders`` that hold a job (for the page's list)."""
+    found = []
+    for folder in folders:
+        if Path(folder).is_dir():
+            found += sorted(p for p in Path(folder).iterdir() if (job_folder(p) / SPEC_FILE).is_file())
+    return found

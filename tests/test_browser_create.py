@@ -1,0 +1,110 @@
+"""Creating a workspace from the app in a real browser: a folder of images, a labels file and a
+TorchScript teacher with its own preprocessing; the extraction runs in the background with a
+progress bar, survives a page reload, and opens the Students page on the new workspace.
+
+Screenshots land in $CONCEPTKD_SCREENSHOTS (default: the test's temporary folder).
+"""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conceptkd_core.extract import jobs
+from conceptkd_core.store.workspace import load_workspace
+from conceptkd_tools.demo import TEACHER_PREPROCESSING
+
+from browser_app import app_server, chromium_path, launch, settle
+from demo_subset import make_demo_subset
+
+pytestmark = pytest.mark.skipif(chromium_path() is None, reason="needs Debian's chromium (apt-get install chromium)")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """A small copy of the demo (40 scenes, its mini CLIP and teacher beside it) and a labels CSV of its images."""
+    root = make_demo_subset(tmp_path_factory.mktemp("browser-create") / "demo")
+    ws = load_workspace(root)
+    # One 0/1 column per class keeps every class, in the teacher's order, even one no image shows.
+    rows = [",".join(["image", "image_id", *ws.classes])] + [
+        ",".join([str(ws.paths[r]), str(ws.image_ids[r]), *map(str, ws.labels[r])]) for r in range(ws.n_images)
+    ]
+    (root.parent / "labels.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(demo):
+    with app_server(env={"CONCEPTKD_WORKSPACE": str(demo), "CONCEPTKD_WORKSPACE_ROOTS": str(demo.parent)}) as url:
+        yield url
+
+
+@pytest.fixture
+def shots(tmp_path) -> Path:
+    folder = Path(os.environ.get("CONCEPTKD_SCREENSHOTS", tmp_path))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def fill(page, label: str, value: str) -> None:
+    box = page.get_by_label(label, exact=True)
+    box.fill(value)
+    box.press("Enter")
+    settle(page)
+
+
+def no_exception(page) -> None:
+    assert page.locator('[data-testid="stException"]').count() == 0, page.locator("body").inner_text()[:3000]
+
+
+def test_create_a_workspace_with_a_torchscript_teacher_and_see_its_students(server, demo, shots):
+    from playwright.sync_api import sync_playwright
+
+    p = TEACHER_PREPROCESSING
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(f"{server}/setup")
+        settle(page)
+        page.get_by_text("Create a workspace").click()
+        fill(page, "Image folder", "demo/images")
+        fill(page, "Labels CSV (optional)", "demo/labels.csv")
+        page.get_by_text("TorchScript file").click()
+        settle(page)
+        fill(page, "Teacher file", "demo/teacher.pt")
+        fill(page, "Image size (px)", str(p.image_size))
+        fill(page, "Mean (R, G, B)", ", ".join(map(str, p.mean)))
+        fill(page, "Std (R, G, B)", ", ".join(map(str, p.std)))
+        fill(page, "Folder for the new workspace", "demo/created")
+        fill(page, "Segments per image", "8")
+        page.screenshot(path=str(shots / "create-form.png"), full_page=True)
+        no_exception(page)
+        page.get_by_role("button", name="Start extraction").click()
+        # Progress shows while it runs; a reload (a new session) finds the job again from its status file.
+        page.get_by_text("demo/created:").first.wait_for(timeout=120000)
+        page.screenshot(path=str(shots / "create-progress.png"), full_page=True)
+        page.reload()
+        settle(page)
+        no_exception(page)
+        page.screenshot(path=str(shots / "create-after-reload.png"), full_page=True)
+        assert jobs.read_status(demo.parent / "created") is not None
+        # Done: the page that watched it opens the new workspace on the Students page.
+        page.get_by_role("heading", name="Students").or_(page.get_by_text(", failed")).first.wait_for(timeout=300000)
+        settle(page)
+        assert page.url.endswith("/students"), page.locator("body").inner_text()[:2000]
+        no_exception(page)
+        page.screenshot(path=str(shots / "create-students.png"), full_page=True)
+        box = page.locator('[data-testid="stSidebar"] input[type="text"]').first
+        assert box.input_value() == "demo/created"
+        assert page.get_by_text("held-out", exact=False).count() > 0
+        browser.close()
+    created, original = load_workspace(demo.parent / "created"), load_workspace(demo)
+    assert created.n_images == 40 and created.meta["teacher"]["kind"] == "torch"
+    assert created.meta["teacher"]["image_size"] == p.image_size and not os.path.isabs(
+        created.meta["teacher"]["source"]
+    )
+    # The demo's teacher through the generic TorchScript path, with its preprocessing typed in the
+    # form, gives the demo's own logits for these images.
+    order = [created.row_of(str(i)) for i in original.image_ids]
+    np.testing.assert_allclose(created.teacher_logits[order], original.teacher_logits, atol=1e-4)
