@@ -19,7 +19,7 @@ from conceptkd_core.extract.add_images import (
 )
 from conceptkd_core.extract.rescore import find_checkpoint, rescore, rescored_folder
 from conceptkd_core.extract.teacher_registry import teacher_from_workspace
-from conceptkd_core.images import Preprocessing
+from conceptkd_core.images import RESIZE_MODES, Preprocessing
 from conceptkd_core.store.locations import PathRefused, display_path, resolve_typed_path
 from conceptkd_core.vocabulary import (
     DEFAULT_VOCABULARY,
@@ -238,15 +238,19 @@ def teacher_fields() -> tuple[str, Preprocessing | None] | None:
     )
     if kind == "logits":
         return (str(path), None) if path else None
-    cols = st.columns(3)
+    cols = st.columns(4)
     size = cols[0].number_input("Image size (px)", 1, 4096, TEACHER_IMAGE_SIZE, key="new_teacher_size")
     mean = numbers(cols[1].text_input("Mean (R, G, B)", ", ".join(map(str, IMAGENET_MEAN)), key="new_mean"), "Mean")
     std = numbers(cols[2].text_input("Std (R, G, B)", ", ".join(map(str, IMAGENET_STD)), key="new_std"), "Std")
-    st.caption("How the teacher was trained to see images: squared to this size, then (x − mean) / std per channel.")
+    resize = cols[3].selectbox("Resize", RESIZE_MODES, key="new_teacher_resize")
+    st.caption(
+        "How the teacher was trained to see images: made square at this size (squashed, centre-cropped or "
+        "letterboxed), then (x − mean) / std per channel."
+    )
     if path is None or mean is None or std is None:
         return None
     try:
-        return str(path), Preprocessing(int(size), mean, std)
+        return str(path), Preprocessing(int(size), mean, std, resize)
     except ValueError as exc:
         st.error(str(exc))
         return None
