@@ -240,7 +240,7 @@ def test_vocabulary_edit_rescores_into_a_new_workspace(workspace, tmp_path):
     at.run()
     at.switch_page("views/setup.py").run()
     ws = load_workspace(copy)
-    area = at.text_area[0]
+    area = next(a for a in at.text_area if a.key.startswith("vocab_"))
     area.set_value(area.value + "\nunicorn\n").run()
     assert not at.exception
     button = next(b for b in at.button if b.label.startswith("Re-score"))

@@ -802,7 +802,7 @@ def typed(text: str):
 def vocabulary_text(text_of):
     def act(at):
         at.switch_page("views/setup.py").run()
-        area = at.text_area[0]
+        area = next(a for a in at.text_area if a.key.startswith("vocab_"))
         area.set_value(text_of(area.value)).run()
         return [e.value for e in at.error] + [c.value for c in at.caption] + [m.value for m in at.markdown]
 
