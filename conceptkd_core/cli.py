@@ -232,13 +232,15 @@ def run_demo(args) -> int:
             checkpoint_minutes=args.checkpoint_minutes,
         )
     else:
+        from conceptkd_tools.demo_ablations import ablate
+
         flag, folder_ = ("--out", args.out) if args.demo_command == "extract" else ("--demo", args.demo)
         folder_ = Path(folder_ or demo.DEMO_DIR)
         needed = DEMO_FILES + ("teacher.pt",) if args.demo_command == "extract" else DEMO_FILES + ("workspace",)
         missing = [name for name in needed if not (folder_ / name).exists()]
         if missing:
             raise UsageError(f"argument {flag}: {str(folder_)!r} is not a demo folder (no {', '.join(missing)})")
-        run = demo.extract_and_evaluate if args.demo_command == "extract" else demo.evaluate
+        run = {"extract": demo.extract_and_evaluate, "eval": demo.evaluate, "ablate": ablate}[args.demo_command]
         result = run(folder_)
     print(json.dumps(result), flush=True)
     return 0

@@ -418,6 +418,10 @@ def build_parser() -> argparse.ArgumentParser:
     reextract.add_argument("--out", type=folder, default=None, help="folder (default data/demo)")
     evaluate = demo_sub.add_parser("eval", parents=[debug], help="measure the demo's goals; one JSON line")
     evaluate.add_argument("--demo", type=folder, default=None, help="folder (default data/demo)")
+    ablate = demo_sub.add_parser(
+        "ablate", parents=[debug], help="student design choices (L1 path, loss, whole-image scores) on held-out scenes"
+    )
+    ablate.add_argument("--demo", type=folder, default=None, help="folder (default data/demo)")
     return parser
 
 
