@@ -71,7 +71,7 @@ class SceneBatches(torch.utils.data.IterableDataset):
 
     def batch(self, b: int) -> dict:
         from conceptkd_core.extract.clip_backend import PROMPT_TEMPLATES
-        from conceptkd_core.images import _square
+        from conceptkd_core.images import make_square
 
         from .demo import TRAINING_RESAMPLE
         from .demo_scenes import compose_scene
@@ -98,7 +98,7 @@ class SceneBatches(torch.utils.data.IterableDataset):
         pairs = ~(named[None, :, :] & ~labels[:, None, :]).any(axis=2)
         return {
             "images": torch.from_numpy(
-                np.stack([_square(s.image, self.image_size, TRAINING_RESAMPLE) for s in scenes])
+                np.stack([make_square(s.image, self.image_size, "squash", TRAINING_RESAMPLE) for s in scenes])
             ),
             "labels": torch.from_numpy(labels.astype(np.float32)),
             "tokens": self.tokenizer(texts),

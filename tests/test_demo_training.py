@@ -2,7 +2,6 @@
 carries its steps and scenes over, retrains nothing, and ends where an uninterrupted run ends."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -71,7 +70,7 @@ def test_killed_training_resumes_from_its_checkpoint_and_matches_an_uninterrupte
     deadline = time.time() + 120
     while _steps_in(checkpoint) < 2 and process.poll() is None and time.time() < deadline:
         time.sleep(0.05)
-    os.kill(process.pid, signal.SIGKILL)  # no chance to save anything on the way out
+    process.send_signal(signal.SIGKILL)  # no chance to save anything on the way out
     process.wait()
     killed_at = _steps_in(checkpoint)
     assert 2 <= killed_at < PLAN.total_steps, f"killed after {killed_at} of {PLAN.total_steps} steps"

@@ -72,14 +72,18 @@ def test_exported_students_score_workspace_images_as_the_workspace_does(exported
     assert model.concepts == [ws.vocabulary[j] for j in used] and summary.concepts_used == used.size < ws.n_concepts
     assert np.load(out / "concept_embeddings.npy").shape[0] == used.size  # non-zero concepts only
     expected = session.bank.decision_function(np.asarray(ws.concept_matrix, np.float32))
+    explained = 0
     for row in range(ws.n_images):
         got = model.predict(load_rgb(ws.image_path(row)))
         scores = np.array([got["scores"][c] for c in ws.classes])
         dense = np.array([got["dense_scores"][c] for c in ws.classes])
         np.testing.assert_allclose(scores, expected[row], atol=1e-4)
         np.testing.assert_allclose(dense, expected[row], atol=1e-4)  # the TorchScript file's own heads
-        top = got["top_concepts"][ws.classes[0]]
-        assert abs(top[0]["contribution"]) >= abs(top[-1]["contribution"]) and top[0]["concept"] in model.concepts
+        top = got["top_concepts"][ws.classes[0]]  # empty where none of the class's concepts fires
+        assert all(abs(a["contribution"]) >= abs(b["contribution"]) for a, b in zip(top, top[1:], strict=False))
+        assert {t["concept"] for t in top} <= set(model.concepts)
+        explained += bool(top)
+    assert explained >= ws.n_images // 2
 
 
 def test_the_torchscript_file_runs_with_torch_alone(exported):

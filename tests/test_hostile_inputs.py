@@ -97,7 +97,7 @@ LOGITS = "image_id,cat,dog\n" + "".join(f"im{i},0.1,0.2\n" for i in range(6))
 
 CLI_CASES = [
     # usage errors: refused before anything runs
-    case("", 2, "arguments are required: {extract,gram,bench,demo}"),
+    case("", 2, "arguments are required: {extract,gram,student,bench,demo}"),
     case("bogus", 2, "invalid choice: 'bogus'"),
     case("extract --images {k}/images", 2, "required: --out"),
     case("{extract} --segments 0", 2, "--segments", "'0'", "1 to 64"),
@@ -149,7 +149,7 @@ CLI_CASES = [
     case("bench extract --batch-size 0", 2, "--batch-size", "'0'"),
     case("bench extract --device tpu", 2, "--device", "'tpu'"),
     case("bench extract --model NotAModel", 2, "--model", "'NotAModel'", "not an open_clip model name"),
-    case("demo build --clip-minutes 0", 2, "--clip-minutes", "'0'", "> 0"),
+    case("demo build --clip-scenes 0", 2, "--clip-scenes", "'0'", "from 1 to"),
     case("demo build --val -1", 2, "--val", "'-1'"),
     case("demo build --single 600", 2, "--single", "600", "<= --test"),
     case("demo build --out {k}/a-file.txt", 2, "--out", "is a file"),

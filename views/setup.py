@@ -40,13 +40,14 @@ def get_clip(model: str, checkpoint: str = "", pretrained: str = ""):
 
 
 @st.cache_data(show_spinner=False)
-def checkpoint_of(workspace_id: str, _workspace):
-    """Hashing candidate checkpoints costs a read of each: once per workspace (keyed by its id)."""
+def checkpoint_of(root: str, workspace_id: str, _workspace):
+    """Hashing candidate checkpoints costs a read of each: once per workspace. Keyed by its folder
+    as well as its id: a copied workspace keeps the id but finds its files beside its own folder."""
     return find_checkpoint(_workspace)
 
 
 @st.cache_data(show_spinner=False)
-def teacher_spec_of(workspace_id: str, _workspace):
+def teacher_spec_of(root: str, workspace_id: str, _workspace):
     """Finding a teacher file hashes the candidates: once per workspace (keyed by its id), looking
     where the workspace recorded it too, inside the folders this server may read."""
     return find_teacher(_workspace, ALLOWED_ROOTS)
@@ -74,7 +75,7 @@ def progress_bar():
 def workspace_clip(ws) -> tuple[str, str, str] | None:
     """``get_clip``'s arguments for the workspace's own CLIP: its checkpoint found by hash, or its
     open_clip pretrained tag (from open_clip's cache); None when neither can be had."""
-    found = checkpoint_of(ws.workspace_id, ws)
+    found = checkpoint_of(str(ws.root), ws.workspace_id, ws)
     if found is not None:
         return str(found[0]), str(found[1]), ""
     model = ws.meta["model"]
@@ -116,7 +117,7 @@ def image_adder(explorer) -> None:
         return
     present = st.multiselect("Classes these images show (their labels)", list(ws.classes), key="upload_labels")
     found = workspace_clip(ws)
-    teacher = teacher_spec_of(ws.workspace_id, ws)
+    teacher = teacher_spec_of(str(ws.root), ws.workspace_id, ws)
     if found is None or teacher is None:
         missing = " and ".join(x for x, ok in (("CLIP checkpoint", found), ("teacher model", teacher)) if ok is None)
         st.info(
