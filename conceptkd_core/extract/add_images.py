@@ -80,7 +80,7 @@ def add_images(
     ``present_classes`` are the labels given to every uploaded image (the analyst says what they show).
     """
     from .pipeline import extract
-    from .segments import recorded_n_segments
+    from .segments import recorded_n_segments, recorded_segmenter
 
     unknown = [c for c in present_classes if c not in workspace.classes]
     if unknown:
@@ -110,6 +110,7 @@ def add_images(
         teacher,
         list(workspace.vocabulary),
         n_segments=recorded_n_segments(workspace),
+        segmenter=recorded_segmenter(workspace),
         progress=progress,
     ).workspace
     old_segments, new_segments = read_segments(workspace), read_segments(added)
