@@ -156,3 +156,17 @@ def test_extract_with_torch_slic_scores_the_device_segments_and_records_the_segm
     assert "segmenter" in _changed_settings(
         older, extraction_settings(images, tiny, teacher, vocabulary, 24, "torch-slic")
     )
+
+
+def test_segment_quality_measures_both_segmenters_on_the_demo():
+    from conceptkd_tools.segment_quality import _edges, measure
+
+    two = np.array([[0, 0, 1], [0, 0, 1]])
+    np.testing.assert_array_equal(_edges(two), [[0, 1, 1], [0, 1, 1]])
+    results = measure(DEMO_DIR, limit=2)
+    assert [r["segmenter"] for r in results] == ["slic", "torch-slic"]
+    for result in results:
+        assert result["test_scenes"] == 2 and result["objects"] >= 2
+        for key in ("boundary_recall", "boundary_density", "achievable_accuracy", "pointing_game"):
+            assert 0 < result[key] <= 1
+        assert 0.5 < result["achievable_accuracy"] and result["segments_per_image_mean"] > 10

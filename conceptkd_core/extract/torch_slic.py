@@ -5,15 +5,16 @@ that encodes ~1,000 images/s the CPU workers cannot keep up. This is the same al
 batch (B, H, W, 3) of uint8 images already squared to the model's size:
 
 * k-means in (CIELAB colour / compactness, position / grid step), the distance skimage uses, from
-  centres on a regular grid of about ``n_segments`` cells; each pixel is compared only with the
-  centres of the 3x3 grid cells around its own (as GPU SLICs do), ``ITERATIONS`` rounds;
+  centres on a regular grid of about ``n_segments`` cells; a pixel may join only the centres of the
+  3x3 grid cells around its own (as GPU SLICs do), ``ITERATIONS`` rounds; distances are one batched
+  matmul against every centre, the others masked (K <= 64, so that is cheap and has no gathers);
 * connectivity: the largest 4-connected piece of each segment keeps the label; its other pieces,
-  and segments under ``MIN_SIZE_FACTOR`` of the average size, are grown over by the neighbouring
-  segments, each pixel joining the neighbour nearest in colour and position. So every label is one
-  connected region, labels are 0..K-1 per image and K <= the grid's cells <= MAX_SEGMENTS.
+  and segments under ``MIN_SIZE_FACTOR`` of the average size, join, whole, the touching segment
+  whose centre is nearest their mean colour and position. So every label is one connected region,
+  labels are 0..K-1 per image and K <= the grid's cells <= MAX_SEGMENTS.
 
 Segments are not pixel-identical to skimage's (its cleanup and tie-breaks differ); ``slic`` stays
-the reference and the default. The loops are over iterations and the 9 neighbours, never pixels.
+the reference and the default. Loops run over iterations and cleanup rounds, never over pixels.
 """
 
 from __future__ import annotations
