@@ -170,3 +170,16 @@ def test_segment_quality_measures_both_segmenters_on_the_demo():
         for key in ("boundary_recall", "boundary_density", "achievable_accuracy", "pointing_game"):
             assert 0 < result[key] <= 1
         assert 0.5 < result["achievable_accuracy"] and result["segments_per_image_mean"] > 10
+
+
+def test_the_cli_takes_a_segmenter_and_names_the_allowed_ones(tmp_path):
+    from conceptkd_core.cli_arguments import UsageError, build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["bench", "extract"]).segmenter == "slic"
+    assert parser.parse_args(["bench", "extract", "--segmenter", "torch-slic"]).segmenter == "torch-slic"
+    (tmp_path / "images").mkdir()
+    args = ["extract", "--images", str(tmp_path / "images"), "--out", str(tmp_path / "ws"), "--segmenter"]
+    assert parser.parse_args([*args, "torch-slic"]).segmenter == "torch-slic"
+    with pytest.raises(UsageError, match="invalid choice: 'gpu'.*'slic', 'torch-slic'"):
+        parser.parse_args([*args, "gpu"])
