@@ -135,6 +135,7 @@ def run_extract(args) -> int:
             vocabulary.words,
             batch_size=args.batch_size,
             n_segments=args.segments,
+            segmenter=args.segmenter,
             progress=progress,
             engine=engine,
             overwrite=args.overwrite,
@@ -269,7 +270,7 @@ def run_bench(args) -> int:
         if args.model not in import_open_clip().list_models():
             raise UsageError(f"argument --model: {args.model!r}: not an open_clip model name; e.g. ViT-B-16, ViT-B-32")
         sizes = {"model_name": args.model, "batch_size": args.batch_size, "batches": args.batches}
-        bench.run("extract", device=args.device, workers=args.workers, **sizes)
+        bench.run("extract", device=args.device, workers=args.workers, segmenter=args.segmenter, **sizes)
     return 0
 
 

@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from .defaults import DEFAULT_TEACHER, MAX_SEGMENTS, N_SEGMENTS, TEACHER_IMAGE_SIZE
+from .defaults import DEFAULT_SEGMENTER, DEFAULT_TEACHER, MAX_SEGMENTS, N_SEGMENTS, SEGMENTERS, TEACHER_IMAGE_SIZE
 from .images import RESIZE_MODES
 
 PROG = "python -m conceptkd_core"
@@ -218,6 +218,12 @@ folder, file, output_folder, output_file = (
 
 
 # ----------------------------------------------------------------------------- the parser
+SEGMENTER_HELP = (
+    "who cuts the superpixels: slic (skimage, in the CPU workers; default) or torch-slic (the same algorithm "
+    "on --device for a whole batch: for GPUs)"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="{extract,gram,student,bench,demo}")
@@ -243,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     ext.add_argument(
         "--workers", type=whole(0, 256), default=None, help="processes preparing images (default: by device)"
     )
+    ext.add_argument("--segmenter", choices=SEGMENTERS, default=DEFAULT_SEGMENTER, help=SEGMENTER_HELP)
     scale = bench_sub.add_parser(
         "scale", parents=[debug], help="students at 10k..1M images: Gram build, re-fit, metrics after a move"
     )
@@ -345,6 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"superpixels asked of SLIC per image, 1..{MAX_SEGMENTS} (default {N_SEGMENTS})",
     )
     extract.add_argument("--device", type=_checked("device", _device), default="cpu")
+    extract.add_argument("--segmenter", choices=SEGMENTERS, default=DEFAULT_SEGMENTER, help=SEGMENTER_HELP)
     extract.add_argument("--limit", type=whole(1), help="only the first N images (a quick try)")
     _ray_arguments(extract, "local: this process (default); ray: a pool of Ray Data actors (pip install 'ray[data]')")
     extract.add_argument(

@@ -6,6 +6,10 @@ N_SEGMENTS = 24
 MAX_SEGMENTS = 64
 TOP_CONCEPTS_PER_SEGMENT = 8
 SEGMENT_MAP_SIZE = 56
+# Who cuts the superpixels: "slic" is skimage's SLIC in the CPU workers (the reference); "torch-slic"
+# the same algorithm on the model's device for a whole batch (extract.torch_slic; for GPUs).
+SEGMENTERS = ("slic", "torch-slic")
+DEFAULT_SEGMENTER = "slic"
 
 # Students: the L1 weight of the interactive objective (students.bank).
 DEFAULT_ALPHA = 1e-3

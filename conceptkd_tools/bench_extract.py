@@ -7,7 +7,8 @@ what they cost on real data. Three figures, all in images per second:
 * ``encode_image_images_per_s``: plain ``encode_image`` on a batch already decoded and squared
   (the model alone: the ceiling);
 * ``dense_images_per_s``: the pipeline's shards from the files (decode, resize and superpixels in
-  ``workers`` processes, the dense forward pass, segment pooling, concept vectors, top concepts);
+  ``workers`` processes, or with ``segmenter`` torch-slic the superpixels on the device; the dense
+  forward pass, segment pooling, concept vectors, top concepts);
   ``ratio`` is this over the ceiling;
 * ``end_to_end_images_per_s``: ``extract`` of the same files into a fresh workspace (worker start-up,
   shard writes, assembly and the workspace's files included), with the CLIP zero-shot teacher.
@@ -85,6 +86,7 @@ def bench_extract(
     device: str = "cpu",
     n_concepts: int = 584,
     workers: int | None = None,
+    segmenter: str = "slic",
     rounds: int = 3,
     seed: int = 0,
 ) -> dict:
@@ -94,7 +96,8 @@ def bench_extract(
     pipeline on new images each round, with workers of its own: their start and the first batch's
     preparation are included), and each figure is the median over rounds, so a machine whose load
     drifts weighs on both alike. ``extract`` then runs once on ``batches + 1`` batches.
-    ``workers``: processes preparing images (default ``batching.default_workers`` for ``device``).
+    ``workers``: processes preparing images (default ``batching.default_workers`` for ``device``);
+    ``segmenter``: who cuts the superpixels (``defaults.SEGMENTERS``).
     """
     import torch
 
@@ -123,7 +126,7 @@ def bench_extract(
         images = _write_scenes(folder, (rounds * batches + 1) * batch_size, rng)
         teacher = ClipZeroShotTeacher(clip, images.classes)
         ready = [square_resize(load_rgb(images.absolute_path(r)), clip.image_size) for r in range(batch_size)]
-        job = ExtractionJob(images, text, batch_size, N_SEGMENTS)
+        job = ExtractionJob(images, text, batch_size, N_SEGMENTS, segmenter)
         list(job.shards(clip, teacher, [0], job.preparer(clip, teacher)))  # warm-ups, not timed
         encode_image(clip, to_model_input(clip, ready))
         plain, dense = [], []
@@ -154,6 +157,7 @@ def bench_extract(
             teacher,
             vocabulary,
             batch_size=batch_size,
+            segmenter=segmenter,
             text_cache=folder / "text",
             engine=local_engine(clip, teacher, workers=workers),
         )
@@ -170,6 +174,7 @@ def bench_extract(
         "device": device,
         "torch_threads": torch.get_num_threads(),
         "workers": workers,
+        "segmenter": segmenter,
         "n_concepts": n_concepts,
         "rounds": rounds,
         "encode_image_images_per_s": round(plain_rate, 2),

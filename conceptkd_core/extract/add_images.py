@@ -133,7 +133,7 @@ def add_images(
     """
     from .pipeline import extract
     from .rescore import copy_uploads
-    from .segments import recorded_n_segments
+    from .segments import recorded_n_segments, recorded_segmenter
 
     unknown = [c for c in present_classes if c not in workspace.classes]
     if unknown:
@@ -163,6 +163,7 @@ def add_images(
         teacher,
         list(workspace.vocabulary),
         n_segments=recorded_n_segments(workspace),
+        segmenter=recorded_segmenter(workspace),
         progress=progress,
     ).workspace
     old_segments, new_segments = read_segments(workspace), read_segments(added)

@@ -1,12 +1,15 @@
 """The batched dense pipeline: images prepared in worker processes while the model runs.
 
-Per image, a worker decodes the file, squares it to the model's input size and cuts it into SLIC
-superpixels (the CPU-heavy part: ~10 ms an image), and measures how much of each patch every
-segment covers; it works a shard or two ahead of the model. The model then runs on the whole
-batch, and segment pooling, scoring against the concept embeddings, the concept vector and each
-segment's top concepts are batched tensor operations on the model's device: nothing is done one
-image at a time in the main process. ``segments.concepts_for_image`` is the per-image reference
-this is tested against (same segments, scores equal within float16 rounding).
+Per image, a worker decodes the file, squares it to the model's input size and, with the ``slic``
+segmenter (the default and the reference), cuts it into SLIC superpixels (the CPU-heavy part:
+~10 ms an image) and measures how much of each patch every segment covers; it works a shard or two
+ahead of the model. With ``torch-slic`` the workers only decode and resize, and the model's device
+segments the whole batch (``torch_slic``): on a GPU the CPUs could not keep up with the model.
+The model then runs on the whole batch, and segment pooling, scoring against the concept
+embeddings, the concept vector and each segment's top concepts are batched tensor operations on
+the model's device: nothing is done one image at a time in the main process.
+``segments.concepts_for_image`` is the per-image reference this is tested against (same segments,
+scores equal within float16 rounding).
 
 Float32 throughout: half precision would change the stored scores by more than their float16
 rounding unless measured otherwise, and no GPU was at hand to measure it.
@@ -27,8 +30,9 @@ import torch
 import torch.nn.functional as F
 
 from ..datasets import ImageSet
-from ..defaults import MAX_SEGMENTS, TOP_CONCEPTS_PER_SEGMENT
+from ..defaults import DEFAULT_SEGMENTER, MAX_SEGMENTS, N_SEGMENTS, SEGMENTERS, TOP_CONCEPTS_PER_SEGMENT
 from ..images import load_rgb, square_resize
+from . import torch_slic
 from .clip_backend import ClipModel, dense_patch_features, to_model_input
 from .segments import patch_weights, small_segment_map, superpixels
 from .teachers import ClipZeroShotTeacher, Teacher
@@ -57,10 +61,15 @@ class Preparation:
     grid: int
     n_segments: int
     keep_original: bool
+    segmenter: str = DEFAULT_SEGMENTER  # "torch-slic": segments are cut on the model's device, not here
 
     @classmethod
-    def of(cls, images: ImageSet, clip: ClipModel, teacher: Teacher, n_segments: int) -> Preparation:
-        return cls(images, clip.image_size, clip.grid_size, n_segments, _teacher_reads_pixels(clip, teacher))
+    def of(
+        cls, images: ImageSet, clip: ClipModel, teacher: Teacher, n_segments: int, segmenter: str = DEFAULT_SEGMENTER
+    ) -> Preparation:
+        check_segmenter(segmenter)
+        reads = _teacher_reads_pixels(clip, teacher)
+        return cls(images, clip.image_size, clip.grid_size, n_segments, reads, segmenter)
 
     def prepare(self, row: int) -> PreparedImage:
         try:
@@ -69,14 +78,22 @@ class Preparation:
             failure = {"image_id": self.images.image_ids[row], "path": self.images.paths[row], "error": str(exc)}
             return PreparedImage(row, failure=failure)
         pixels = square_resize(image, self.image_size)
+        original = np.asarray(image) if self.keep_original else None
+        if self.segmenter != "slic":
+            return PreparedImage(row, pixels, original=original)
         labels = superpixels(pixels, self.n_segments)
         return PreparedImage(
             row,
             pixels,
             patch_weights(labels, self.grid).astype(np.float32),
             small_segment_map(labels),
-            np.asarray(image) if self.keep_original else None,
+            original,
         )
+
+
+def check_segmenter(segmenter: str) -> None:
+    if segmenter not in SEGMENTERS:
+        raise ValueError(f"segmenter must be one of {', '.join(SEGMENTERS)}; got {segmenter!r}")
 
 
 def _same_pass(clip: ClipModel, teacher: Teacher) -> bool:
@@ -163,22 +180,27 @@ class Preparer:
             self._pool = None
 
 
+def stacked_coverages(coverages: Sequence[np.ndarray], device) -> tuple[torch.Tensor, torch.Tensor]:
+    """B arrays (K_i, grid * grid) as one zero-padded tensor (B, max K_i, grid * grid) and the K_i (B,)."""
+    counts = torch.tensor([c.shape[0] for c in coverages], device=device)
+    weights = np.zeros((len(coverages), int(counts.max()), coverages[0].shape[1]), dtype=np.float32)
+    for i, coverage in enumerate(coverages):
+        weights[i, : coverage.shape[0]] = coverage
+    return torch.from_numpy(weights).to(device), counts
+
+
 @torch.inference_mode()
-def segment_concepts(patches: torch.Tensor, coverages: Sequence[np.ndarray], text: torch.Tensor) -> dict:
+def segment_concepts(patches: torch.Tensor, weights: torch.Tensor, counts: torch.Tensor, text: torch.Tensor) -> dict:
     """Concept vectors and compact segment data of a batch, as tensor operations on ``patches``' device.
 
-    patches : (B, grid, grid, D) normalised dense features; coverages : B arrays (K_i, grid * grid),
-    each segment's share of each patch; text : (m, D) normalised concept embeddings on the same device.
+    patches : (B, grid, grid, D) normalised dense features; weights : (B, K, grid * grid), each
+    segment's share of each patch (zero rows past an image's ``counts`` (B,) segments); text : (m, D)
+    normalised concept embeddings; all on the same device.
     Returns numpy arrays: concepts (B, m) float32, the max over segments of the clipped cosine;
     best_segment (B, m) uint8; top_concepts (B, MAX_SEGMENTS, TOP) int16, -1 padded; top_scores
     (B, MAX_SEGMENTS, TOP) float16.
     """
     device, (batch, grid, _, dim) = patches.device, patches.shape
-    counts = torch.tensor([c.shape[0] for c in coverages], device=device)
-    weights = np.zeros((batch, int(counts.max()), grid * grid), dtype=np.float32)
-    for i, coverage in enumerate(coverages):
-        weights[i, : coverage.shape[0]] = coverage
-    weights = torch.from_numpy(weights).to(device)
     pooled = torch.bmm(weights, patches.reshape(batch, grid * grid, dim))
     pooled = pooled / weights.sum(dim=2, keepdim=True).clamp_min(1e-12)  # the coverage-weighted mean
     sims = F.normalize(pooled, dim=-1, eps=1e-12) @ text.T  # (B, K, m) cosine similarities
@@ -201,10 +223,17 @@ def segment_concepts(patches: torch.Tensor, coverages: Sequence[np.ndarray], tex
 
 
 def dense_shard(
-    clip: ClipModel, teacher: Teacher, text: torch.Tensor, images: ImageSet, prepared: list[PreparedImage]
+    clip: ClipModel,
+    teacher: Teacher,
+    text: torch.Tensor,
+    images: ImageSet,
+    prepared: list[PreparedImage],
+    segmenter: str = DEFAULT_SEGMENTER,
+    n_segments: int = N_SEGMENTS,
 ) -> dict:
     """The shard of a batch of prepared images: rows, failures (JSON lines), concepts (n_ok, m),
-    logits (n_ok, k), and the segment arrays of ``store.side_files.SEGMENT_ARRAYS``."""
+    logits (n_ok, k), and the segment arrays of ``store.side_files.SEGMENT_ARRAYS``. With the
+    ``torch-slic`` segmenter the batch is cut into ``n_segments`` superpixels here, on the model's device."""
     ok = [p for p in prepared if p.failure is None]
     result = {
         "rows": np.asarray([p.row for p in ok], dtype=np.int64),
@@ -215,6 +244,13 @@ def dense_shard(
             "concepts": np.zeros((0, text.shape[0]), np.float32),
             "logits": np.zeros((0, len(teacher.classes)), np.float32),
         }
+    if segmenter == "slic":
+        weights, counts = stacked_coverages([p.coverage for p in ok], clip.device)
+        segment_maps = np.stack([p.segment_map for p in ok])
+    else:
+        pixels = torch.from_numpy(np.stack([p.pixels for p in ok])).to(clip.device)
+        weights, counts, segment_maps = torch_slic.segment_batch(pixels, clip.grid_size, n_segments)
+        segment_maps = segment_maps.cpu().numpy()
     batch = to_model_input(clip, [p.pixels for p in ok])
     if _same_pass(clip, teacher):
         patches, global_embedding = dense_patch_features(clip, batch, with_global=True)
@@ -224,6 +260,6 @@ def dense_shard(
         logits = teacher.logits([p.original for p in ok], [images.image_ids[p.row] for p in ok])
     return (
         result
-        | segment_concepts(patches, [p.coverage for p in ok], text)
-        | {"logits": np.asarray(logits, dtype=np.float32), "segment_maps": np.stack([p.segment_map for p in ok])}
+        | segment_concepts(patches, weights, counts, text)
+        | {"logits": np.asarray(logits, dtype=np.float32), "segment_maps": segment_maps}
     )

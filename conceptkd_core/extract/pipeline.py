@@ -8,7 +8,7 @@ streaming shard by shard so a million images never sit in memory at once.
 
 Resume and rerun never mix: the plan (``OUT/.extract/plan.json``) and the finished workspace's
 metadata record every setting the result depends on (images and labels, CLIP, teacher,
-vocabulary, segments per image; the plan also the batch size). Resuming with other settings is
+vocabulary, segments per image and who cuts them; the plan also the batch size). Resuming with other settings is
 refused with a message naming them; rerunning on a finished workspace with the same settings
 does nothing ("up to date"), and with other settings is refused unless ``overwrite`` is given,
 which removes the old workspace and its caches (students, Gram statistics) first.
@@ -37,7 +37,7 @@ from typing import Protocol
 import numpy as np
 
 from ..datasets import ImageSet
-from ..defaults import DEFAULT_TEACHER, MAX_SEGMENTS, N_SEGMENTS
+from ..defaults import DEFAULT_SEGMENTER, DEFAULT_TEACHER, MAX_SEGMENTS, N_SEGMENTS, SEGMENTERS
 from ..images import Preprocessing
 from ..store.atomic_io import atomic_write, atomic_write_json, atomic_write_npy_rows
 from ..store.side_files import REPORT_FILE, SEGMENT_ARRAYS, SESSIONS_DIR, clear_workspace, segment_file
@@ -60,8 +60,11 @@ SETTING_NAMES = {
     "teacher_sha256": "teacher",
     "vocabulary_sha256": "vocabulary",
     "n_segments": "segments per image",
+    "segmenter": "segmenter",
     "batch_size": "batch size",
 }
+# Settings recorded only since they could differ: what a workspace made before meant by them.
+SETTINGS_BEFORE = {"segmenter": "slic"}
 SMALL_JOB_IMAGES = 256  # below this, starting worker processes costs more than it saves
 
 
@@ -129,13 +132,14 @@ class ExtractionJob:
     text: np.ndarray  # (n_concepts, embed_dim) concept text embeddings
     batch_size: int
     n_segments: int
+    segmenter: str = DEFAULT_SEGMENTER  # see ``defaults.SEGMENTERS``
 
     def rows(self, start: int) -> range:
         return range(start, min(start + self.batch_size, len(self.images)))
 
     def preparer(self, clip: ClipModel, teacher: Teacher, workers: int = 0) -> Preparer:
         """What prepares this job's images for ``clip`` and ``teacher``: ``workers`` processes (0: this one)."""
-        return Preparer(Preparation.of(self.images, clip, teacher, self.n_segments), workers)
+        return Preparer(Preparation.of(self.images, clip, teacher, self.n_segments, self.segmenter), workers)
 
     def shards(
         self, clip: ClipModel, teacher: Teacher, starts: Iterable[int], preparer: Preparer
@@ -146,7 +150,7 @@ class ExtractionJob:
 
         text = torch.from_numpy(np.ascontiguousarray(self.text, dtype=np.float32)).to(clip.device)
         for start, prepared in preparer.shards(starts, self.rows):
-            yield start, dense_shard(clip, teacher, text, self.images, prepared)
+            yield start, dense_shard(clip, teacher, text, self.images, prepared, self.segmenter, self.n_segments)
 
 
 class Engine(Protocol):
@@ -195,7 +199,12 @@ def _identity_sha256(identity: dict) -> str:
 
 
 def extraction_settings(
-    images: ImageSet, clip: ClipModel, teacher: Teacher, vocabulary: Sequence[str], n_segments: int
+    images: ImageSet,
+    clip: ClipModel,
+    teacher: Teacher,
+    vocabulary: Sequence[str],
+    n_segments: int,
+    segmenter: str = DEFAULT_SEGMENTER,
 ) -> dict:
     """Everything a workspace's content depends on, as recorded in its metadata (``extra.extraction``)."""
     digest = hashlib.sha256()
@@ -209,6 +218,7 @@ def extraction_settings(
         "teacher_sha256": _identity_sha256(teacher.identity),
         "vocabulary_sha256": vocabulary_hash(vocabulary),
         "n_segments": int(n_segments),
+        "segmenter": segmenter,
     }
 
 
@@ -218,9 +228,9 @@ def _changed_settings(recorded: object, wanted: dict) -> str:
         return "the settings it was made with (not recorded: made by an older ConceptKD, or damaged)"
     changed = []
     for key, value in wanted.items():
-        if recorded.get(key) != value:
-            then = recorded.get(key, "not recorded")
-            shown = f" ({then} then, {value} now)" if isinstance(value, int) else ""
+        then = recorded.get(key, SETTINGS_BEFORE.get(key, "not recorded"))
+        if then != value:
+            shown = f" ({then} then, {value} now)" if isinstance(value, int | str) and len(str(value)) < 20 else ""
             changed.append(f"{SETTING_NAMES[key]}{shown}")
     return ", ".join(changed)
 
@@ -299,6 +309,7 @@ def extract(
     *,
     batch_size: int = 16,
     n_segments: int = N_SEGMENTS,
+    segmenter: str = DEFAULT_SEGMENTER,
     progress: Callable[[Progress], None] | None = None,
     text_cache: str | Path | None = None,
     extra_meta: dict | None = None,
@@ -311,7 +322,8 @@ def extract(
     embeddings; ``engine`` computes the shards (default: ``local_engine(clip, teacher)``).
     A finished workspace made with the same settings is returned as it is (``up_to_date``);
     one made with other settings, or an unfinished run with other settings, is refused
-    (ExtractionError naming them) unless ``overwrite``.
+    (ExtractionError naming them) unless ``overwrite``. ``segmenter``: who cuts the superpixels
+    (``defaults.SEGMENTERS``; recorded, so images added later are cut the same way).
     """
     out = Path(out)
     if tuple(teacher.classes) != tuple(images.classes):
@@ -327,8 +339,10 @@ def extract(
         check(images.image_ids)
     if not 1 <= n_segments <= MAX_SEGMENTS:
         raise ExtractionError(f"segments per image must be 1..{MAX_SEGMENTS}; got {n_segments}")
+    if segmenter not in SEGMENTERS:
+        raise ExtractionError(f"segmenter must be one of {', '.join(SEGMENTERS)}; got {segmenter!r}")
     partial = out / PARTIAL_DIR
-    settings = extraction_settings(images, clip, teacher, vocabulary, n_segments)
+    settings = extraction_settings(images, clip, teacher, vocabulary, n_segments, segmenter)
     plan = settings | {"batch_size": batch_size}
     finished = _prepare_output(out, settings, plan, overwrite)
     if finished is not None:
@@ -339,7 +353,7 @@ def extract(
     for leftover in partial.glob(".*.tmp"):  # temp files of writes a crash cut short
         leftover.unlink(missing_ok=True)
     job = ExtractionJob(
-        images, concept_embeddings(clip, vocabulary, cache_dir=text_cache or partial), batch_size, n_segments
+        images, concept_embeddings(clip, vocabulary, cache_dir=text_cache or partial), batch_size, n_segments, segmenter
     )
     starts = list(range(0, len(images), batch_size))
     pending = [s for s in starts if not _shard_path(partial, s).is_file()]
@@ -358,7 +372,7 @@ def extract(
         raise ExtractionError(
             f"{len(missing)} batches were not computed (first at image {missing[0]}); run again to resume"
         )
-    extra_meta = (extra_meta or {}) | {"n_segments": n_segments, "extraction": settings}
+    extra_meta = (extra_meta or {}) | {"n_segments": n_segments, "segmenter": segmenter, "extraction": settings}
     return _assemble(images, out, clip, teacher, vocabulary, starts, computed, resumed, extra_meta)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 from skimage.segmentation import slic
 
-from ..defaults import MAX_SEGMENTS, N_SEGMENTS, SEGMENT_MAP_SIZE, TOP_CONCEPTS_PER_SEGMENT
+from ..defaults import DEFAULT_SEGMENTER, MAX_SEGMENTS, N_SEGMENTS, SEGMENT_MAP_SIZE, TOP_CONCEPTS_PER_SEGMENT
 
 if TYPE_CHECKING:
     from ..store.workspace import Workspace
@@ -25,6 +25,12 @@ def recorded_n_segments(workspace: Workspace) -> int:
     """The SLIC segment count ``workspace`` was extracted with, so images added to it or re-scored
     are cut the same way (workspaces from before it was recorded used the default)."""
     return int(workspace.meta.get("extra", {}).get("n_segments", N_SEGMENTS))
+
+
+def recorded_segmenter(workspace: Workspace) -> str:
+    """Who cut ``workspace``'s superpixels (``defaults.SEGMENTERS``), so images added to it or
+    re-scored are cut the same way (workspaces from before it was recorded used skimage's SLIC)."""
+    return str(workspace.meta.get("extra", {}).get("segmenter", DEFAULT_SEGMENTER))
 
 
 def superpixels(image: np.ndarray, n_segments: int = N_SEGMENTS, compactness: float = 12.0) -> np.ndarray:
