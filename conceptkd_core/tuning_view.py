@@ -10,7 +10,7 @@ changes when an edit re-fits the other weights.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -19,6 +19,7 @@ from .students.events import TuningError
 from .students.metrics import student_class_metrics
 from .students.scores import class_scores, state_key
 from .students.session import TuningSession
+from .students.suggest import suggest
 
 DEFAULT_SLIDERS = 8
 TRACKED = {"student_ap": "student AP", "balanced_agreement": "balanced agreement"}
@@ -176,3 +177,31 @@ def chance_levels(session: TuningSession, c: int) -> dict[str, dict[str, float]]
         SCOPES[0]: {"student AP": float(share[c]), "balanced agreement": 0.5},
         SCOPES[1]: {"student AP": mean_share, "balanced agreement": 0.5},
     }
+
+
+EDIT_WORDS = {"upweight": "up-tune", "downweight": "down-tune", "remove": "remove"}
+
+
+def suggestions(
+    session: TuningSession,
+    classes: Sequence[int],
+    factor: float,
+    top: int = 10,
+    progress: Callable[[int, int], None] | None = None,
+) -> pd.DataFrame:
+    """The best ``top`` edits of each class in ``classes`` (``students.suggest``: every candidate
+    re-fit exactly, held-out gain with a bootstrap interval, an overfit flag), best first over all
+    of them; with ``class_index``, ``class`` and ``edit`` (the edit in words). ``progress(done, total)``
+    is called after each class."""
+    parts = []
+    for done, c in enumerate(classes, start=1):
+        table = suggest(session, int(c), factor=factor, top=top).head(top)
+        parts.append(table.assign(class_index=int(c), **{"class": session.classes[int(c)]}))
+        if progress:
+            progress(done, len(classes))
+    table = pd.concat(parts, ignore_index=True).sort_values("held_out_gain", ascending=False, kind="stable")
+    table["edit"] = [
+        f"{EDIT_WORDS[op]} “{concept}”" + ("" if np.isnan(x) else f" × {x:.2g}")
+        for op, concept, x in zip(table["op"], table["concept"], table["factor"], strict=True)
+    ]
+    return table.reset_index(drop=True)

@@ -1,21 +1,42 @@
-"""Tuning view: sliders and up/down/lock/remove for the selected class's concepts; instant re-fit.
+"""Tuning view: a slider for any concept of the selected class (searchable), up/down/lock/remove,
+edits over several classes at once, instant re-fit, held-out figures since the session started;
+suggested edits; the images where teacher and student disagree.
 
 The controls sit in the page, not the sidebar: beside the results on a wide window, above them on a
 narrow one (Streamlit stacks columns), so that tuning works on a phone."""
 
 import altair as alt
+import numpy as np
+import pandas as pd
 import streamlit as st
 
+from conceptkd_core import palette
 from conceptkd_core.explorer import top_concepts
 from conceptkd_core.students.session import TuningError
+from conceptkd_core.tuning_view import (
+    SCOPES,
+    action_help,
+    batch_pairs,
+    chance_levels,
+    metric_summary,
+    metric_track,
+    refusal,
+    slider_concepts,
+    weight_state,
+)
 from views.common import current, selected_class
 from views.draw import colour_key, direction, signed_bars
-
-st.title("Tune")
-state = current()
-
+from views.tune_groups import disagreement_panel
+from views.tune_suggest import suggestion_panel
 
 SLIDER_STEP = 0.01
+PANELS = ("Sliders", "Suggestions", "Disagreements")
+STATE_ICONS = {"removed": "block", "locked": "lock", "floor": "arrow_upward", "ceiling": "arrow_downward"}
+
+
+def say(message: str) -> None:
+    """A refusal or a note, shown as a toast on the next draw (callbacks run before it)."""
+    st.session_state["tune_toast"] = message
 
 
 def act(session, op: str, c: int, j: int, **args) -> None:
@@ -31,33 +52,112 @@ def act(session, op: str, c: int, j: int, **args) -> None:
             or abs(args["value"] - float(session.bank.coef_[c, j])) <= SLIDER_STEP / 2 + 1e-9
         ):
             return
+    problem = refusal(session, op, c, j, args)
+    if problem:
+        say(problem)
+        return
     try:
         session.apply(op, c, j, **args)
-        st.session_state.pop("tune_error", None)
     except TuningError as exc:
-        st.session_state["tune_error"] = str(exc)
+        say(str(exc))
+
+
+def history_step(session, step: str) -> None:
+    try:
+        session.undo() if step == "undo" else session.redo()
+    except TuningError as exc:
+        say(str(exc))
+
+
+def picked_key(session, c: int) -> str:
+    return f"picked_{session.session_id}_{c}"
+
+
+def pick(session, c: int) -> None:
+    """The concept picker's callback: the chosen concept gets a slider (appended to the list)."""
+    chosen = st.session_state.get(f"pick_{c}")
+    if chosen is None:
+        return
+    j = session.concept_index(chosen)
+    picked = st.session_state.setdefault(picked_key(session, c), [])
+    if j in picked or j in slider_concepts(session, c):
+        say(f"“{chosen}” already has a slider")
+    else:
+        picked.append(j)
+    st.session_state[f"pick_{c}"] = None
+
+
+def batch(session, op: str, c: int) -> None:
+    """Several concepts, in this class or in every class, as one undoable edit."""
+    words = st.session_state.get("batch_concepts") or []
+    if not words:
+        say("Choose the concepts to change first")
+        return
+    everywhere = st.session_state.get("batch_scope") == "every class"
+    classes = range(len(session.classes)) if everywhere else [c]
+    try:
+        pairs, note = batch_pairs(session, op, [session.concept_index(w) for w in words], classes, {})
+        session.apply_batch(op, pairs)
+    except TuningError as exc:
+        say(str(exc))
+        return
+    if note:
+        say(note)
 
 
 @st.fragment
 def tuning_panel(explorer, session, c: int) -> None:
-    """Controls beside the results; on a narrow window the columns stack, controls first."""
-    top = top_concepts(session, c, n=8)
+    """Controls beside the results; on a narrow window the columns stack, controls first. A
+    fragment: an edit redraws this panel only."""
+    if "tune_toast" in st.session_state:
+        st.toast(st.session_state.pop("tune_toast"), icon=":material/info:")
     left, right = st.columns([5, 6], gap="large")
     with left:
-        controls(session, c, top)
+        controls(session, c)
     with right:
         results(session, c)
 
 
-def controls(session, c: int, top) -> None:
-    factor = st.number_input(
-        "Scale factor x for up/down", min_value=1.05, max_value=10.0, value=2.0, step=0.25, key="factor"
+def controls(session, c: int) -> None:
+    with st.container(horizontal=True, vertical_alignment="bottom"):
+        factor = st.number_input(
+            "Scale factor x for up/down", min_value=1.05, max_value=10.0, value=2.0, step=0.25, key="factor"
+        )
+        st.button(
+            "Undo",
+            icon=":material/undo:",
+            key="tune_undo",
+            disabled=not session.can_undo(),
+            on_click=history_step,
+            args=(session, "undo"),
+        )
+        st.button(
+            "Redo",
+            icon=":material/redo:",
+            key="tune_redo",
+            disabled=not session.can_redo(),
+            on_click=history_step,
+            args=(session, "redo"),
+        )
+    st.selectbox(
+        "Add a slider for any concept",
+        session.vocabulary,
+        index=None,
+        placeholder="Type to search the vocabulary…",
+        key=f"pick_{c}",
+        on_change=pick,
+        args=(session, c),
+        format_func=lambda word: f"{word}  ({session.bank.coef_[c, session.concept_index(word)]:+.2f})",
+        help="Every concept of the workspace, with its weight for this class now (0: the class does not use it).",
     )
-    # One range for the class's sliders, so their positions compare at a glance.
-    span = max(1.0, round(1.5 * float(top["weight"].abs().max()), 2)) if len(top) else 1.0
-    st.caption(" · ".join(f":material/{icon}: {name}" for icon, _, name, _, _ in actions(factor)))
-    for row in top.itertuples():
-        concept_controls(session, c, int(row.concept_index), row.concept, span, factor)
+    concepts = slider_concepts(session, c, st.session_state.get(picked_key(session, c), []))
+    # One range for the class's sliders, fixed at the session's start unless a weight outgrows it.
+    largest = max(np.abs(session.base.coef[c]).max(), np.abs(session.bank.coef_[c, concepts]).max(initial=0))
+    span = max(1.0, round(1.5 * float(largest), 1))
+    st.caption(" · ".join(f":material/{icon}: {name}" for icon, _, name, _ in actions(factor)))
+    for j in concepts:
+        concept_controls(session, c, j, span, factor)
+    batch_controls(session, c)
     st.button(
         "Refine (exact BCE fit of this class)",
         key=f"refine_{c}",
@@ -68,11 +168,11 @@ def controls(session, c: int, top) -> None:
     )
 
 
-def concept_controls(session, c: int, j: int, concept: str, span: float, factor: float) -> None:
-    """One concept's weight slider and its up / down / lock / remove buttons."""
+def concept_controls(session, c: int, j: int, span: float, factor: float) -> None:
+    """One concept's weight slider, its constraint in words, and its up / down / lock / remove buttons."""
     key = f"w_{c}_{j}_{len(session.audit)}"  # a fresh widget after every change shows the re-fitted value
     st.slider(
-        concept,
+        session.vocabulary[j],
         -span,
         span,
         float(session.bank.coef_[c, j]),
@@ -82,8 +182,9 @@ def concept_controls(session, c: int, j: int, concept: str, span: float, factor:
         args=(session, "set", c, j),
         kwargs={"widget": key, "drawn_at": len(session.audit)},
     )
-    with st.container(horizontal=True, gap="small"):
-        for icon, op, _, tip, arguments in actions(factor):
+    with st.container(horizontal=True, gap="small", vertical_alignment="center"):
+        for icon, op, _, arguments in actions(factor):
+            tip = action_help(session, op, c, j, factor) if op in ("upweight", "downweight") else TIPS[op]
             st.button(
                 f":material/{icon}:",
                 key=f"{key}_{op}",
@@ -92,29 +193,46 @@ def concept_controls(session, c: int, j: int, concept: str, span: float, factor:
                 args=(session, op, c, j),
                 kwargs=arguments,
             )
+        state = weight_state(session, c, j)
+        if state:
+            icon = next((i for word, i in STATE_ICONS.items() if state.startswith(word)), "straighten")
+            st.button(
+                f"{state} · free it",
+                key=f"{key}_release",
+                icon=f":material/{icon}:",
+                type="tertiary",
+                help="Release: remove this constraint, the weight is fitted freely again",
+                on_click=act,
+                args=(session, "release", c, j),
+            )
+
+
+TIPS = {"lock": "Lock at the current weight", "remove": "Remove: the weight is 0"}
 
 
 def actions(factor: float) -> tuple:
-    """The buttons under each slider: (Material icon, operation, name, what it does, its arguments)."""
-    up, down = f"× {factor:g}", f"× {1 / factor:.2f}"
+    """The buttons under each slider: (Material icon, operation, name, its arguments)."""
     return (
-        (
-            "arrow_upward",
-            "upweight",
-            f"up-tune {up}",
-            f"Up-tune: |weight| at least {up} its original",
-            {"factor": factor},
-        ),
-        (
-            "arrow_downward",
-            "downweight",
-            f"down-tune {down}",
-            f"Down-tune: |weight| at most {down} its original",
-            {"factor": 1 / factor},
-        ),
-        ("lock", "lock", "lock", "Lock at the current weight", {}),
-        ("block", "remove", "remove", "Remove: the weight is 0", {}),
+        ("arrow_upward", "upweight", f"up-tune × {factor:g} of now", {"factor": factor}),
+        ("arrow_downward", "downweight", f"down-tune × {1 / factor:.2f} of now", {"factor": 1 / factor}),
+        ("lock", "lock", "lock", {}),
+        ("block", "remove", "remove", {}),
     )
+
+
+def batch_controls(session, c: int) -> None:
+    with st.expander("Edit several concepts at once (one undo step)", icon=":material/select_all:"):
+        st.multiselect(
+            "Concepts", session.vocabulary, key="batch_concepts", placeholder="Type to search the vocabulary…"
+        )
+        st.radio("In", ["this class", "every class"], horizontal=True, key="batch_scope")
+        with st.container(horizontal=True):
+            for op, label, icon in (
+                ("remove", "Remove", "block"),
+                ("lock", "Lock", "lock"),
+                ("release", "Free", "lock_open"),
+            ):
+                st.button(label, key=f"batch_{op}", icon=f":material/{icon}:", on_click=batch, args=(session, op, c))
 
 
 def refine(session, c: int) -> None:
@@ -122,37 +240,85 @@ def refine(session, c: int) -> None:
 
 
 def results(session, c: int) -> None:
-    if st.session_state.get("tune_error"):
-        st.error(st.session_state["tune_error"])
-    last = session.last_event
-    if last and c in last.metrics_after:
-        before, after = last.metrics_before[c], last.metrics_after[c]
-        st.caption("After the last edit, on held-out images (the students were not fit on them):")
-        cols = st.columns(3)
-        for col, (label, key) in zip(
-            cols, (("Student AP", "student_ap"), ("Balanced agreement", "balanced_agreement")), strict=False
-        ):
-            now, then = after.get(key), before.get(key)
-            col.metric(
-                label,
-                "–" if now is None else f"{now:.3f}",
-                None if now is None or then is None else f"{now - then:+.3f}",
-            )
-        cols[2].metric("Held-out images that changed side", last.flipped.get(c, 0))
+    track = metric_track(session, c)
+    summary = metric_summary(track).set_index(["scope", "metric"])
+    st.caption(
+        f"On held-out images (the students were not fit on them), since this session started "
+        f"({session.cursor} edit{'s' * (session.cursor != 1)} applied); under each figure: the last edit's change."
+    )
+    tiles = [
+        (SCOPES[0], "student AP", "Student AP"),
+        (SCOPES[0], "balanced agreement", "Balanced agreement"),
+        (SCOPES[1], "student AP", "Mean student AP"),
+        (SCOPES[1], "balanced agreement", "Mean balanced agreement"),
+    ]
+    for col, (scope, metric, label) in zip(st.columns(4), tiles, strict=True):
+        row = summary.loc[(scope, metric)]
+        since = row["since_start"]
+        col.metric(label, figure(row["now"]), None if not np.isfinite(since) else f"{since:+.3f} since start")
+        col.caption(f"last edit {figure(row['last_edit'], '+')}")
+    chance = chance_levels(session, c)
+    st.altair_chart(track_chart(track, chance), width="stretch")
     if session.autosave_error:
         st.warning(session.autosave_error)
-    st.subheader("Weights now")
-    tooltip = ["concept", *(alt.Tooltip(f"{name}:Q", format="+.3f") for name in ("weight", "lower", "upper"))]
     weights = top_concepts(session, c)
-    st.altair_chart(signed_bars(weights, "weight", tooltip), width="stretch")
+    span = max(1.0, float(np.abs(session.base.coef[c]).max()), float(np.abs(weights["weight"].to_numpy()).max(initial=0)))
+    tooltip = ["concept", *(alt.Tooltip(f"{name}:Q", format="+.3f") for name in ("weight", "lower", "upper"))]
+    chart = signed_bars(weights, "weight", tooltip).encode(
+        x=alt.X("weight:Q", title="weight now", scale=alt.Scale(domain=[-span, span]))
+    )
+    st.altair_chart(chart.properties(title="Weights now (largest 15)"), width="stretch")
     colour_key(direction(weights["weight"]))
 
 
+def figure(value: float, sign: str = "") -> str:
+    return "–" if not np.isfinite(value) else f"{value:{sign}.3f}"
+
+
+def track_chart(track: pd.DataFrame, chance: dict) -> alt.Chart:
+    """The figures after each edit, on a fixed 0..1 axis, with each one's chance line (dashed)."""
+    lines = [(scope, metric, value) for scope, levels in chance.items() for metric, value in levels.items()]
+    rules = pd.DataFrame(lines, columns=["scope", "metric", "value"]).assign(edit=None)
+    rules["scope"] = "chance (" + rules["scope"] + ")"
+    data = pd.concat([track.assign(kind="student"), rules.assign(kind="chance")], ignore_index=True)
+    last = max(int(track["edit"].max()), 1)
+    colours = alt.Scale(
+        domain=[*SCOPES, *(f"chance ({s})" for s in SCOPES)],
+        range=[palette.STUDENT, palette.TEACHER, palette.STUDENT, palette.TEACHER],
+    )
+    base = alt.Chart().encode(
+        y=alt.Y("value:Q", scale=alt.Scale(domain=[0, 1]), title=None),
+        color=alt.Color("scope:N", scale=colours, legend=alt.Legend(orient="bottom", title=None)),
+    )
+    line = (
+        base.transform_filter("datum.kind == 'student'")
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("edit:Q", scale=alt.Scale(domain=[0, last]), axis=alt.Axis(tickMinStep=1), title="edit"),
+            tooltip=["scope", "metric", "edit", alt.Tooltip("value:Q", format=".3f")],
+        )
+    )
+    rule = (
+        base.transform_filter("datum.kind == 'chance'")
+        .mark_rule(strokeDash=[4, 3])
+        .encode(tooltip=["scope", "metric", alt.Tooltip("value:Q", format=".3f")])
+    )
+    return alt.layer(line, rule, data=data).properties(height=160).facet(column=alt.Column("metric:N", title=None))
+
+
+st.title("Tune")
+state = current()
 if state:
     explorer, session = state
     c = selected_class(explorer)
     st.caption(
         f"Class “{explorer.classes[c]}” (change it in the sidebar): drag a weight or use the buttons under "
-        "it; the other weights re-fit at once."
+        "it; the other weights re-fit at once. This page's address brings this session back after a reload."
     )
-    tuning_panel(explorer, session, c)
+    panel = st.segmented_control("Show", PANELS, default=PANELS[0], key="tune_panel", label_visibility="collapsed")
+    if panel == "Suggestions":
+        suggestion_panel(explorer, session, c)
+    elif panel == "Disagreements":
+        disagreement_panel(explorer, session, c)
+    else:
+        tuning_panel(explorer, session, c)
