@@ -7,6 +7,7 @@ Screenshots land in $CONCEPTKD_SCREENSHOTS (default: a temporary folder)."""
 
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -80,8 +81,13 @@ def keyed(page, *parts: str):
 
 
 def slider_value(page, concept: str) -> float:
-    slider = page.locator('[data-testid="stSlider"]', has_text=concept).locator('[role="slider"]')
-    return float(slider.get_attribute("aria-valuenow"))
+    slider = page.locator('[data-testid="stSlider"]', has_text=concept).locator('input[type="range"]')
+    return float(slider.get_attribute("value"))
+
+
+def option(page, word: str):
+    """The open dropdown's option for ``word`` (the picker adds the weight after it)."""
+    return page.get_by_role("option", name=re.compile(rf"^{re.escape(word)}(\s|$)")).first
 
 
 def no_exception(page) -> None:
@@ -103,11 +109,11 @@ def test_a_concept_of_weight_zero_is_found_and_uptuned(server, page, base, shots
     picker = keyed(page, "pick_0").locator("input")
     picker.click()
     picker.fill(concept)
-    page.keyboard.press("Enter")
+    option(page, concept).click()
     settle(page, "Tune")
     assert slider_value(page, concept) == 0
     j = base.vocabulary.index(concept)
-    keyed(page, f"w_0_{j}_", "_upweight").locator("button").click()
+    keyed(page, f"w_0_{j}_", "_upweight").locator("button:visible").first.click()
     settle(page, "Tune")
     no_exception(page)
     assert slider_value(page, concept) > 0
@@ -122,11 +128,11 @@ def test_a_concept_removed_from_every_class_in_one_step_and_undone(server, page,
     chooser = keyed(page, "batch_concepts").locator("input")
     chooser.click()
     chooser.fill(concept)
-    page.keyboard.press("Enter")
+    option(page, concept).click()
     page.keyboard.press("Escape")
     keyed(page, "batch_scope").get_by_text("every class").click()
     settle(page, "Tune")
-    keyed(page, "batch_remove").locator("button").click()
+    keyed(page, "batch_remove").locator("button:visible").first.click()
     settle(page, "Tune")
     no_exception(page)
     saved = session_file(demo, page)
@@ -134,7 +140,7 @@ def test_a_concept_removed_from_every_class_in_one_step_and_undone(server, page,
     assert event["op"] == "remove" and len(event["args"]["pairs"]) == len(base.classes)
     edits = saved["cursor"]
     page.screenshot(path=str(shots / "tune-batch-removed.png"), full_page=True)
-    keyed(page, "tune_undo").locator("button").click()
+    keyed(page, "tune_undo").locator("button:visible").first.click()
     settle(page, "Tune")
     assert session_file(demo, page)["cursor"] == edits - 1
 
@@ -147,19 +153,19 @@ def test_a_reload_restores_the_edits(server, page, demo, base):
     settle(page, "Tune")
     assert page.url == before
     assert slider_value(page, concept) > 0  # the up-tuned concept keeps its slider and its weight
-    keyed(page, "tune_redo").locator("button").wait_for()
-    assert keyed(page, "tune_redo").locator("button").is_enabled()  # the undone batch is there to redo
+    keyed(page, "tune_redo").locator("button:visible").first.wait_for()
+    assert keyed(page, "tune_redo").locator("button:visible").first.is_enabled()  # the undone batch is there to redo
 
 
 def test_a_suggestion_is_applied_in_one_click(server, page, demo, shots):
     edits = len(session_file(demo, page)["events"])
     page.locator('[data-testid="stButtonGroup"] button', has_text="Suggestions").click()
     settle(page, "Tune")
-    keyed(page, "suggest_run").locator("button").click()
+    keyed(page, "suggest_run").locator("button:visible").first.click()
     settle(page, "Tune")
-    keyed(page, "apply_0").locator("button").wait_for()
+    keyed(page, "apply_0").locator("button:visible").first.wait_for()
     page.screenshot(path=str(shots / "tune-suggestions.png"), full_page=True)
-    keyed(page, "apply_0").locator("button").click()
+    keyed(page, "apply_0").locator("button:visible").first.click()
     settle(page, "Tune")
     no_exception(page)
     saved = session_file(demo, page)
@@ -177,7 +183,7 @@ def test_a_teacher_only_image_opens_with_its_waterfall(server, page, demo, base,
     tiles = page.locator('[class*="st-key-open_"]')
     second = next(c for c in tiles.nth(1).get_attribute("class").split() if c.startswith("st-key-open_"))
     image_id = second.removeprefix("st-key-open_")
-    tiles.nth(1).locator("button").click()
+    tiles.nth(1).locator("button:visible").first.click()
     settle(page, "Tune")
     no_exception(page)
     assert page.locator("h3").first.inner_text() == image_id
@@ -191,7 +197,7 @@ def test_a_teacher_only_image_opens_with_its_waterfall(server, page, demo, base,
     page.screenshot(path=str(shots / "tune-teacher-only.png"), full_page=True)
 
 
-def test_the_session_list_shows_this_browsers_sessions_only(server, browser, page, demo):
+def test_the_session_list_shows_this_browsers_sessions_only(server, browser, page, shots):
     other = browser.new_context(viewport=VIEWPORT).new_page()
     for tab, mine in ((page, True), (other, False)):
         tab.goto(f"{server}/history")  # no ?session=: a new session; the earlier one is listed to its browser only
@@ -199,7 +205,9 @@ def test_the_session_list_shows_this_browsers_sessions_only(server, browser, pag
         assert tab.get_by_text("No other session of yours").count() == (0 if mine else 1)
         assert keyed(tab, "resume_pick").count() == (1 if mine else 0)
         if mine:
-            assert keyed(tab, "resume_pick").get_by_text("Started ").count() == 1  # a readable name, not an id
+            name = keyed(tab, "resume_pick").locator("input").input_value()
+            assert name.startswith("Started ") and name.endswith(" UTC"), name  # a readable name, not an id
+            tab.screenshot(path=str(shots / "history-own-sessions.png"), full_page=True)
     other.context.close()
 
 
@@ -211,7 +219,7 @@ def test_twenty_slider_edits_settle_fast(server, browser, shots):
     settle(tab, "Tune")
     times = []
     for i in range(1, 21):
-        handle = tab.locator('[data-testid="stSlider"] [role="slider"]').first
+        handle = tab.locator('[data-testid="stSlider"] input[type="range"]').first
         handle.focus()
         start = time.perf_counter()
         tab.keyboard.press("PageUp" if i % 2 else "PageDown")

@@ -262,7 +262,9 @@ def results(session, c: int) -> None:
     if session.autosave_error:
         st.warning(session.autosave_error)
     weights = top_concepts(session, c)
-    span = max(1.0, float(np.abs(session.base.coef[c]).max()), float(np.abs(weights["weight"].to_numpy()).max(initial=0)))
+    span = max(
+        1.0, float(np.abs(session.base.coef[c]).max()), float(np.abs(weights["weight"].to_numpy()).max(initial=0))
+    )
     tooltip = ["concept", *(alt.Tooltip(f"{name}:Q", format="+.3f") for name in ("weight", "lower", "upper"))]
     chart = signed_bars(weights, "weight", tooltip).encode(
         x=alt.X("weight:Q", title="weight now", scale=alt.Scale(domain=[-span, span]))
