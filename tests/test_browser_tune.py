@@ -90,6 +90,19 @@ def option(page, word: str):
     return page.get_by_role("option", name=re.compile(rf"^{re.escape(word)}(\s|$)")).first
 
 
+def choose(page, box, word: str) -> None:
+    """Type ``word`` in a select box and click its option (typing again if the list was not open yet)."""
+    for _ in range(3):
+        box.click()
+        box.fill(word)
+        try:
+            option(page, word).click(timeout=3000)
+            return
+        except Exception:  # the list opened after the typing: type again
+            box.fill("")
+    raise AssertionError(f"no option {word!r} in the list")
+
+
 def no_exception(page) -> None:
     assert page.locator('[data-testid="stException"]').count() == 0
 
@@ -106,10 +119,7 @@ def test_a_concept_of_weight_zero_is_found_and_uptuned(server, page, base, shots
     concept = next(w for w, x in zip(base.vocabulary, base.bank.coef_[0], strict=True) if x == 0 and " " not in w)
     page.goto(f"{server}/tune")
     settle(page, "Tune")
-    picker = keyed(page, "pick_0").locator("input")
-    picker.click()
-    picker.fill(concept)
-    option(page, concept).click()
+    choose(page, keyed(page, "pick_0").locator("input"), concept)
     settle(page, "Tune")
     assert slider_value(page, concept) == 0
     j = base.vocabulary.index(concept)
@@ -125,10 +135,7 @@ def test_a_concept_removed_from_every_class_in_one_step_and_undone(server, page,
     j = int(np.argmax((base.bank.coef_ != 0).sum(axis=0)))
     concept = base.vocabulary[j]
     page.get_by_text("Edit several concepts at once").click()
-    chooser = keyed(page, "batch_concepts").locator("input")
-    chooser.click()
-    chooser.fill(concept)
-    option(page, concept).click()
+    choose(page, keyed(page, "batch_concepts").locator("input"), concept)
     page.keyboard.press("Escape")
     keyed(page, "batch_scope").get_by_text("every class").click()
     settle(page, "Tune")

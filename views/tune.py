@@ -15,6 +15,7 @@ from conceptkd_core.explorer import top_concepts
 from conceptkd_core.students.session import TuningError
 from conceptkd_core.tuning_view import (
     SCOPES,
+    TRACKED,
     action_help,
     batch_pairs,
     chance_levels,
@@ -170,12 +171,16 @@ def controls(session, c: int) -> None:
 
 def concept_controls(session, c: int, j: int, span: float, factor: float) -> None:
     """One concept's weight slider, its constraint in words, and its up / down / lock / remove buttons."""
-    key = f"w_{c}_{j}_{len(session.audit)}"  # a fresh widget after every change shows the re-fitted value
+    # Stable keys: the browser updates these controls in place after an edit instead of building new
+    # ones (faster); the slider is given the re-fitted weight through its state before it is drawn.
+    key = f"w_{c}_{j}"
+    weight = round(float(session.bank.coef_[c, j]), 2)
+    if st.session_state.get(key) != weight:
+        st.session_state[key] = weight
     st.slider(
         session.vocabulary[j],
         -span,
         span,
-        float(session.bank.coef_[c, j]),
         step=SLIDER_STEP,
         key=key,
         on_change=act,
@@ -249,16 +254,17 @@ def results(session, c: int) -> None:
     tiles = [
         (SCOPES[0], "student AP", "Student AP"),
         (SCOPES[0], "balanced agreement", "Balanced agreement"),
-        (SCOPES[1], "student AP", "Mean student AP"),
-        (SCOPES[1], "balanced agreement", "Mean balanced agreement"),
+        (SCOPES[1], "student AP", "Mean AP, all classes"),
+        (SCOPES[1], "balanced agreement", "Mean balanced agreement, all classes"),
     ]
-    for col, (scope, metric, label) in zip(st.columns(4), tiles, strict=True):
+    for col, (scope, metric, label) in zip([*st.columns(2), *st.columns(2)], tiles, strict=True):
         row = summary.loc[(scope, metric)]
         since = row["since_start"]
-        col.metric(label, figure(row["now"]), None if not np.isfinite(since) else f"{since:+.3f} since start")
-        col.caption(f"last edit {figure(row['last_edit'], '+')}")
-    chance = chance_levels(session, c)
-    st.altair_chart(track_chart(track, chance), width="stretch")
+        moved = np.isfinite(since) and round(since, 3) != 0
+        col.metric(label, figure(row["now"]), f"{since:+.3f}" if moved else None, help="Change since the start")
+        col.caption(f"since start {figure(since, '+')} · last edit {figure(row['last_edit'], '+')}")
+    st.altair_chart(track_chart(track, chance_levels(session, c)), width="stretch")
+    st.caption("Solid: student AP · dotted: balanced agreement · dashed grey: chance")
     if session.autosave_error:
         st.warning(session.autosave_error)
     weights = top_concepts(session, c)
@@ -278,34 +284,29 @@ def figure(value: float, sign: str = "") -> str:
 
 
 def track_chart(track: pd.DataFrame, chance: dict) -> alt.Chart:
-    """The figures after each edit, on a fixed 0..1 axis, with each one's chance line (dashed)."""
-    lines = [(scope, metric, value) for scope, levels in chance.items() for metric, value in levels.items()]
-    rules = pd.DataFrame(lines, columns=["scope", "metric", "value"]).assign(edit=None)
-    rules["scope"] = "chance (" + rules["scope"] + ")"
-    data = pd.concat([track.assign(kind="student"), rules.assign(kind="chance")], ignore_index=True)
+    """The figures after each edit on a fixed 0..1 axis (colour: this class or the mean; solid: AP,
+    dotted: balanced agreement), with the chance lines (thin, dashed grey)."""
     last = max(int(track["edit"].max()), 1)
-    colours = alt.Scale(
-        domain=[*SCOPES, *(f"chance ({s})" for s in SCOPES)],
-        range=[palette.STUDENT, palette.TEACHER, palette.STUDENT, palette.TEACHER],
-    )
-    base = alt.Chart().encode(
-        y=alt.Y("value:Q", scale=alt.Scale(domain=[0, 1]), title=None),
-        color=alt.Color("scope:N", scale=colours, legend=alt.Legend(orient="bottom", title=None)),
-    )
-    line = (
-        base.transform_filter("datum.kind == 'student'")
+    y = alt.Y("value:Q", scale=alt.Scale(domain=[0, 1]), title="held-out")
+    colours = alt.Scale(domain=list(SCOPES), range=[palette.STUDENT, palette.TEACHER])
+    lines = (
+        alt.Chart(track)
         .mark_line(point=True)
         .encode(
             x=alt.X("edit:Q", scale=alt.Scale(domain=[0, last]), axis=alt.Axis(tickMinStep=1), title="edit"),
+            y=y,
+            color=alt.Color("scope:N", scale=colours, legend=alt.Legend(orient="bottom", title=None)),
+            strokeDash=alt.StrokeDash(
+                "metric:N", scale=alt.Scale(domain=list(TRACKED.values()), range=[[1, 0], [2, 2]]), legend=None
+            ),
             tooltip=["scope", "metric", "edit", alt.Tooltip("value:Q", format=".3f")],
         )
     )
-    rule = (
-        base.transform_filter("datum.kind == 'chance'")
-        .mark_rule(strokeDash=[4, 3])
-        .encode(tooltip=["scope", "metric", alt.Tooltip("value:Q", format=".3f")])
-    )
-    return alt.layer(line, rule, data=data).properties(height=160).facet(column=alt.Column("metric:N", title=None))
+    levels = {f"chance AP ({scope})": level["student AP"] for scope, level in chance.items()}
+    levels["chance balanced agreement"] = 0.5
+    rules = pd.DataFrame({"value": list(levels.values()), "line": list(levels)})
+    rule = alt.Chart(rules).mark_rule(strokeDash=[4, 3], color=palette.NEUTRAL).encode(y=y, tooltip=["line"])
+    return (lines + rule).properties(height=170)
 
 
 st.title("Tune")

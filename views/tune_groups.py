@@ -37,18 +37,17 @@ def disagreement_panel(explorer, session, c: int) -> None:
     )
     left, right = st.columns(2, gap="medium")
     with left:
-        with st.container(horizontal=True, vertical_alignment="bottom"):
-            group = (
-                st.segmented_control(
-                    "Group",
-                    GROUPS,
-                    default="teacher_only",
-                    format_func=lambda g: f"{GROUP_NAMES[g]} ({groups[g].size})",
-                    key="tune_group",
-                )
-                or "teacher_only"
+        group = (
+            st.segmented_control(
+                "Group",
+                GROUPS,
+                default="teacher_only",
+                format_func=lambda g: f"{GROUP_NAMES[g]} ({groups[g].size})",
+                key="tune_group",
             )
-            order = st.selectbox("Order", list(ORDERS), key="tune_group_order")
+            or "teacher_only"
+        )
+        order = st.selectbox("Order", list(ORDERS), key="tune_group_order")
         rows = groups[group]
         by = ORDERS[order]
         if by:
