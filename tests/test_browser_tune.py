@@ -109,7 +109,7 @@ def no_exception(page) -> None:
 
 # An edit has settled: the figures count it, the script is idle, nothing is stale or pending, and
 # both charts (the figures since the start, the weights) are drawn.
-EDIT_SETTLED_JS = """(n) => document.body.innerText.includes(`(${n} edit${n === 1 ? '' : 's'} applied)`)
+EDIT_SETTLED_JS = """(n) => document.body.textContent.includes(`(${n} edit${n === 1 ? '' : 's'} applied)`)
   && document.querySelector('[data-testid="stApp"]').getAttribute('data-test-script-state') === 'notRunning'
   && !document.querySelector('[data-stale="true"], [data-testid="stSkeleton"]')
   && document.querySelectorAll('[data-testid="stVegaLiteChart"] :is(canvas, svg)').length >= 2"""

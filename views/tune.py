@@ -5,7 +5,6 @@ suggested edits; the images where teacher and student disagree.
 The controls sit in the page, not the sidebar: beside the results on a wide window, above them on a
 narrow one (Streamlit stacks columns), so that tuning works on a phone."""
 
-import altair as alt
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -26,7 +25,7 @@ from conceptkd_core.tuning_view import (
     weight_state,
 )
 from views.common import current, selected_class
-from views.draw import colour_key, direction, signed_bars
+from views.draw import DIRECTIONS, colour_key, direction
 from views.tune_groups import disagreement_panel
 from views.tune_suggest import suggestion_panel
 
@@ -263,7 +262,11 @@ def results(session, c: int) -> None:
         moved = np.isfinite(since) and round(since, 3) != 0
         col.metric(label, figure(row["now"]), f"{since:+.3f}" if moved else None, help="Change since the start")
         col.caption(f"since start {figure(since, '+')} · last edit {figure(row['last_edit'], '+')}")
-    st.altair_chart(track_chart(track, chance_levels(session, c)), width="stretch")
+    # Plain Vega-Lite specs, not Altair: Altair validates every chart against its schema, which
+    # cost more than the re-fit itself on each edit.
+    st.vega_lite_chart(
+        track_data(track, chance_levels(session, c)), track_spec(max(session.cursor, 1)), width="stretch"
+    )
     st.caption("Solid: student AP · dotted: balanced agreement · dashed grey: chance")
     if session.autosave_error:
         st.warning(session.autosave_error)
@@ -271,11 +274,7 @@ def results(session, c: int) -> None:
     span = max(
         1.0, float(np.abs(session.base.coef[c]).max()), float(np.abs(weights["weight"].to_numpy()).max(initial=0))
     )
-    tooltip = ["concept", *(alt.Tooltip(f"{name}:Q", format="+.3f") for name in ("weight", "lower", "upper"))]
-    chart = signed_bars(weights, "weight", tooltip).encode(
-        x=alt.X("weight:Q", title="weight now", scale=alt.Scale(domain=[-span, span]))
-    )
-    st.altair_chart(chart.properties(title="Weights now (largest 15)"), width="stretch")
+    st.vega_lite_chart(weights.assign(direction=direction(weights["weight"])), weight_spec(span), width="stretch")
     colour_key(direction(weights["weight"]))
 
 
@@ -283,30 +282,80 @@ def figure(value: float, sign: str = "") -> str:
     return "–" if not np.isfinite(value) else f"{value:{sign}.3f}"
 
 
-def track_chart(track: pd.DataFrame, chance: dict) -> alt.Chart:
-    """The figures after each edit on a fixed 0..1 axis (colour: this class or the mean; solid: AP,
-    dotted: balanced agreement), with the chance lines (thin, dashed grey)."""
-    last = max(int(track["edit"].max()), 1)
-    y = alt.Y("value:Q", scale=alt.Scale(domain=[0, 1]), title="held-out")
-    colours = alt.Scale(domain=list(SCOPES), range=[palette.STUDENT, palette.TEACHER])
-    lines = (
-        alt.Chart(track)
-        .mark_line(point=True)
-        .encode(
-            x=alt.X("edit:Q", scale=alt.Scale(domain=[0, last]), axis=alt.Axis(tickMinStep=1), title="edit"),
-            y=y,
-            color=alt.Color("scope:N", scale=colours, legend=alt.Legend(orient="bottom", title=None)),
-            strokeDash=alt.StrokeDash(
-                "metric:N", scale=alt.Scale(domain=list(TRACKED.values()), range=[[1, 0], [2, 2]]), legend=None
-            ),
-            tooltip=["scope", "metric", "edit", alt.Tooltip("value:Q", format=".3f")],
-        )
-    )
+def track_data(track: pd.DataFrame, chance: dict) -> pd.DataFrame:
+    """The figures after each edit, and the chance lines as rows with kind "chance"."""
     levels = {f"chance AP ({scope})": level["student AP"] for scope, level in chance.items()}
     levels["chance balanced agreement"] = 0.5
-    rules = pd.DataFrame({"value": list(levels.values()), "line": list(levels)})
-    rule = alt.Chart(rules).mark_rule(strokeDash=[4, 3], color=palette.NEUTRAL).encode(y=y, tooltip=["line"])
-    return (lines + rule).properties(height=170)
+    rules = pd.DataFrame({"scope": list(levels), "value": list(levels.values()), "kind": "chance"})
+    return pd.concat([track.assign(kind="figure"), rules], ignore_index=True)
+
+
+# The figures on a fixed 0..1 axis (colour: this class or the mean; solid: AP, dotted: balanced
+# agreement), each edit a point, with the chance lines dashed grey.
+def track_spec(last: int) -> dict:
+    return {
+        "height": 170,
+        "encoding": {"y": {"field": "value", "type": "quantitative", "scale": {"domain": [0, 1]}, "title": "held-out"}},
+        "layer": [
+            {
+                "transform": [{"filter": "datum.kind == 'figure'"}],
+                "mark": {"type": "line", "point": True},
+                "encoding": {
+                    "x": {
+                        "field": "edit",
+                        "type": "quantitative",
+                        "title": "edit",
+                        "axis": {"tickMinStep": 1},
+                        "scale": {"domain": [0, last]},
+                    },
+                    "color": {
+                        "field": "scope",
+                        "type": "nominal",
+                        "scale": {"domain": list(SCOPES), "range": [palette.STUDENT, palette.TEACHER]},
+                        "legend": {"orient": "bottom", "title": None},
+                    },
+                    "strokeDash": {
+                        "field": "metric",
+                        "type": "nominal",
+                        "scale": {"domain": list(TRACKED.values()), "range": [[1, 0], [2, 2]]},
+                        "legend": None,
+                    },
+                    "tooltip": [
+                        {"field": "scope"},
+                        {"field": "metric"},
+                        {"field": "edit"},
+                        {"field": "value", "format": ".3f"},
+                    ],
+                },
+            },
+            {
+                "transform": [{"filter": "datum.kind == 'chance'"}],
+                "mark": {"type": "rule", "strokeDash": [4, 3], "color": palette.NEUTRAL},
+                "encoding": {"tooltip": [{"field": "scope", "title": "line"}, {"field": "value", "format": ".3f"}]},
+            },
+        ],
+    }
+
+
+def weight_spec(span: float) -> dict:
+    """The class's largest weights as signed bars on a fixed axis (-span..span), largest first,
+    coloured by what they do to the score (``views.draw.DIRECTIONS``)."""
+    return {
+        "mark": "bar",
+        "title": "Weights now (largest 15)",
+        "encoding": {
+            "x": {"field": "weight", "type": "quantitative", "title": "weight now", "scale": {"domain": [-span, span]}},
+            "y": {"field": "concept", "type": "nominal", "sort": "-x", "title": None, "axis": {"labelLimit": 140}},
+            "color": {
+                "field": "direction",
+                "type": "nominal",
+                "scale": {"domain": list(DIRECTIONS), "range": list(DIRECTIONS.values())},
+                "legend": None,
+            },
+            "tooltip": [{"field": "concept"}]
+            + [{"field": name, "type": "quantitative", "format": "+.3f"} for name in ("weight", "lower", "upper")],
+        },
+    }
 
 
 st.title("Tune")
