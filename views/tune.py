@@ -105,10 +105,29 @@ def batch(session, op: str, c: int) -> None:
         say(note)
 
 
+def tools(session, c: int) -> None:
+    """The scale factor and the concept picker. Outside the fragment: using them redraws the page,
+    which is rare; a slider edit does not redraw them (fewer elements: a faster edit)."""
+    with st.container(horizontal=True, vertical_alignment="bottom"):
+        st.number_input(
+            "Scale factor x for up/down", min_value=1.05, max_value=10.0, value=2.0, step=0.25, key="factor", width=200
+        )
+        st.selectbox(
+            "Add a slider for any concept",
+            session.vocabulary,
+            index=None,
+            placeholder="Type to search the whole vocabulary…",
+            key=f"pick_{c}",
+            on_change=pick,
+            args=(session, c),
+            help="Any concept of the workspace, also one the class does not use (weight 0): up-tune it to bring it in.",
+        )
+
+
 @st.fragment
 def tuning_panel(explorer, session, c: int) -> None:
-    """Controls beside the results; on a narrow window the columns stack, controls first. A
-    fragment: an edit redraws this panel only."""
+    """Sliders beside the results; on a narrow window the columns stack, sliders first. A fragment:
+    an edit redraws this panel only."""
     if "tune_toast" in st.session_state:
         st.toast(st.session_state.pop("tune_toast"), icon=":material/info:")
     left, right = st.columns([5, 6], gap="large")
@@ -119,10 +138,8 @@ def tuning_panel(explorer, session, c: int) -> None:
 
 
 def controls(session, c: int) -> None:
-    with st.container(horizontal=True, vertical_alignment="bottom"):
-        factor = st.number_input(
-            "Scale factor x for up/down", min_value=1.05, max_value=10.0, value=2.0, step=0.25, key="factor"
-        )
+    factor = float(st.session_state.get("factor", 2.0))
+    with st.container(horizontal=True, vertical_alignment="center"):
         st.button(
             "Undo",
             icon=":material/undo:",
@@ -139,24 +156,21 @@ def controls(session, c: int) -> None:
             on_click=history_step,
             args=(session, "redo"),
         )
-    st.selectbox(
-        "Add a slider for any concept",
-        session.vocabulary,
-        index=None,
-        placeholder="Type to search the vocabulary…",
-        key=f"pick_{c}",
-        on_change=pick,
-        args=(session, c),
-        format_func=lambda word: f"{word}  ({session.bank.coef_[c, session.concept_index(word)]:+.2f})",
-        help="Every concept of the workspace, with its weight for this class now (0: the class does not use it).",
-    )
     concepts = slider_concepts(session, c, st.session_state.get(picked_key(session, c), []))
     # One range for the class's sliders, fixed at the session's start unless a weight outgrows it.
     largest = max(np.abs(session.base.coef[c]).max(), np.abs(session.bank.coef_[c, concepts]).max(initial=0))
     span = max(1.0, round(1.5 * float(largest), 1))
-    st.caption(" · ".join(f":material/{icon}: {name}" for icon, _, name, _ in actions(factor)))
+    st.caption(
+        f":material/arrow_upward: × {factor:g}: up-tune, |weight| at least × {factor:g} of now (a weight of 0 comes in "
+        f"with a floor) · :material/arrow_downward: × {1 / factor:.2f}: down-tune, at most × {1 / factor:.2f} of now "
+        "· :material/lock: keep the weight now · :material/block: remove (weight 0)"
+    )
     for j in concepts:
         concept_controls(session, c, j, span, factor)
+
+
+def more_tools(session, c: int) -> None:
+    """Batch edits and the exact refit, below the panel (outside the fragment, like ``tools``)."""
     batch_controls(session, c)
     st.button(
         "Refine (exact BCE fit of this class)",
@@ -186,41 +200,43 @@ def concept_controls(session, c: int, j: int, span: float, factor: float) -> Non
         args=(session, "set", c, j),
         kwargs={"widget": key, "drawn_at": len(session.audit)},
     )
-    with st.container(horizontal=True, gap="small", vertical_alignment="center"):
-        for icon, op, _, arguments in actions(factor):
-            tip = action_help(session, op, c, j, factor) if op in ("upweight", "downweight") else TIPS[op]
-            st.button(
-                f":material/{icon}:",
-                key=f"{key}_{op}",
-                help=tip,
-                on_click=act,
-                args=(session, op, c, j),
-                kwargs=arguments,
-            )
-        state = weight_state(session, c, j)
-        if state:
-            icon = next((i for word, i in STATE_ICONS.items() if state.startswith(word)), "straighten")
-            st.button(
-                f"{state} · free it",
-                key=f"{key}_release",
-                icon=f":material/{icon}:",
-                type="tertiary",
-                help="Release: remove this constraint, the weight is fitted freely again",
-                on_click=act,
-                args=(session, "release", c, j),
-            )
+    # One control for the actions (not a button each): fewer elements to redraw after every edit.
+    # Its last option, when the weight is constrained, shows the constraint and frees it.
+    state = weight_state(session, c, j)
+    labels = {op: f":material/{icon}: {words}" for icon, op, words, _ in actions(factor)}
+    if state:
+        icon = next((i for word, i in STATE_ICONS.items() if state.startswith(word)), "straighten")
+        labels["release"] = f":material/{icon}: {state} · free"
+    up, down = (action_help(session, op, c, j, factor) for op in ("upweight", "downweight"))
+    st.segmented_control(
+        f"Actions on {session.vocabulary[j]}",
+        list(labels),
+        format_func=labels.get,
+        key=f"a_{c}_{j}",
+        label_visibility="collapsed",
+        on_change=act_chosen,
+        args=(session, c, j, factor),
+        help=f"{up}. {down}. Lock: keep the current weight. Remove: weight 0."
+        + (" Free: drop the constraint." if state else ""),
+    )
 
 
-TIPS = {"lock": "Lock at the current weight", "remove": "Remove: the weight is 0"}
+def act_chosen(session, c: int, j: int, factor: float) -> None:
+    """Callback of a concept's action control: carry out the chosen action, then clear the choice."""
+    op = st.session_state.get(f"a_{c}_{j}")
+    st.session_state[f"a_{c}_{j}"] = None
+    arguments = {"upweight": {"factor": factor}, "downweight": {"factor": 1 / factor}}.get(op, {})
+    if op:
+        act(session, op, c, j, **arguments)
 
 
 def actions(factor: float) -> tuple:
-    """The buttons under each slider: (Material icon, operation, name, its arguments)."""
+    """The actions under each slider: (Material icon, operation, label words, its arguments)."""
     return (
-        ("arrow_upward", "upweight", f"up-tune × {factor:g} of now", {"factor": factor}),
-        ("arrow_downward", "downweight", f"down-tune × {1 / factor:.2f} of now", {"factor": 1 / factor}),
-        ("lock", "lock", "lock", {}),
-        ("block", "remove", "remove", {}),
+        ("arrow_upward", "upweight", f"× {factor:g}", {"factor": factor}),
+        ("arrow_downward", "downweight", f"× {1 / factor:.2f}", {"factor": 1 / factor}),
+        ("lock", "lock", "", {}),
+        ("block", "remove", "", {}),
     )
 
 
@@ -256,12 +272,14 @@ def results(session, c: int) -> None:
         (SCOPES[1], "student AP", "Mean AP, all classes"),
         (SCOPES[1], "balanced agreement", "Mean balanced agreement, all classes"),
     ]
+    last_edit = []
     for col, (scope, metric, label) in zip([*st.columns(2), *st.columns(2)], tiles, strict=True):
         row = summary.loc[(scope, metric)]
         since = row["since_start"]
         moved = np.isfinite(since) and round(since, 3) != 0
         col.metric(label, figure(row["now"]), f"{since:+.3f}" if moved else None, help="Change since the start")
-        col.caption(f"since start {figure(since, '+')} · last edit {figure(row['last_edit'], '+')}")
+        last_edit.append(f"{label} {figure(row['last_edit'], '+')}")
+    st.caption("Arrows: change since the start. The last edit's change: " + " · ".join(last_edit))
     # Plain Vega-Lite specs, not Altair: Altair validates every chart against its schema, which
     # cost more than the re-fit itself on each edit.
     st.vega_lite_chart(
@@ -373,4 +391,6 @@ if state:
     elif panel == "Disagreements":
         disagreement_panel(explorer, session, c)
     else:
+        tools(session, c)
         tuning_panel(explorer, session, c)
+        more_tools(session, c)
