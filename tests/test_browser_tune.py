@@ -75,9 +75,9 @@ def session_file(demo, page) -> dict:
     return json.loads((demo / "sessions" / f"{session_id}.json").read_text())
 
 
-def keyed(page, *parts: str):
-    """The element(s) of a widget whose key contains every one of ``parts``."""
-    return page.locator("".join(f'[class*="st-key-{p}"]' if i == 0 else f'[class*="{p}"]' for i, p in enumerate(parts)))
+def keyed(page, key: str):
+    """The element of the widget with this key."""
+    return page.locator(f".st-key-{key}")
 
 
 def slider_value(page, concept: str) -> float:
@@ -123,7 +123,7 @@ def test_a_concept_of_weight_zero_is_found_and_uptuned(server, page, base, shots
     settle(page, "Tune")
     assert slider_value(page, concept) == 0
     j = base.vocabulary.index(concept)
-    keyed(page, f"w_0_{j}_", "_upweight").locator("button:visible").first.click()
+    keyed(page, f"a_0_{j}").get_by_role("radio").first.click()  # the first action: up-tune
     settle(page, "Tune")
     no_exception(page)
     assert slider_value(page, concept) > 0

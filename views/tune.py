@@ -264,7 +264,7 @@ def results(session, c: int) -> None:
     summary = metric_summary(track).set_index(["scope", "metric"])
     st.caption(
         f"On held-out images (the students were not fit on them), since this session started "
-        f"({session.cursor} edit{'s' * (session.cursor != 1)} applied); under each figure: the last edit's change."
+        f"({session.cursor} edit{'s' * (session.cursor != 1)} applied)."
     )
     tiles = [
         (SCOPES[0], "student AP", "Student AP"),
