@@ -30,8 +30,15 @@ from views.tune_groups import disagreement_panel
 from views.tune_suggest import suggestion_panel
 
 SLIDER_STEP = 0.01
+# The first word of a constraint (``tuning_view.constraint_words``) and its icon.
+STATE_ICONS = {
+    "removed": "block",
+    "locked": "lock",
+    "floor": "vertical_align_bottom",
+    "ceiling": "vertical_align_top",
+    "kept": "straighten",
+}
 PANELS = ("Sliders", "Suggestions", "Disagreements")
-STATE_ICONS = {"removed": "block", "locked": "lock", "floor": "arrow_upward", "ceiling": "arrow_downward"}
 
 
 def say(message: str) -> None:
@@ -186,12 +193,12 @@ def concept_controls(session, c: int, j: int, span: float, factor: float) -> Non
     """One concept's weight slider, its constraint in words, and its up / down / lock / remove buttons."""
     # Stable keys: the browser updates these controls in place after an edit instead of building new
     # ones (faster); the slider is given the re-fitted weight through its state before it is drawn.
-    key = f"w_{c}_{j}"
+    key = f"w_{c}_{j}_{span:g}"  # a new range is a new widget (its state would not fit the old one)
     weight = round(float(session.bank.coef_[c, j]), 2)
     if st.session_state.get(key) != weight:
         st.session_state[key] = weight
     st.slider(
-        session.vocabulary[j],
+        session.vocabulary[j],  # a constant label: a new label would make a new widget
         -span,
         span,
         step=SLIDER_STEP,
@@ -201,12 +208,13 @@ def concept_controls(session, c: int, j: int, span: float, factor: float) -> Non
         kwargs={"widget": key, "drawn_at": len(session.audit)},
     )
     # One control for the actions (not a button each): fewer elements to redraw after every edit.
-    # Its last option, when the weight is constrained, shows the constraint and frees it.
+    # Its last option, when the weight is constrained (the slider's label says how), frees it.
     state = weight_state(session, c, j)
+    if state:
+        st.caption(f":orange[:material/{STATE_ICONS[state.split()[0]]}: {state}]")
     labels = {op: f":material/{icon}: {words}" for icon, op, words, _ in actions(factor)}
     if state:
-        icon = next((i for word, i in STATE_ICONS.items() if state.startswith(word)), "straighten")
-        labels["release"] = f":material/{icon}: {state} · free"
+        labels["release"] = ":material/lock_open: free"
     up, down = (action_help(session, op, c, j, factor) for op in ("upweight", "downweight"))
     st.segmented_control(
         f"Actions on {session.vocabulary[j]}",
@@ -285,7 +293,10 @@ def results(session, c: int) -> None:
     st.vega_lite_chart(
         track_data(track, chance_levels(session, c)), track_spec(max(session.cursor, 1)), width="stretch"
     )
-    st.caption("Solid: student AP · dotted: balanced agreement · dashed grey: chance")
+    colour_key(SCOPES, dict(zip(SCOPES, (palette.STUDENT, palette.TEACHER), strict=True)))
+    st.caption(
+        "Solid: student AP · dotted: balanced agreement · dashed grey: chance (AP of this class, of the mean; 0.5)"
+    )
     if session.autosave_error:
         st.warning(session.autosave_error)
     weights = top_concepts(session, c)
@@ -330,7 +341,7 @@ def track_spec(last: int) -> dict:
                         "field": "scope",
                         "type": "nominal",
                         "scale": {"domain": list(SCOPES), "range": [palette.STUDENT, palette.TEACHER]},
-                        "legend": {"orient": "bottom", "title": None},
+                        "legend": None,  # drawn as a line of text under the chart: a legend squeezes the plot
                     },
                     "strokeDash": {
                         "field": "metric",
