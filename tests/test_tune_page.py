@@ -147,3 +147,22 @@ def test_the_address_restores_the_session_and_a_bad_path_keeps_it(demo):
     assert not again.exception
     assert any("Not opened, the open workspace stays" in e.value for e in again.sidebar.error)
     assert again.session_state["tuning"] is restored and len(restored.events) == 1
+
+
+def test_a_named_session_is_listed_by_its_name_to_its_browser_only(demo):
+    from conceptkd_core.explorer import owner_of, saved_sessions
+
+    at = tune(demo, browser="namer")
+    session = at.session_state["tuning"]
+    at.slider[0].set_value(0.0).run()
+    at.switch_page("views/history.py").run()
+    at.text_input(key=f"name_{session.session_id}").set_value("aeroplane without baby bottle").run()
+    listed = saved_sessions(open_demo(demo), owner_of("page-test-browser-namer-0000"))
+    assert list(listed["name"]) == ["aeroplane without baby bottle"]
+    assert session.session_id not in set(saved_sessions(open_demo(demo), owner_of("someone else"))["session_id"])
+
+
+def open_demo(demo):
+    from conceptkd_core.explorer import open_explorer
+
+    return open_explorer(demo)

@@ -85,7 +85,13 @@ if state:
 
     st.subheader("Your autosaved sessions")
     owner = owner_of(browser_key())
-    name = st.text_input("This session's name", value=session.name, max_chars=200, key=f"name_{session.session_id}")
+    name = st.text_input(
+        "This session's name",
+        value=session.name,
+        max_chars=200,
+        key=f"name_{session.session_id}",
+        placeholder="e.g. aeroplane without sky (listed by this name instead of its start time)",
+    )
     if name != session.name:
         session.name, session.owner = name, owner
         session.autosave()
