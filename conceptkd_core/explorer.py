@@ -7,7 +7,9 @@ loads) the base students; every browser session then tunes its own copy through
 
 from __future__ import annotations
 
+import hashlib
 import os
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -19,6 +21,7 @@ from .defaults import DEFAULT_ALPHA
 from .store import side_files
 from .store.split import Split, workspace_split
 from .store.workspace import Workspace, WorkspaceError, load_workspace
+from .students import session_file
 from .students.bank import StudentBank
 from .students.budget import budget_bank
 from .students.events import TuningError
@@ -279,24 +282,78 @@ def disagreement_table(session: TuningSession, class_index: int | None, top: int
     return table
 
 
-def saved_sessions(explorer: Explorer) -> pd.DataFrame:
-    """Autosaved tuning sessions of this workspace, newest first: path, session_id, modified, edits,
-    applied, and problem: why a damaged one cannot be resumed ('' for the others; a damaged file
-    is listed, not hidden, so the analyst learns that it exists)."""
+def owner_of(browser_key: str) -> str:
+    """The owner a session file records for a browser: a digest of the browser's random key, so
+    that a file read by someone else does not give away the key that lists its sessions."""
+    return hashlib.sha256(f"conceptkd-browser:{browser_key}".encode()).hexdigest()[:32]
+
+
+def readable_time(iso: str) -> str:
+    """An ISO time as a reader takes it in: "4 Dec 2026, 17:25 UTC" ('' if it is not a time)."""
+    try:
+        return pd.Timestamp(iso).tz_convert("UTC").strftime("%-d %b %Y, %H:%M UTC")
+    except (ValueError, TypeError):
+        return ""
+
+
+def saved_sessions(explorer: Explorer, owner: str | None = None) -> pd.DataFrame:
+    """Autosaved tuning sessions of this workspace, newest first: path, session_id, name (the one
+    given, else when it started), modified, edits, applied, and problem: why a damaged one cannot be
+    resumed ('' for the others; a damaged file is listed, not hidden, so the analyst learns that it
+    exists). With ``owner`` (``owner_of``), only that browser's sessions (damaged ones are nobody's,
+    and listed to everyone)."""
     rows = []
     for path in side_files.session_files(explorer.workspace):
         try:
             modified = pd.Timestamp(path.stat().st_mtime, unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M:%S")
         except OSError:
             continue  # removed since it was listed
-        row = {"path": str(path), "session_id": path.stem, "modified": modified, "edits": 0, "applied": 0}
+        row = {"path": str(path), "session_id": path.stem, "name": path.stem, "modified": modified}
+        row |= {"edits": 0, "applied": 0}
         try:
             summary = session_summary(path.read_bytes())
-            row |= {"edits": summary.edits, "applied": summary.cursor, "problem": ""}
         except (TuningError, OSError) as exc:
-            row["problem"] = str(exc)
-        rows.append(row)
-    return pd.DataFrame(rows, columns=["path", "session_id", "modified", "edits", "applied", "problem"])
+            rows.append(row | {"problem": str(exc)})
+            continue
+        if owner is not None and summary.owner != owner:
+            continue
+        started = readable_time(summary.created)
+        name = summary.name or (f"Started {started}" if started else summary.session_id)
+        rows.append(row | {"name": name, "edits": summary.edits, "applied": summary.cursor, "problem": ""})
+    return pd.DataFrame(rows, columns=["path", "session_id", "name", "modified", "edits", "applied", "problem"])
+
+
+def session_for_link(explorer: Explorer, session_id: str | None, owner: str) -> tuple[TuningSession, str | None]:
+    """The session a page address names (``?session=<id>``), for the browser of ``owner``, and what
+    went wrong if it could not be opened (None if nothing did).
+
+    An autosaved session of this browser is resumed (its next edits are saved to the same file);
+    another browser's (a shared link) is copied into a new session of this browser, so that two
+    visitors never write one file; an unknown or damaged one gives a new session and says why."""
+
+    def fresh() -> TuningSession:
+        session = new_session(explorer)
+        session.owner = owner
+        return session
+
+    if not session_id:
+        return fresh(), None
+    try:
+        path = side_files.session_file(explorer.workspace, session_id)
+    except ValueError as exc:
+        return fresh(), f"The address names no session: {exc}"
+    if not path.is_file():
+        return fresh(), None  # a session is saved from its first edit on: before it, there is nothing to restore
+    try:
+        session = resume_session(explorer, path)
+    except (TuningError, ValueError, OSError) as exc:
+        return fresh(), f"Session {session_id} could not be restored: {exc}"
+    if session.owner != owner:
+        session.name = f"Copy of {session.name or session_id}"[: session_file.MAX_TEXT]
+        session.session_id, session.owner = uuid.uuid4().hex[:16], owner
+        session.autosave_path = side_files.session_file(explorer.workspace, session.session_id)
+        session.autosave()  # the copy exists from now on: a reload of its address restores it
+    return session, None
 
 
 def import_session(

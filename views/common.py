@@ -8,12 +8,14 @@ Streamlit into its legacy multipage mode on a cold server (see README, "Using th
 from __future__ import annotations
 
 import os
+import re
+import secrets
 from pathlib import Path
 from typing import NamedTuple
 
 import streamlit as st
 
-from conceptkd_core.explorer import Explorer, new_session, open_explorer
+from conceptkd_core.explorer import Explorer, open_explorer, owner_of, session_for_link
 from conceptkd_core.store.locations import (
     MAX_PATH_CHARS,
     PathRefused,
@@ -109,11 +111,16 @@ def shown(message: object) -> str:
 
 
 def _workspace_typed() -> None:
-    """Callback of the workspace box: open what was typed if it is allowed, else say why."""
+    """Callback of the workspace box: open what was typed if it is allowed and is a workspace, else
+    say why and keep the workspace (and the tuning session) that was open."""
     try:
         path = resolve_typed_path(st.session_state["workspace_input"], ALLOWED_ROOTS)
+        get_explorer(str(path))
     except PathRefused as exc:
         st.session_state["workspace_refused"] = str(exc)
+        return
+    except (WorkspaceError, OSError) as exc:
+        st.session_state["workspace_refused"] = f"Not opened, the open workspace stays: {shown(exc)}"
         return
     st.session_state.pop("workspace_refused", None)
     st.session_state["workspace_root"] = str(path)
@@ -138,7 +145,7 @@ def sidebar() -> None:
         )
         if st.session_state.get("workspace_refused"):
             st.error(st.session_state["workspace_refused"])
-        state = current()
+        state = current(notices=False)
         if state:
             explorer, session = state
             for notice in explorer.notices:
@@ -149,13 +156,40 @@ def sidebar() -> None:
             st.session_state["class"] = st.session_state["class_input"]
 
 
-def current() -> tuple[Explorer, TuningSession] | None:
-    """The workspace and this session's tuning, or None (with a message) if there is no workspace."""
+BROWSER_COOKIE = "conceptkd_browser"
+BROWSER_KEY = re.compile(r"[A-Za-z0-9_-]{16,64}")
+
+
+def browser_key() -> str:
+    """This browser's random key: it lists the browser's own tuning sessions. Kept in a cookie (a
+    year), so that it survives a reload and is never part of a link that gets shared; a browser
+    without it gets a new one, written by a line of JavaScript (Streamlit reads cookies, but only
+    the page can set one)."""
+    key = st.session_state.get("browser_key")
+    if key:
+        return key
+    key = st.context.cookies.get(BROWSER_COOKIE)
+    if not isinstance(key, str) or not BROWSER_KEY.fullmatch(key):
+        key = secrets.token_urlsafe(24)
+        st.html(
+            f"<script>document.cookie = '{BROWSER_COOKIE}={key}; path=/; max-age=31536000; SameSite=Strict';</script>",
+            unsafe_allow_javascript=True,
+        )
+    st.session_state["browser_key"] = key
+    return key
+
+
+def current(notices: bool = True) -> tuple[Explorer, TuningSession] | None:
+    """The workspace and this session's tuning, or None (with a message) if there is no workspace.
+
+    The session's id is kept in the page address (``?session=``): a reload or a shared link opens
+    that session again (``explorer.session_for_link``); ``notices``: say (until the first edit)
+    why the session the address named could not be restored."""
     root = st.session_state.get("workspace_root", str(DEFAULT_WORKSPACE))
     try:
         explorer = get_explorer(str(Path(root).resolve()))
     except (WorkspaceError, OSError) as exc:
-        st.session_state.pop("tuning", None)
+        # The tuning session stays in memory (and on disk): it returns with its workspace.
         st.warning(f"No workspace to show: {shown(exc)}")
         st.caption(
             "Make one with `python -m conceptkd_core extract --images … --out WORKSPACE` "
@@ -164,8 +198,13 @@ def current() -> tuple[Explorer, TuningSession] | None:
         return None
     session = st.session_state.get("tuning")
     if session is None or session.stamp.get("workspace_id") != explorer.workspace.workspace_id:
-        session = new_session(explorer)
+        session, problem = session_for_link(explorer, st.query_params.get("session"), owner_of(browser_key()))
         st.session_state["tuning"] = session
+        st.session_state["link_problem"] = problem and shown(problem)
+    if notices and st.session_state.get("link_problem") and not session.events:
+        st.warning(st.session_state["link_problem"])
+    if st.query_params.get("session") != session.session_id:
+        st.query_params["session"] = session.session_id
     return explorer, session
 
 

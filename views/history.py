@@ -3,9 +3,9 @@
 import pandas as pd
 import streamlit as st
 
-from conceptkd_core.explorer import import_session, resume_session, saved_sessions
+from conceptkd_core.explorer import import_session, owner_of, resume_session, saved_sessions
 from conceptkd_core.students.session import TuningError
-from views.common import current, shown
+from views.common import browser_key, current, shown
 
 EDIT_COLUMNS = {
     "#": st.column_config.NumberColumn("#", format="%d", width="small"),
@@ -18,7 +18,7 @@ EDIT_COLUMNS = {
     "held-out AP after": st.column_config.TextColumn("Held-out AP after", help="Student AP of each class edited."),
 }
 SESSION_COLUMNS = {
-    "session_id": st.column_config.TextColumn("Session"),
+    "name": st.column_config.TextColumn("Session"),
     "modified": st.column_config.TextColumn("Last saved (UTC)"),
     "edits": st.column_config.NumberColumn("Edits", format="%d"),
     "applied": st.column_config.NumberColumn("Applied", format="%d", help="Edits not undone."),
@@ -83,17 +83,29 @@ if state:
         kind, message = st.session_state["import_outcome"]
         (st.success if kind == "success" else st.error)(message)
 
-    st.subheader("Autosaved sessions")
-    saved = saved_sessions(explorer)
+    st.subheader("Your autosaved sessions")
+    owner = owner_of(browser_key())
+    name = st.text_input(
+        "This session's name",
+        value=session.name,
+        max_chars=200,
+        key=f"name_{session.session_id}",
+        placeholder="e.g. aeroplane without sky (listed by this name instead of its start time)",
+    )
+    if name != session.name:
+        session.name, session.owner = name, owner
+        session.autosave()
+    saved = saved_sessions(explorer, owner)
     others = saved[saved["session_id"] != session.session_id]
     damaged, others = others[others["problem"] != ""], others[others["problem"] == ""]
     for row in damaged.itertuples():
         st.warning(f"Autosave {row.session_id} ({row.modified}) cannot be resumed: {shown(row.problem)}")
     if others.empty:
-        st.caption("No other autosaved session of this workspace.")
+        st.caption("No other session of yours on this workspace (sessions are listed to the browser that made them).")
     else:
         st.dataframe(others, hide_index=True, column_order=list(SESSION_COLUMNS), column_config=SESSION_COLUMNS)
-        pick = st.selectbox("Session to resume", others["session_id"], key="resume_pick")
+        names = dict(zip(others["session_id"], others["name"], strict=True))
+        pick = st.selectbox("Session to resume", list(names), format_func=names.get, key="resume_pick")
         if st.button("Resume it"):
             try:
                 st.session_state["tuning"] = resume_session(explorer, others.set_index("session_id").loc[pick, "path"])

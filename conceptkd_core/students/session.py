@@ -103,6 +103,8 @@ class TuningSession:
         self.stamp = dict(stamp or {})
         self.session_id = session_id or uuid.uuid4().hex[:16]
         self.created = _now()
+        self.name = ""  # a readable name the analyst may give (the app lists sessions by it)
+        self.owner = ""  # who may list this session: a digest of a browser's key ("" for none)
         self.base = BankState.of(bank)  # the students before any event
         self.events: list[TuningEvent] = []
         self.cursor = 0

@@ -1,9 +1,10 @@
 """The tuning session file: what an export and every autosave write, and what an import reads back.
 
 One JSON document holds the students now, the base students, every event, the cursor and the
-audit trail, with a SHA-256 of its canonical form. This module alone writes the format and reads
-it. JSON has no infinity: unbounded limits (in bounds and in a ``bound`` edit's arguments) are
-written as the strings ``"inf"`` and ``"-inf"``.
+audit trail, the session's readable name and its owner (a digest of the key of the browser that
+made it, so that the app lists a visitor's own sessions only), with a SHA-256 of its canonical
+form. This module alone writes the format and reads it. JSON has no infinity: unbounded limits
+(in bounds and in a ``bound`` edit's arguments) are written as the strings ``"inf"`` and ``"-inf"``.
 
 A file that comes back is untrusted (an upload, or an autosave anyone with access to the folder
 could have edited), so reading it takes three steps, each refusing with one line saying why:
@@ -76,6 +77,8 @@ class SessionDocument:
 
     session_id: str
     created: str
+    name: str
+    owner: str
     base: StudentBank
     events: list[TuningEvent]
     cursor: int
@@ -87,6 +90,9 @@ class SessionSummary(NamedTuple):
     session_id: str
     edits: int
     cursor: int
+    name: str = ""
+    owner: str = ""
+    created: str = ""
 
 
 # ----------------------------------------------------------------------------- write
@@ -98,6 +104,8 @@ def to_dict(session: TuningSession) -> dict:
         "version": FORMAT_VERSION,
         "session_id": session.session_id,
         "created": session.created,
+        "name": session.name,
+        "owner": session.owner,
         "stamp": session.stamp,
         "classes": session.classes,
         "vocabulary_size": len(session.vocabulary),
@@ -153,7 +161,14 @@ def _checked_document(text: str | bytes) -> dict:
 def session_summary(text: str | bytes) -> SessionSummary:
     """Who a session file is and how long its history is, after the checks that need no workspace."""
     doc = _checked_document(text)
-    return SessionSummary(_text(doc.get("session_id"), "session_id"), len(doc["events"]), doc["cursor"])
+    return SessionSummary(
+        _text(doc.get("session_id"), "session_id"),
+        len(doc["events"]),
+        doc["cursor"],
+        _text(doc.get("name", ""), "name"),
+        _text(doc.get("owner", ""), "owner"),
+        _text(doc.get("created", ""), "created"),
+    )
 
 
 def parse(
@@ -201,6 +216,8 @@ def _decode(doc: Mapping[str, Any], stats: GramStats, n_classes: int, n_concepts
     return SessionDocument(
         _text(doc["session_id"], "session_id"),
         _text(doc["created"], "created"),
+        _text(doc.get("name", ""), "name"),  # name and owner came later: older files have neither
+        _text(doc.get("owner", ""), "owner"),
         base,
         events,
         doc["cursor"],
@@ -262,6 +279,7 @@ def replay_into(session: TuningSession, document: SessionDocument, reference: St
             raise TuningError(f"the saved students' {name} are not the end of the history in the tuning file")
     session._go_to(document.cursor, state)
     session.created, session.audit = document.created, document.audit
+    session.name, session.owner = document.name, document.owner
 
 
 def _close(mine: np.ndarray, theirs: np.ndarray) -> bool:

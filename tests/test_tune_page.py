@@ -1,0 +1,168 @@
+"""The Tune page through Streamlit's AppTest on a copy of the demo workspace: the sliders show the
+weights after every edit, any concept can be picked and brought in, refused edits say why, batch
+edits are one undo step, suggestions apply, disagreement images open, and the session follows the
+page address; a wrong workspace path keeps the session."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tunepage")
+    shutil.copytree(ROOT / "data" / "demo" / "images", folder / "images")
+    shutil.copytree(
+        ROOT / "data" / "demo" / "workspace", folder / "workspace", ignore=shutil.ignore_patterns("sessions")
+    )
+    return folder / "workspace"
+
+
+def tune(demo, query: dict | None = None, browser: str = "a") -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.session_state["workspace_root"] = str(demo)
+    at.session_state["browser_key"] = f"page-test-browser-{browser}-0000"
+    for name, value in (query or {}).items():
+        at.query_params[name] = value
+    at.run()
+    at.switch_page("views/tune.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def sliders_show_the_weights(at) -> None:
+    session = at.session_state["tuning"]
+    for slider in at.slider:
+        c, j = (int(part) for part in slider.key.split("_")[1:3])
+        assert slider.value == pytest.approx(round(float(session.bank.coef_[c, j]), 2), abs=1e-9), slider.label
+
+
+def actions_of(at, j: int):
+    return next(s for s in at.get("button_group") if s.key == f"a_0_{j}")
+
+
+def test_sliders_show_the_weights_after_each_edit_and_undo(demo):
+    at = tune(demo)
+    order = [s.label for s in at.slider]
+    at.slider[0].set_value(round(at.slider[0].value * 0.5, 2)).run()
+    sliders_show_the_weights(at)
+    assert [s.label for s in at.slider] == order  # the list keeps its order
+    at.button(key="tune_undo").click().run()
+    sliders_show_the_weights(at)
+    assert at.session_state["tuning"].cursor == 0
+
+
+def test_a_picked_concept_of_weight_zero_is_brought_in(demo):
+    at = tune(demo)
+    session = at.session_state["tuning"]
+    j = int(np.flatnonzero(session.bank.coef_[0] == 0)[0])
+    at.selectbox(key="pick_0").set_value(session.vocabulary[j]).run()
+    assert at.slider[-1].label == session.vocabulary[j] and at.slider[-1].value == 0
+    actions_of(at, j).set_value("downweight").run()  # nothing to down-tune: refused, in words
+    assert "nothing to down-tune" in at.toast[0].value and not session.events
+    actions_of(at, j).set_value("upweight").run()
+    assert session.bank.coef_[0, j] > 0 and session.events[-1].op == "upweight"
+    assert any(c.value.endswith(f"floor ≥ {session.bank.lower_[0, j]:+.2f}]") for c in at.caption)
+    sliders_show_the_weights(at)
+    actions_of(at, j).set_value("release").run()
+    assert session.events[-1].op == "release"
+
+
+def test_a_batch_removal_is_one_undo_step(demo):
+    at = tune(demo)
+    session = at.session_state["tuning"]
+    j = int(np.argmax((session.bank.coef_ != 0).sum(axis=0)))
+    at.multiselect(key="batch_concepts").set_value([session.vocabulary[j]]).run()
+    at.radio(key="batch_scope").set_value("every class").run()
+    at.button(key="batch_remove").click().run()
+    assert len(session.events) == 1 and (session.bank.coef_[:, j] == 0).all()
+    at.button(key="batch_remove").click().run()  # again: nothing would change
+    assert len(session.events) == 1 and "already removed" in at.toast[0].value
+    at.button(key="tune_undo").click().run()
+    assert session.cursor == 0 and (session.bank.coef_[:, j] != 0).any()
+
+
+def test_figures_since_the_start_are_held_out_and_charted_on_fixed_axes(demo):
+    at = tune(demo)
+    labels = [m.label for m in at.metric]
+    assert labels == [
+        "Student AP",
+        "Balanced agreement",
+        "Mean AP, all classes",
+        "Mean balanced agreement, all classes",
+    ]
+    assert any("On held-out images" in c.value for c in at.caption)
+    at.slider[0].set_value(0.0).run()
+    assert any("(1 edit applied)" in c.value for c in at.caption)
+    charts = at.get("vega_lite_chart")
+    assert len(charts) == 2
+    import json
+
+    spec = json.loads(charts[0].proto.spec)
+    assert spec["encoding"]["y"]["scale"]["domain"] == [0, 1]
+    assert any(layer["mark"]["type"] == "rule" for layer in spec["layer"])  # the chance lines
+
+
+def test_a_suggestion_applies_as_one_undoable_edit(demo):
+    at = tune(demo)
+    session = at.session_state["tuning"]
+    at.segmented_control(key="tune_panel").set_value("Suggestions").run()
+    at.button(key="suggest_run").click().run()
+    assert not at.exception
+    first = at.session_state["suggestions"]["table"].iloc[0]
+    at.button(key="apply_0").click().run()
+    event = session.events[-1]
+    assert event.op == first["op"] and event.concept == first["concept_index"]
+    assert "Applied:" in at.toast[0].value
+
+
+def test_a_teacher_only_image_opens(demo):
+    at = tune(demo)
+    at.segmented_control(key="tune_panel").set_value("Disagreements").run()
+    opener = [b for b in at.button if b.key and b.key.startswith("open_")][1]
+    opener.click().run()
+    assert not at.exception
+    assert at.subheader[0].value == opener.key.removeprefix("open_")
+    assert any("Why the student says" in m.value for m in at.markdown)
+
+
+def test_the_address_restores_the_session_and_a_bad_path_keeps_it(demo):
+    at = tune(demo)
+    session = at.session_state["tuning"]
+    at.slider[0].set_value(0.0).run()
+    assert at.query_params["session"] in (session.session_id, [session.session_id])
+    again = tune(demo, {"session": session.session_id})  # a reload: a new browser session, same address
+    restored = again.session_state["tuning"]
+    assert restored.session_id == session.session_id and len(restored.events) == 1
+    np.testing.assert_array_equal(restored.bank.coef_, session.bank.coef_)
+    other = tune(demo, {"session": session.session_id}, browser="b")  # a shared link: a copy of its own
+    assert other.session_state["tuning"].session_id != session.session_id
+    np.testing.assert_array_equal(other.session_state["tuning"].bank.coef_, session.bank.coef_)
+    again.text_input(key="workspace_input").set_value("data/demo").run()  # a folder, not a workspace
+    assert not again.exception
+    assert any("Not opened, the open workspace stays" in e.value for e in again.sidebar.error)
+    assert again.session_state["tuning"] is restored and len(restored.events) == 1
+
+
+def test_a_named_session_is_listed_by_its_name_to_its_browser_only(demo):
+    from conceptkd_core.explorer import owner_of, saved_sessions
+
+    at = tune(demo, browser="namer")
+    session = at.session_state["tuning"]
+    at.slider[0].set_value(0.0).run()
+    at.switch_page("views/history.py").run()
+    at.text_input(key=f"name_{session.session_id}").set_value("aeroplane without baby bottle").run()
+    listed = saved_sessions(open_demo(demo), owner_of("page-test-browser-namer-0000"))
+    assert list(listed["name"]) == ["aeroplane without baby bottle"]
+    assert session.session_id not in set(saved_sessions(open_demo(demo), owner_of("someone else"))["session_id"])
+
+
+def open_demo(demo):
+    from conceptkd_core.explorer import open_explorer
+
+    return open_explorer(demo)
