@@ -89,7 +89,7 @@ def export_students(explorer, session, clip, out: str | os.PathLike, tuning_log:
         traced = torch.jit.trace(model, example, check_trace=False)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out / DENSE_FILE, _without_debug_records(traced))
+    atomic_write_bytes(out / DENSE_FILE, torchscript_without_paths(traced))
     atomic_write_npy(out / EMBEDDINGS_FILE, text.astype(np.float32))
     atomic_write_text(out / VOCABULARY_FILE, vocabulary_text(workspace.vocabulary))
     p = DECISION_THRESHOLD
@@ -153,7 +153,7 @@ def _records(table) -> list[dict]:
     ]
 
 
-def _without_debug_records(module) -> bytes:
+def torchscript_without_paths(module) -> bytes:
     """A TorchScript file without its debug records, which hold the source files' absolute paths."""
     import torch
 

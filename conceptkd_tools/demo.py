@@ -235,17 +235,9 @@ def render_split(sprites, folder: Path, n_multi: int, n_single: int, seed: int, 
 def save_teacher(model: torch.jit.ScriptModule, path: Path) -> None:
     """Save a TorchScript teacher without its debug records: they hold the absolute paths of the
     source files on the building machine, and shipped data may hold no absolute path."""
-    import io
-    import zipfile
+    from conceptkd_core.export import torchscript_without_paths
 
-    buffer = io.BytesIO()
-    torch.jit.save(model, buffer)
-    kept = io.BytesIO()
-    with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as source, zipfile.ZipFile(kept, "w") as target:
-        for member in source.infolist():
-            if not member.filename.endswith(".debug_pkl"):
-                target.writestr(member, source.read(member.filename))
-    atomic_write_bytes(path, kept.getvalue())
+    atomic_write_bytes(path, torchscript_without_paths(model))
 
 
 def build(

@@ -4,9 +4,7 @@ waterfall from the student's bias to its score."""
 
 import html
 
-import altair as alt
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 from conceptkd_core import palette
@@ -15,7 +13,16 @@ from conceptkd_core.images import ImageError
 from conceptkd_core.overlays import ImageSegments, concept_overlay, contribution_overlay, label_overlay
 from conceptkd_core.store.workspace import WorkspaceError
 from views.common import shown
-from views.draw import colour_key, detail_image, direction, direction_colour, fitted, percent, teacher_student
+from views.draw import (
+    SCORE_COLOUR,
+    colour_key,
+    detail_image,
+    fitted,
+    percent,
+    teacher_student,
+    waterfall_chart,
+    waterfall_steps,
+)
 
 OVERLAY_WIDTH = 300
 NO_CONCEPT = "(none)"
@@ -50,37 +57,12 @@ def overlays(explorer, session, r: int, c: int, image: np.ndarray, concept: str)
     )
 
 
-SCORE_COLOUR = {"score": palette.STUDENT}
-
-
-def waterfall_chart(steps: pd.DataFrame, threshold: float) -> alt.Chart:
-    """Bars from the bias through each concept to the score (``steps`` with a ``colour`` word per
-    bar); a dashed line at the threshold."""
-    bars = (
-        alt.Chart(steps)
-        .mark_bar()
-        .encode(
-            y=alt.Y("label:N", sort=list(steps["label"]), title=None, axis=alt.Axis(labelLimit=140)),
-            x=alt.X("start:Q", title="student score"),
-            x2="end:Q",
-            color=direction_colour(steps["colour"], SCORE_COLOUR),
-            tooltip=["label", alt.Tooltip("value:Q", format="+.3f", title="adds"), alt.Tooltip("end:Q", format="+.3f")],
-        )
-    )
-    line = pd.DataFrame({"threshold": [threshold], "text": ["threshold"]})
-    rule = alt.Chart(line).mark_rule(strokeDash=[4, 3], color=palette.NEUTRAL, size=2).encode(x="threshold:Q")
-    label = rule.mark_text(align="left", dx=4, dy=-6, color=palette.NEUTRAL, baseline="bottom").encode(
-        y=alt.value(0), text="text:N"
-    )
-    return bars + rule + label
-
-
 def why(explorer, session, r: int, c: int) -> None:
     """The student's score for the image as a waterfall, and its decision in words."""
     wf = image_waterfall(session, r, c)
     decided = "yes" if wf.says_yes else "no"
     st.markdown(f"**Why the student says “{decided}” for “{explorer.classes[c]}”**")
-    steps = wf.steps.assign(colour=np.where(wf.steps["kind"] == "score", "score", direction(wf.steps["value"])))
+    steps = waterfall_steps(wf.steps)
     st.altair_chart(waterfall_chart(steps, wf.threshold), width="stretch")
     colour_key(steps["colour"], SCORE_COLOUR)
     st.caption(
