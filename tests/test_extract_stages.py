@@ -1,0 +1,30 @@
+"""The stage profiler the GPU figures in README came from: it runs, and its precision check can fail."""
+
+import numpy as np
+import torch
+
+from conceptkd_core.extract.clip_backend import concept_embeddings, load_clip
+from conceptkd_core.images import load_rgb, square_resize
+from conceptkd_core.vocabulary import load_vocabulary
+from conceptkd_tools.demo import DEMO_DIR, MODEL_NAME
+from conceptkd_tools.extract_stages import _precision_effect, profile
+
+
+def test_profile_times_every_stage_and_measures_bf16_against_fp32():
+    clip = load_clip(str(DEMO_DIR / f"{MODEL_NAME}.json"), checkpoint=DEMO_DIR / f"{MODEL_NAME}.safetensors")
+    text = torch.from_numpy(concept_embeddings(clip, load_vocabulary(DEMO_DIR / "vocabulary.txt")))
+    files = sorted((DEMO_DIR / "images").glob("*.png"))[:2]
+    images = [square_resize(load_rgb(f), clip.image_size) for f in files]
+    result = profile(clip, images, 12, text, repeats=1)
+    assert result["batch"] == 2 and result["device"] == "cpu"
+    assert all(result[k] > 0 for k in ("ms_torch_slic", "ms_dense_fp32", "ms_dense_bf16", "ms_segment_concepts"))
+    effect = result["bf16_vs_fp32"]
+    assert 0 < effect["max_abs_diff"] < 0.05 and 0 <= effect["share_beyond_f16_step"] <= 1
+
+
+def test_precision_effect_counts_differences_beyond_the_float16_step():
+    reference = np.array([[0.25, 0.5, 0.0]], np.float32)
+    step = float(np.spacing(np.float16(0.5)))
+    assert _precision_effect(reference, reference)["share_beyond_f16_step"] == 0
+    moved = reference + np.array([[0, 2 * step, 0]], np.float32)
+    assert _precision_effect(reference, moved) == {"max_abs_diff": np.float32(2 * step), "share_beyond_f16_step": 1 / 3}
