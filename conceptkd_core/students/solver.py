@@ -162,15 +162,14 @@ def _grow_inverse(inv: np.ndarray, G: np.ndarray, free: np.ndarray, add: np.ndar
 
 def _shrink_inverse(inv: np.ndarray, drop: np.ndarray) -> np.ndarray:
     """The inverse of a symmetric matrix without the rows and columns ``drop``, from the full inverse."""
+    if drop.size == 1:  # the common case, a rank-one downdate
+        p = int(drop[0])
+        col = np.delete(inv[:, p], p)
+        return np.delete(np.delete(inv, p, axis=0), p, axis=1) - np.outer(col, col / inv[p, p])
     keep = np.ones(len(inv), dtype=bool)
     keep[drop] = False
     cross = inv[np.ix_(keep, drop)]
     return inv[np.ix_(keep, keep)] - cross @ np.linalg.solve(inv[np.ix_(drop, drop)], cross.T)
-
-
-def _objective(G: np.ndarray, c: np.ndarray, alpha: float, w: np.ndarray, nonzero: np.ndarray) -> float:
-    v = w[nonzero]
-    return float(0.5 * v @ (G[np.ix_(nonzero, nonzero)] @ v) - c[nonzero] @ v + alpha * np.abs(v).sum())
 
 
 def _edit_active_set(
@@ -182,7 +181,7 @@ def _edit_active_set(
     w: np.ndarray,
     lipschitz: float,
     tol: float,
-    add_at_once: int = 16,
+    add_at_once: int = 12,
     max_rounds: int = 1000,
     refresh_every: int = 32,
 ) -> np.ndarray | None:
@@ -191,10 +190,8 @@ def _edit_active_set(
     An edit moves a class far from its optimum (an up-tune floor can change half its support),
     so the search takes tens of rounds per candidate. Here a round costs O(n²), not a fresh
     solve: the inverse of the free block is kept up to date as weights are freed or fixed (block
-    bordering and its reverse, recomputed every ``refresh_every`` changes against drift); up to
-    ``add_at_once`` violators are freed per round; a solve that leaves the orthant or box is
-    first tried clipped (fixing every weight that left at once) and kept if that lowers the
-    objective, else the step stops at the first blocking weight, as in ``_active_set_solve``.
+    bordering and its reverse, recomputed every ``refresh_every`` changes against drift), and up
+    to ``add_at_once`` violators are freed per round (each step still lowers the objective).
     The answer is verified exactly: the free weights are solved afresh from ``G`` and the
     gradient mapping must be at most ``tol`` everywhere. Returns None if anything fails (the
     caller then uses the shared solver).
@@ -210,7 +207,7 @@ def _edit_active_set(
         inv = np.linalg.inv(G[np.ix_(free, free)])
     except np.linalg.LinAlgError:
         return None
-    changes, now = 0, None  # now: the objective at w, once computed
+    changes = 0
     for _ in range(max_rounds):
         if changes >= refresh_every:
             inv, changes = np.linalg.inv(G[np.ix_(free, free)]), 0
@@ -221,43 +218,30 @@ def _edit_active_set(
                 return None
             low = np.where(s > 0, np.maximum(lo[free], 0.0), lo[free])
             high = np.where(s > 0, hi[free], np.minimum(hi[free], 0.0))
-            projected = np.clip(target, low, high)
-            hit = np.flatnonzero(projected != target)
-            if hit.size:
+            if np.all(target >= low) and np.all(target <= high):
+                w[free] = target
+            else:
+                # Step towards the solve as far as the orthant and box allow; fix the weight that blocks.
                 current = w[free]
-                trial = w.copy()
-                trial[free] = projected
-                nonzero = np.concatenate([free, fixed])
-                tried = None
-                if hit.size > 1:
-                    now = _objective(G, c, alpha, w, nonzero) if now is None else now
-                    tried = _objective(G, c, alpha, trial, nonzero)
-                if tried is None or tried >= now:
-                    # One blocking step: towards the solve as far as the orthant and box allow.
-                    step = target - current
-                    with np.errstate(divide="ignore", invalid="ignore"):
-                        ratio = np.where(
-                            step < 0, (low - current) / step, np.where(step > 0, (high - current) / step, np.inf)
-                        )
-                    p = int(np.argmin(ratio))
-                    if not np.isfinite(ratio[p]):
-                        return None
-                    moved = current + float(np.clip(ratio[p], 0.0, 1.0)) * step
-                    moved[p] = low[p] if step[p] < 0 else high[p]
-                    trial[free] = np.clip(moved, low, high)
-                    hit, tried = np.array([p]), None
-                w, now = trial, tried
-                leaving = free[hit]
-                inv = _shrink_inverse(inv, hit)
-                free = np.delete(free, hit)
-                changes += hit.size
-                held = leaving[w[leaving] != 0]
-                if held.size:
-                    fixed = np.concatenate([fixed, held])
-                    pull -= w[held] @ G[held]
+                step = target - current
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    ratio = np.where(
+                        step < 0, (low - current) / step, np.where(step > 0, (high - current) / step, np.inf)
+                    )
+                p = int(np.argmin(ratio))
+                if not np.isfinite(ratio[p]):
+                    return None
+                moved = current + float(np.clip(ratio[p], 0.0, 1.0)) * step
+                moved[p] = low[p] if step[p] < 0 else high[p]
+                w[free] = np.clip(moved, low, high)
+                j = free[p]
+                inv = _shrink_inverse(inv, np.array([p]))
+                free = np.delete(free, p)
+                changes += 1
+                if w[j] != 0:
+                    fixed = np.append(fixed, j)
+                    pull -= G[j] * w[j]
                 continue
-            w[free] = target
-        now = None
         nonzero = np.concatenate([free, fixed])
         grad = w[nonzero] @ G[nonzero] - c
         violation = gradient_mapping(w, grad, lipschitz, alpha, lo, hi)
@@ -265,7 +249,11 @@ def _edit_active_set(
             return _verified(G, c, alpha, lo, hi, w, free, signs, fixed, lipschitz, tol)
         violation[free] = 0.0
         violation[pinned] = 0.0
-        worst = np.argsort(violation)[::-1][:add_at_once]
+        worst = (
+            np.argpartition(violation, -add_at_once)[-add_at_once:]
+            if violation.size > add_at_once
+            else np.arange(violation.size)
+        )
         worst = worst[violation[worst] > tol]
         if worst.size == 0:
             return None  # only free weights violate: numerical trouble

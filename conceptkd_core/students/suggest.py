@@ -115,11 +115,10 @@ def _bootstrap(held: dict, picks: np.ndarray, n_resamples: int, seed: int) -> np
     rng = np.random.default_rng(seed)
     n = held["base"].size
     gains = np.empty((n_resamples, picks.size))
+    columns = np.column_stack([held["base"], held["scores"][:, picks]])  # the base, then the picks
     for b in range(n_resamples):
         sample = rng.integers(0, n, n)
-        ap = _ap_columns(
-            held["truth"][sample], np.column_stack([held["base"][sample], held["scores"][sample][:, picks]])
-        )
+        ap = _ap_columns(held["truth"][sample], columns[sample])
         gains[b] = ap[1:] - ap[0]
     return np.nanquantile(gains, [0.05, 0.95], axis=0).T
 
