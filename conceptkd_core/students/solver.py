@@ -162,10 +162,6 @@ def _grow_inverse(inv: np.ndarray, G: np.ndarray, free: np.ndarray, add: np.ndar
 
 def _shrink_inverse(inv: np.ndarray, drop: np.ndarray) -> np.ndarray:
     """The inverse of a symmetric matrix without the rows and columns ``drop``, from the full inverse."""
-    if drop.size == 1:  # the common case, a rank-one downdate
-        p = int(drop[0])
-        col = np.delete(inv[:, p], p)
-        return np.delete(np.delete(inv, p, axis=0), p, axis=1) - np.outer(col, col / inv[p, p])
     keep = np.ones(len(inv), dtype=bool)
     keep[drop] = False
     cross = inv[np.ix_(keep, drop)]
@@ -234,9 +230,16 @@ def _edit_active_set(
                 moved = current + float(np.clip(ratio[p], 0.0, 1.0)) * step
                 moved[p] = low[p] if step[p] < 0 else high[p]
                 w[free] = np.clip(moved, low, high)
-                j = free[p]
-                inv = _shrink_inverse(inv, np.array([p]))
-                free = np.delete(free, p)
+                j, last = free[p], free.size - 1
+                # Drop p by moving the last free weight into its place: a rank-one downdate, no copies.
+                col = inv[:, p].copy()
+                d = col[p]
+                inv[p] = inv[last]
+                inv[:, p] = inv[:, last]
+                col[p] = col[last]
+                inv = inv[:last, :last] - np.outer(col[:last], col[:last] / d)
+                free[p] = free[last]
+                free = free[:last]
                 changes += 1
                 if w[j] != 0:
                     fixed = np.append(fixed, j)
