@@ -31,6 +31,7 @@ def test_each_suggestion_is_what_the_edit_itself_gives(explorer):
     table = suggest(session, 0, n_resamples=50)
     assert len(table) >= 30 and table["held_out_gain"].is_monotonic_decreasing
     assert table["scored_rows"].iloc[0] == explorer.split.n_held_out
+    assert (table["kkt_violation"] <= session.bank.tol).all()
     base = session.class_metrics(0)["fidelity_ap"]
     # The best, the worst and a few in between: apply each as an edit and compare, then undo.
     for i in (0, 1, len(table) // 2, len(table) - 1):

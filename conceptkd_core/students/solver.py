@@ -179,7 +179,7 @@ def _edit_active_set(
     tol: float,
     add_at_once: int = 12,
     max_rounds: int = 1000,
-    refresh_every: int = 32,
+    refresh_every: int = 64,
 ) -> np.ndarray | None:
     """``_active_set_solve`` for the edit scan: the same kind of search, with fewer and cheaper rounds.
 

@@ -89,8 +89,10 @@ def _ap_columns(truth: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return (pos_above / (pos_above + neg_above)).mean(axis=1)
 
 
-def _part(session, c: int, rows: np.ndarray, change: np.ndarray, intercept_change: np.ndarray) -> dict:
-    """Per candidate AP vs the teacher's decisions and vs the labels on ``rows``, and the base AP.
+def _part(
+    session, c: int, rows: np.ndarray, change: np.ndarray, intercept_change: np.ndarray, labels: bool = True
+) -> dict:
+    """Per candidate gain in AP vs the teacher's decisions (and vs the labels if ``labels``) on ``rows``.
 
     A candidate's scores are the current scores plus its change, ``X[:, moved] @ change[moved]``:
     only the concepts some candidate moves are read.
@@ -100,10 +102,10 @@ def _part(session, c: int, rows: np.ndarray, change: np.ndarray, intercept_chang
     X = np.asarray(session.X[rows][:, moved], dtype=np.float32)
     scores = X @ change[moved].astype(np.float32) + (base[:, None] + intercept_change.astype(np.float32))
     teacher = decisions(session.teacher_probs[rows, c])
-    labels = np.asarray(session.labels[rows, c]).astype(bool)
+    truth = np.asarray(session.labels[rows, c]).astype(bool)
     return {
         "teacher": _ap_columns(teacher, scores) - _ap_columns(teacher, base[:, None])[0],
-        "labels": _ap_columns(labels, scores) - _ap_columns(labels, base[:, None])[0],
+        "labels": _ap_columns(truth, scores) - _ap_columns(truth, base[:, None])[0] if labels else None,
         "scores": scores,
         "base": base,
         "truth": teacher,
@@ -131,7 +133,8 @@ def suggest(
     Columns: concept_index, concept, op, factor, held_out_gain (AP vs the teacher's decisions on
     held-out images), held_out_gain_labels (AP vs the labels), fit_gain (on the fit images),
     overfit (gains on the fit images but not on held-out ones), low / high (bootstrap 5–95 %
-    interval of the held-out gain; the ``top`` rows only), scored_rows (held-out rows scored).
+    interval of the held-out gain; the ``top`` rows only), scored_rows (held-out rows scored),
+    kkt_violation (the re-fit's gradient-mapping norm: at most the bank's ``tol``, the proof it is exact).
     """
     if not isinstance(factor, (int, float)) or not np.isfinite(factor) or factor <= 1:
         raise ValueError(f"factor must be a number > 1; got {factor!r}")
@@ -144,7 +147,7 @@ def suggest(
     intercept_change = result.intercept - bank.intercept_[c]
     held_rows = _rows(session.shared.held_out_rows, seed)
     held = _part(session, c, held_rows, change, intercept_change)
-    fit = _part(session, c, _rows(session.shared.fit_rows, seed), change, intercept_change)
+    fit = _part(session, c, _rows(session.shared.fit_rows, seed), change, intercept_change, labels=False)
     table = pd.DataFrame(
         {
             "concept_index": found.concepts,
@@ -154,6 +157,7 @@ def suggest(
             "held_out_gain": held["teacher"],
             "held_out_gain_labels": held["labels"],
             "fit_gain": fit["teacher"],
+            "kkt_violation": result.kkt_violation,
         }
     )
     table["overfit"] = (table["fit_gain"] > 1e-9) & (table["held_out_gain"] <= 0)
