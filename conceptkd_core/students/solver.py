@@ -203,17 +203,16 @@ def _edit_active_set(
         inv = np.linalg.inv(G[np.ix_(free, free)])
     except np.linalg.LinAlgError:
         return None
+    # Per free weight, in the order of ``free``: its sign and the bounds of its orthant within the box.
+    s, low, high = _orthant_box(signs, lo, hi, free)
     changes = 0
     for _ in range(max_rounds):
         if changes >= refresh_every:
             inv, changes = np.linalg.inv(G[np.ix_(free, free)]), 0
         if free.size:
-            s = signs[free]
             target = inv @ (pull[free] - alpha * s)
             if not np.isfinite(target).all():
                 return None
-            low = np.where(s > 0, np.maximum(lo[free], 0.0), lo[free])
-            high = np.where(s > 0, hi[free], np.minimum(hi[free], 0.0))
             if np.all(target >= low) and np.all(target <= high):
                 w[free] = target
             else:
@@ -221,9 +220,8 @@ def _edit_active_set(
                 current = w[free]
                 step = target - current
                 with np.errstate(divide="ignore", invalid="ignore"):
-                    ratio = np.where(
-                        step < 0, (low - current) / step, np.where(step > 0, (high - current) / step, np.inf)
-                    )
+                    ratio = (np.where(step < 0, low, high) - current) / step
+                ratio[step == 0] = np.inf
                 p = int(np.argmin(ratio))
                 if not np.isfinite(ratio[p]):
                     return None
@@ -238,8 +236,9 @@ def _edit_active_set(
                 inv[:, p] = inv[:, last]
                 col[p] = col[last]
                 inv = inv[:last, :last] - np.outer(col[:last], col[:last] / d)
-                free[p] = free[last]
-                free = free[:last]
+                for a in (free, s, low, high):
+                    a[p] = a[last]
+                free, s, low, high = free[:last], s[:last], low[:last], high[:last]
                 changes += 1
                 if w[j] != 0:
                     fixed = np.append(fixed, j)
@@ -273,8 +272,15 @@ def _edit_active_set(
             pull += w[released] @ G[released]
         signs[worst] = sign
         free = np.concatenate([free, worst])
+        s, low, high = _orthant_box(signs, lo, hi, free)
         changes += worst.size
     return None
+
+
+def _orthant_box(signs: np.ndarray, lo: np.ndarray, hi: np.ndarray, free: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Signs of the free weights and the bounds that keep each in its orthant and box."""
+    s = signs[free]
+    return s, np.where(s > 0, np.maximum(lo[free], 0.0), lo[free]), np.where(s > 0, hi[free], np.minimum(hi[free], 0.0))
 
 
 def _verified(
