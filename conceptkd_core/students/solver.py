@@ -225,7 +225,7 @@ def _edit_active_set(
                 p = int(np.argmin(ratio))
                 if not np.isfinite(ratio[p]):
                     return None
-                moved = current + float(np.clip(ratio[p], 0.0, 1.0)) * step
+                moved = current + min(max(float(ratio[p]), 0.0), 1.0) * step
                 moved[p] = low[p] if step[p] < 0 else high[p]
                 w[free] = np.clip(moved, low, high)
                 j, last = free[p], free.size - 1
@@ -251,12 +251,9 @@ def _edit_active_set(
             return _verified(G, c, alpha, lo, hi, w, free, signs, fixed, lipschitz, tol)
         violation[free] = 0.0
         violation[pinned] = 0.0
-        worst = (
-            np.argpartition(violation, -add_at_once)[-add_at_once:]
-            if violation.size > add_at_once
-            else np.arange(violation.size)
-        )
-        worst = worst[violation[worst] > tol]
+        worst = np.flatnonzero(violation > tol)
+        if worst.size > add_at_once:
+            worst = worst[np.argpartition(violation[worst], -add_at_once)[-add_at_once:]]
         if worst.size == 0:
             return None  # only free weights violate: numerical trouble
         step = prox_box_l1(w[worst] - grad[worst] / lipschitz, alpha / lipschitz, lo[worst], hi[worst]) - w[worst]
