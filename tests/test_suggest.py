@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from conceptkd_core.explorer import new_session, open_explorer
+from conceptkd_core.students.gram import GramStats
 from conceptkd_core.students.metrics import average_precision, decisions
-from conceptkd_core.students.solver import solve_edits, solve_students
+from conceptkd_core.students.solver import _edit_active_set, solve_edits, solve_students
 from conceptkd_core.students.suggest import _ap_columns, apply_suggestion, candidates, suggest
 from conceptkd_tools.synthetic import write_synthetic_workspace
 
@@ -95,3 +96,30 @@ def test_vectorised_ap_is_average_precision_column_by_column():
     expected = [average_precision(truth, scores[:, j]) for j in range(7)]
     assert np.allclose(_ap_columns(truth, scores), expected, rtol=0, atol=1e-12)
     assert np.isnan(_ap_columns(np.zeros(400, dtype=bool), scores)).all()
+
+
+def test_an_edit_the_scan_cannot_finish_goes_to_the_shared_solver():
+    """Two identical concepts make every free block that holds both singular: the dedicated search gives
+    up on those edits and the shared solver re-fits them, to the same stopping rule."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 6))
+    X[:, 5] = X[:, 4]
+    stats = GramStats.from_arrays(X, (X[:, [4]] * 2 + rng.normal(scale=0.1, size=(300, 1))))
+    assert (
+        _edit_active_set(
+            stats.gram,
+            stats.xty[:, 0],
+            1e-3,
+            *np.full((2, 6), [[-np.inf], [np.inf]]),
+            np.zeros(6),
+            stats.lipschitz,
+            1e-6,
+        )
+        is None
+    )
+    lower = np.full((6, 2), -np.inf)
+    lower[0, 1] = 0.5  # a floor on concept 0 in the second edit
+    result = solve_edits(stats, 1e-3, 0, np.zeros(6), lower, np.full((6, 2), np.inf), tol=1e-6)
+    assert (result.kkt_violation <= 1e-6).all() and result.coef[0, 1] >= 0.5
+    reference = solve_students(stats, 1e-3, lower, np.inf, classes=[0, 0], tol=1e-6)
+    assert np.allclose(result.coef[4] + result.coef[5], reference.coef[4] + reference.coef[5], atol=1e-4)
