@@ -5,6 +5,9 @@ function states the objective, the bounds and every array's shape and validates 
 once; the private iteration behind it (``_fista``, the only FISTA loop in the code base) trusts
 them. ``StudentBank.fit``/``refit`` (squared loss on Gram statistics, the interactive hot path)
 and ``StudentBank.refine`` (the paper's logistic loss on the full data) both call it.
+``solve_edits`` is the edit scan's path (``suggest``): one class under hundreds of boxes, each
+finished by its own active-set search and held to the same stopping rule; it leaves the
+interactive path above untouched.
 
 Stopping rule (both losses): stop when the gradient mapping, ``L·|w - prox(w - ∇f(w)/L)|``,
 is at most ``tol`` for every weight of every class being solved. It is zero exactly at a
