@@ -4,7 +4,10 @@ import numpy as np
 import pytest
 
 from conceptkd_core.explorer import new_session, open_explorer
-from conceptkd_core.students.suggest import apply_suggestion, candidates, suggest
+from conceptkd_core.students.gram import GramStats
+from conceptkd_core.students.metrics import average_precision, decisions
+from conceptkd_core.students.solver import _edit_active_set, solve_edits, solve_students
+from conceptkd_core.students.suggest import _ap_columns, apply_suggestion, candidates, suggest
 from conceptkd_tools.synthetic import write_synthetic_workspace
 
 
@@ -29,6 +32,7 @@ def test_each_suggestion_is_what_the_edit_itself_gives(explorer):
     table = suggest(session, 0, n_resamples=50)
     assert len(table) >= 30 and table["held_out_gain"].is_monotonic_decreasing
     assert table["scored_rows"].iloc[0] == explorer.split.n_held_out
+    assert (table["kkt_violation"] <= session.bank.tol).all()
     base = session.class_metrics(0)["fidelity_ap"]
     # The best, the worst and a few in between: apply each as an edit and compare, then undo.
     for i in (0, 1, len(table) // 2, len(table) - 1):
@@ -48,3 +52,74 @@ def test_bad_factor_is_refused(explorer):
     session = new_session(explorer, autosave=False)
     with pytest.raises(ValueError, match="factor must be a number > 1; got 0.5"):
         suggest(session, 0, factor=0.5)
+
+
+@pytest.mark.parametrize("c", [0, 1, 2])
+def test_the_scan_refits_each_candidate_as_a_fresh_solve_does(explorer, c):
+    """The scan's dedicated solver against the shared one, one candidate at a time, cold and warm."""
+    session = new_session(explorer, autosave=False)
+    bank = session.bank
+    found = candidates(session, c)
+    w = bank.coef_[c]
+    fast = solve_edits(bank.stats_, bank.alpha, c, w, found.lower, found.upper, tol=bank.tol)
+    assert (fast.kkt_violation <= bank.tol).all()
+    for i in range(len(found.ops)):
+        box = found.lower[:, [i]], found.upper[:, [i]]
+        warm = solve_students(bank.stats_, bank.alpha, *box, classes=[c], W0=w[:, None], tol=bank.tol)
+        cold = solve_students(bank.stats_, bank.alpha, *box, classes=[c], tol=1e-10, max_iter=200_000)
+        assert np.abs(fast.coef[:, i] - warm.coef[:, 0]).max() < 1e-9, (i, found.ops[i])
+        assert np.abs(fast.coef[:, i] - cold.coef[:, 0]).max() < 1e-5, (i, found.ops[i])
+        assert fast.intercept[i] == pytest.approx(warm.intercept[0], abs=1e-9)
+
+
+def test_gains_are_those_of_the_refitted_students_scored_from_scratch(explorer):
+    session = new_session(explorer, autosave=False)
+    table = suggest(session, 2, n_resamples=0)
+    bank = session.bank
+    found = candidates(session, 2)
+    rows = session.shared.held_out_rows
+    X = np.asarray(session.X[rows], dtype=np.float64)
+    teacher = decisions(session.teacher_probs[rows, 2])
+    base = average_precision(teacher, X @ bank.coef_[2] + bank.intercept_[2])
+    for i in range(len(found.ops)):
+        ref = solve_students(bank.stats_, bank.alpha, found.lower[:, [i]], found.upper[:, [i]], classes=[2])
+        gain = average_precision(teacher, X @ ref.coef[:, 0] + ref.intercept[0]) - base
+        row = table[(table["concept_index"] == found.concepts[i]) & (table["op"] == found.ops[i])]
+        assert len(row) == 1 and row["held_out_gain"].iloc[0] == pytest.approx(gain, abs=1e-4)
+
+
+def test_vectorised_ap_is_average_precision_column_by_column():
+    rng = np.random.default_rng(3)
+    truth = rng.random(400) < 0.2
+    scores = np.round(rng.normal(size=(400, 7)), 1)  # many ties
+    scores[:, 3] = 0.0  # one column all tied
+    expected = [average_precision(truth, scores[:, j]) for j in range(7)]
+    assert np.allclose(_ap_columns(truth, scores), expected, rtol=0, atol=1e-12)
+    assert np.isnan(_ap_columns(np.zeros(400, dtype=bool), scores)).all()
+
+
+def test_an_edit_the_scan_cannot_finish_goes_to_the_shared_solver():
+    """Two identical concepts make every free block that holds both singular: the dedicated search gives
+    up on those edits and the shared solver re-fits them, to the same stopping rule."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 6))
+    X[:, 5] = X[:, 4]
+    stats = GramStats.from_arrays(X, (X[:, [4]] * 2 + rng.normal(scale=0.1, size=(300, 1))))
+    assert (
+        _edit_active_set(
+            stats.gram,
+            stats.xty[:, 0],
+            1e-3,
+            *np.full((2, 6), [[-np.inf], [np.inf]]),
+            np.zeros(6),
+            stats.lipschitz,
+            1e-6,
+        )
+        is None
+    )
+    lower = np.full((6, 2), -np.inf)
+    lower[0, 1] = 0.5  # a floor on concept 0 in the second edit
+    result = solve_edits(stats, 1e-3, 0, np.zeros(6), lower, np.full((6, 2), np.inf), tol=1e-6)
+    assert (result.kkt_violation <= 1e-6).all() and result.coef[0, 1] >= 0.5
+    reference = solve_students(stats, 1e-3, lower, np.inf, classes=[0, 0], tol=1e-6)
+    assert np.allclose(result.coef[4] + result.coef[5], reference.coef[4] + reference.coef[5], atol=1e-4)

@@ -5,6 +5,9 @@ function states the objective, the bounds and every array's shape and validates 
 once; the private iteration behind it (``_fista``, the only FISTA loop in the code base) trusts
 them. ``StudentBank.fit``/``refit`` (squared loss on Gram statistics, the interactive hot path)
 and ``StudentBank.refine`` (the paper's logistic loss on the full data) both call it.
+``solve_edits`` is the edit scan's path (``suggest``): one class under hundreds of boxes, each
+finished by its own active-set search and held to the same stopping rule; it leaves the
+interactive path above untouched.
 
 Stopping rule (both losses): stop when the gradient mapping, ``L·|w - prox(w - ∇f(w)/L)|``,
 is at most ``tol`` for every weight of every class being solved. It is zero exactly at a
@@ -136,6 +139,176 @@ def _active_set_solve(
         free[j] = signs[j] != 0
         if not free[j]:
             return None
+    return None
+
+
+def _grow_inverse(inv: np.ndarray, G: np.ndarray, free: np.ndarray, add: np.ndarray) -> np.ndarray | None:
+    """The inverse of ``G`` on ``free + add`` from ``inv``, the inverse on ``free`` (block bordering)."""
+    B = G[np.ix_(free, add)]
+    U = inv @ B
+    schur = G[np.ix_(add, add)] - B.T @ U
+    try:
+        S = np.linalg.inv(schur)
+    except np.linalg.LinAlgError:
+        return None
+    if not np.isfinite(S).all() or np.any(np.diag(S) <= 0):
+        return None  # the free block would be singular
+    US = U @ S
+    n = len(inv)
+    out = np.empty((n + len(add), n + len(add)))
+    out[:n, :n] = inv + US @ U.T
+    out[:n, n:] = -US
+    out[n:, :n] = -US.T
+    out[n:, n:] = S
+    return out
+
+
+def _shrink_inverse(inv: np.ndarray, drop: np.ndarray) -> np.ndarray:
+    """The inverse of a symmetric matrix without the rows and columns ``drop``, from the full inverse."""
+    keep = np.ones(len(inv), dtype=bool)
+    keep[drop] = False
+    cross = inv[np.ix_(keep, drop)]
+    return inv[np.ix_(keep, keep)] - cross @ np.linalg.solve(inv[np.ix_(drop, drop)], cross.T)
+
+
+def _edit_active_set(
+    G: np.ndarray,
+    c: np.ndarray,
+    alpha: float,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    w: np.ndarray,
+    lipschitz: float,
+    tol: float,
+    add_at_once: int = 12,
+    max_rounds: int = 1000,
+    refresh_every: int = 64,
+) -> np.ndarray | None:
+    """``_active_set_solve`` for the edit scan: the same kind of search, with fewer and cheaper rounds.
+
+    An edit moves a class far from its optimum (an up-tune floor can change half its support),
+    so the search takes tens of rounds per candidate. Here a round costs O(n²), not a fresh
+    solve: the inverse of the free block is kept up to date as weights are freed or fixed (block
+    bordering and its reverse, recomputed every ``refresh_every`` changes against drift), and up
+    to ``add_at_once`` violators are freed per round (each step still lowers the objective).
+    The answer is verified exactly: the free weights are solved afresh from ``G`` and the
+    gradient mapping must be at most ``tol`` everywhere. Returns None if anything fails (the
+    caller then uses the shared solver).
+    """
+    w = w.copy()
+    pinned = lo == hi
+    is_free = (w != 0) & (w > lo) & (w < hi) & ~pinned
+    free = np.flatnonzero(is_free)
+    signs = np.sign(w)
+    fixed = np.flatnonzero((w != 0) & ~is_free)  # weights held at a non-zero bound
+    pull = c - w[fixed] @ G[fixed]  # c less the pull of the fixed weights (G is symmetric)
+    try:
+        inv = np.linalg.inv(G[np.ix_(free, free)])
+    except np.linalg.LinAlgError:
+        return None
+    # Per free weight, in the order of ``free``: its sign and the bounds of its orthant within the box.
+    s, low, high = _orthant_box(signs, lo, hi, free)
+    changes = 0
+    for _ in range(max_rounds):
+        if changes >= refresh_every:
+            inv, changes = np.linalg.inv(G[np.ix_(free, free)]), 0
+        if free.size:
+            target = inv @ (pull[free] - alpha * s)
+            if not np.isfinite(target).all():
+                return None
+            if np.all(target >= low) and np.all(target <= high):
+                w[free] = target
+            else:
+                # Step towards the solve as far as the orthant and box allow; fix the weight that blocks.
+                current = w[free]
+                step = target - current
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    ratio = (np.where(step < 0, low, high) - current) / step
+                ratio[step == 0] = np.inf
+                p = int(np.argmin(ratio))
+                if not np.isfinite(ratio[p]):
+                    return None
+                moved = current + min(max(float(ratio[p]), 0.0), 1.0) * step
+                moved[p] = low[p] if step[p] < 0 else high[p]
+                w[free] = np.clip(moved, low, high)
+                j, last = free[p], free.size - 1
+                # Drop p by moving the last free weight into its place: a rank-one downdate, no copies.
+                col = inv[:, p].copy()
+                d = col[p]
+                inv[p] = inv[last]
+                inv[:, p] = inv[:, last]
+                col[p] = col[last]
+                inv = inv[:last, :last] - np.outer(col[:last], col[:last] / d)
+                for a in (free, s, low, high):
+                    a[p] = a[last]
+                free, s, low, high = free[:last], s[:last], low[:last], high[:last]
+                changes += 1
+                if w[j] != 0:
+                    fixed = np.append(fixed, j)
+                    pull -= G[j] * w[j]
+                continue
+        nonzero = np.concatenate([free, fixed])
+        grad = w[nonzero] @ G[nonzero] - c
+        violation = gradient_mapping(w, grad, lipschitz, alpha, lo, hi)
+        if violation.max() <= tol:
+            return _verified(G, c, alpha, lo, hi, w, free, signs, fixed, lipschitz, tol)
+        violation[free] = 0.0
+        violation[pinned] = 0.0
+        worst = np.flatnonzero(violation > tol)
+        if worst.size > add_at_once:
+            worst = worst[np.argpartition(violation[worst], -add_at_once)[-add_at_once:]]
+        if worst.size == 0:
+            return None  # only free weights violate: numerical trouble
+        step = prox_box_l1(w[worst] - grad[worst] / lipschitz, alpha / lipschitz, lo[worst], hi[worst]) - w[worst]
+        sign = np.where(w[worst] != 0, np.sign(w[worst]), np.sign(step))
+        if np.any(sign == 0):
+            return None
+        inv = _grow_inverse(inv, G, free, worst)
+        if inv is None:
+            return None
+        released = worst[w[worst] != 0]
+        if released.size:
+            fixed = fixed[~np.isin(fixed, released)]
+            pull += w[released] @ G[released]
+        signs[worst] = sign
+        free = np.concatenate([free, worst])
+        s, low, high = _orthant_box(signs, lo, hi, free)
+        changes += worst.size
+    return None
+
+
+def _orthant_box(signs: np.ndarray, lo: np.ndarray, hi: np.ndarray, free: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Signs of the free weights and the bounds that keep each in its orthant and box."""
+    s = signs[free]
+    return s, np.where(s > 0, np.maximum(lo[free], 0.0), lo[free]), np.where(s > 0, hi[free], np.minimum(hi[free], 0.0))
+
+
+def _verified(
+    G: np.ndarray,
+    c: np.ndarray,
+    alpha: float,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    w: np.ndarray,
+    free: np.ndarray,
+    signs: np.ndarray,
+    fixed: np.ndarray,
+    lipschitz: float,
+    tol: float,
+) -> np.ndarray | None:
+    """The free weights solved afresh (no updated inverse), kept if they meet the stopping rule."""
+    exact = w.copy()
+    if free.size:
+        rhs = c[free] - alpha * signs[free] - G[np.ix_(free, fixed)] @ w[fixed]
+        try:
+            exact[free] = np.linalg.solve(G[np.ix_(free, free)], rhs)
+        except np.linalg.LinAlgError:
+            return None
+    exact = np.clip(exact, lo, hi)
+    for candidate in (exact, w):
+        grad = G @ candidate - c
+        if gradient_mapping(candidate, grad, lipschitz, alpha, lo, hi).max() <= tol:
+            return candidate
     return None
 
 
@@ -378,3 +551,56 @@ def solve_students(
     else:
         coef, intercept = W[:m], W[m] - stats.x_mean @ W[:m]
     return SolveResult(coef=coef, intercept=intercept, n_iter=n_iter, converged=converged, kkt_violation=kkt)
+
+
+def solve_edits(
+    stats: GramStats,
+    alpha: float,
+    c: int,
+    w0: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    *,
+    tol: float = 1e-6,
+    max_iter: int = 20000,
+) -> SolveResult:
+    """Re-fit class ``c`` under each of many boxes (the edit scan), the squared loss of ``solve_students``.
+
+    Column i of ``lower``/``upper`` (n_concepts, n_edits) is one edit's box; each edit is solved
+    from ``w0`` (the class's current weights, clipped into its box) by ``_edit_active_set`` and meets
+    the same stopping rule as ``solve_students``; an edit it cannot finish goes to ``solve_students``.
+    """
+    cols = _check_inputs("squared", stats, alpha, [c], tol, max_iter)
+    m = stats.xty.shape[0]
+    w0 = np.asarray(w0, dtype=np.float64)
+    if w0.shape != (m,) or not np.isfinite(w0).all():
+        raise ValueError(f"w0 must be finite, of shape (n_concepts,) = ({m},). Got shape {w0.shape} instead.")
+    k = np.shape(lower)[1] if np.ndim(lower) == 2 else 0
+    lower, upper = _check_box("lower", lower, (m, k)), _check_box("upper", upper, (m, k))
+    check_bounds(lower.T, upper.T, np.full(k, c))
+    G, target, L = stats.gram, stats.xty[:, cols[0]], stats.lipschitz
+    W = np.clip(w0[:, None], lower, upper)
+    left = []
+    for i in range(k):
+        solved = _edit_active_set(G, target, alpha, lower[:, i], upper[:, i], W[:, i], L, tol)
+        if solved is None:
+            left.append(i)
+        else:
+            W[:, i] = solved
+    n_iter, converged = 0, True
+    if left:
+        rest = solve_students(
+            stats,
+            alpha,
+            lower[:, left],
+            upper[:, left],
+            classes=np.full(len(left), c),
+            W0=W[:, left],
+            tol=tol,
+            max_iter=max_iter,
+        )
+        W[:, left], n_iter, converged = rest.coef, rest.n_iter, rest.converged
+    kkt = gradient_mapping(W, G @ W - target[:, None], L, alpha, lower, upper)
+    kkt = kkt.max(axis=0) if m else np.zeros(k)
+    intercept = stats.y_mean[c] - W.T @ stats.x_mean
+    return SolveResult(coef=W, intercept=intercept, n_iter=n_iter, converged=converged, kkt_violation=kkt)

@@ -4,8 +4,9 @@ to the held-out images.
 The candidates of a class are: up-tune each concept it does not use, down-tune and remove each
 concept it uses (at least one candidate per concept). Each is the box constraint the session
 would set for that edit (``TuningSession.bounds_for``), and each is re-fit exactly: all of a
-class's candidates go to the solver seam at once, one column per candidate, warm-started from
-the class's current weights, so every candidate is the same optimum the edit itself would reach.
+class's candidates go to ``solver.solve_edits`` at once, each warm-started from the class's
+current weights and held to the solver's own stopping rule, so every candidate is the optimum
+the edit itself would reach (to the solver's tolerance).
 
 A candidate is measured like the session measures an edit, on the held-out images (the student
 AP against the teacher's decisions, and against the labels where there are labels) and, to
@@ -20,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .metrics import average_precision, decisions
-from .solver import solve_students
+from .metrics import decisions
+from .solver import solve_edits
 
 DEFAULT_FACTOR = 2.0
 # Scoring every candidate on a million held-out images would take minutes; above this many rows a
@@ -64,22 +65,49 @@ def _rows(rows: np.ndarray, seed: int) -> np.ndarray:
 
 
 def _ap_columns(truth: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """AP of each column of ``scores`` (n, k) against the 0/1 vector ``truth`` (n,); NaN without positives."""
-    return np.atleast_1d(average_precision(np.broadcast_to(truth[:, None], scores.shape), scores))
+    """AP of each column of ``scores`` (n, k) against the 0/1 vector ``truth`` (n,); NaN without positives.
+
+    ``metrics.average_precision`` column by column, vectorised: AP is the mean over the positives
+    of the precision at each one's score, ``#positives >= s / #images >= s`` (ties grouped as in
+    scikit-learn); one sort of every column's positives and negatives serves all columns.
+    """
+    truth = np.asarray(truth, dtype=bool)
+    scores = np.asarray(scores)
+    n_pos = int(truth.sum())
+    if n_pos == 0:
+        return np.full(scores.shape[1], np.nan)
+    positives = np.sort(scores[truth].T, axis=1)  # (k, P), ascending
+    negatives = np.sort(scores[~truth].T, axis=1)  # (k, N)
+    index = np.arange(n_pos)
+    new = np.ones(positives.shape, dtype=bool)
+    new[:, 1:] = positives[:, 1:] != positives[:, :-1]
+    first_of_tie = np.maximum.accumulate(np.where(new, index, 0), axis=1)
+    pos_above = n_pos - first_of_tie
+    neg_above = np.empty(positives.shape, dtype=np.int64)
+    for i in range(positives.shape[0]):
+        neg_above[i] = negatives.shape[1] - np.searchsorted(negatives[i], positives[i], side="left")
+    return (pos_above / (pos_above + neg_above)).mean(axis=1)
 
 
-def _part(session, c: int, rows: np.ndarray, coef: np.ndarray, intercept: np.ndarray) -> dict:
-    """Per candidate AP vs the teacher's decisions and vs the labels on ``rows``, and the base AP."""
-    X = np.asarray(session.X[rows], dtype=np.float32)
-    scores = X @ coef.astype(np.float32) + intercept.astype(np.float32)
-    base = session.student_scores[rows, c][:, None]
+def _part(
+    session, c: int, rows: np.ndarray, change: np.ndarray, intercept_change: np.ndarray, labels: bool = True
+) -> dict:
+    """Per candidate gain in AP vs the teacher's decisions (and vs the labels if ``labels``) on ``rows``.
+
+    A candidate's scores are the current scores plus its change, ``X[:, moved] @ change[moved]``:
+    only the concepts some candidate moves are read.
+    """
+    moved = np.flatnonzero(np.any(change != 0, axis=1))
+    base = np.asarray(session.student_scores[rows, c], dtype=np.float32)
+    X = np.asarray(session.X[rows][:, moved], dtype=np.float32)
+    scores = X @ change[moved].astype(np.float32) + (base[:, None] + intercept_change.astype(np.float32))
     teacher = decisions(session.teacher_probs[rows, c])
-    labels = np.asarray(session.labels[rows, c]).astype(bool)
+    truth = np.asarray(session.labels[rows, c]).astype(bool)
     return {
-        "teacher": _ap_columns(teacher, scores) - _ap_columns(teacher, base)[0],
-        "labels": _ap_columns(labels, scores) - _ap_columns(labels, base)[0],
+        "teacher": _ap_columns(teacher, scores) - _ap_columns(teacher, base[:, None])[0],
+        "labels": _ap_columns(truth, scores) - _ap_columns(truth, base[:, None])[0] if labels else None,
         "scores": scores,
-        "base": base[:, 0],
+        "base": base,
         "truth": teacher,
     }
 
@@ -89,11 +117,11 @@ def _bootstrap(held: dict, picks: np.ndarray, n_resamples: int, seed: int) -> np
     rng = np.random.default_rng(seed)
     n = held["base"].size
     gains = np.empty((n_resamples, picks.size))
+    columns = np.column_stack([held["base"], held["scores"][:, picks]])  # the base, then the picks
     for b in range(n_resamples):
         sample = rng.integers(0, n, n)
-        truth = held["truth"][sample]
-        base = _ap_columns(truth, held["base"][sample][:, None])[0]
-        gains[b] = _ap_columns(truth, held["scores"][sample][:, picks]) - base
+        ap = _ap_columns(held["truth"][sample], columns[sample])
+        gains[b] = ap[1:] - ap[0]
     return np.nanquantile(gains, [0.05, 0.95], axis=0).T
 
 
@@ -105,26 +133,21 @@ def suggest(
     Columns: concept_index, concept, op, factor, held_out_gain (AP vs the teacher's decisions on
     held-out images), held_out_gain_labels (AP vs the labels), fit_gain (on the fit images),
     overfit (gains on the fit images but not on held-out ones), low / high (bootstrap 5–95 %
-    interval of the held-out gain; the ``top`` rows only), scored_rows (held-out rows scored).
+    interval of the held-out gain; the ``top`` rows only), scored_rows (held-out rows scored),
+    kkt_violation (the re-fit's gradient-mapping norm: at most the bank's ``tol``, the proof it is exact).
     """
     if not isinstance(factor, (int, float)) or not np.isfinite(factor) or factor <= 1:
         raise ValueError(f"factor must be a number > 1; got {factor!r}")
     found = candidates(session, c, factor)
     k = len(found.ops)
     bank = session.bank
-    result = solve_students(
-        bank.stats_,
-        bank.alpha,
-        found.lower,
-        found.upper,
-        classes=np.full(k, c),
-        W0=np.repeat(bank.coef_[c][:, None], k, axis=1),
-        tol=bank.tol,
-        max_iter=bank.max_iter,
-    )
+    w = bank.coef_[c]
+    result = solve_edits(bank.stats_, bank.alpha, c, w, found.lower, found.upper, tol=bank.tol, max_iter=bank.max_iter)
+    change = result.coef - w[:, None]
+    intercept_change = result.intercept - bank.intercept_[c]
     held_rows = _rows(session.shared.held_out_rows, seed)
-    held = _part(session, c, held_rows, result.coef, result.intercept)
-    fit = _part(session, c, _rows(session.shared.fit_rows, seed), result.coef, result.intercept)
+    held = _part(session, c, held_rows, change, intercept_change)
+    fit = _part(session, c, _rows(session.shared.fit_rows, seed), change, intercept_change, labels=False)
     table = pd.DataFrame(
         {
             "concept_index": found.concepts,
@@ -134,6 +157,7 @@ def suggest(
             "held_out_gain": held["teacher"],
             "held_out_gain_labels": held["labels"],
             "fit_gain": fit["teacher"],
+            "kkt_violation": result.kkt_violation,
         }
     )
     table["overfit"] = (table["fit_gain"] > 1e-9) & (table["held_out_gain"] <= 0)
