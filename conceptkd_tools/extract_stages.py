@@ -73,7 +73,9 @@ def profile(clip, images: list[np.ndarray], n_segments: int, text: torch.Tensor,
         "batch": len(images),
         "n_segments": n_segments,
         "ms_copy_to_device": _median_ms(lambda: torch.from_numpy(stacked).to(device), device, repeats),
-        "ms_torch_slic": _median_ms(lambda: torch_slic.segment_batch(pixels, clip.grid_size, n_segments), device, repeats),
+        "ms_torch_slic": _median_ms(
+            lambda: torch_slic.segment_batch(pixels, clip.grid_size, n_segments), device, repeats
+        ),
         "ms_model_input": _median_ms(lambda: to_model_input(clip, images), device, repeats),
         "ms_dense_fp32": _median_ms(dense, device, repeats),
         "ms_dense_tf32": _median_ms(lambda: dense(tf32=True), device, repeats) if cuda else None,
