@@ -14,9 +14,12 @@ from conceptkd_core.store.workspace import load_workspace, write_workspace
 from conceptkd_tools.demo import DEMO_DIR, MODEL_NAME
 
 
-def make_demo_subset(folder: Path, per_split: int = 20, word: Callable[[str], str] = str) -> Path:
-    """``folder``/workspace holding ``per_split`` val and ``per_split`` test scenes of the demo,
-    each vocabulary word written as ``word(w)``; returns the workspace folder."""
+def make_demo_subset(
+    folder: Path, per_split: int = 20, word: Callable[[str], str] = str, workspace: str = "workspace", teacher=None
+) -> Path:
+    """``folder``/``workspace`` holding ``per_split`` val and ``per_split`` test scenes of the demo,
+    each vocabulary word written as ``word(w)``; returns the workspace folder. ``teacher``: a
+    function of the subset's (image ids, classes, logits) giving the teacher to record (default: the demo's)."""
     demo = load_workspace(DEMO_DIR / "workspace")
     rows = np.concatenate([np.flatnonzero(demo.splits == split)[:per_split] for split in ("val", "test")])
     (folder / "images").mkdir(parents=True, exist_ok=True)
@@ -24,7 +27,7 @@ def make_demo_subset(folder: Path, per_split: int = 20, word: Callable[[str], st
         shutil.copy(demo.image_path(r), folder / "images" / demo.paths[r])
     for name in (f"{MODEL_NAME}.json", f"{MODEL_NAME}.safetensors", "teacher.pt"):
         shutil.copy(DEMO_DIR / name, folder / name)
-    root = folder / "workspace"
+    root = folder / workspace
     segments = read_segments(demo)
     for name in SEGMENT_ARRAYS:
         atomic_write_npy(segment_file(root, name), np.asarray(segments[name][rows]))
@@ -39,7 +42,9 @@ def make_demo_subset(folder: Path, per_split: int = 20, word: Callable[[str], st
         concept_matrix=np.asarray(demo.concept_matrix[rows]),
         teacher_logits=demo.teacher_logits[rows],
         model=demo.meta["model"],
-        teacher=demo.meta["teacher"],
+        teacher=demo.meta["teacher"]
+        if teacher is None
+        else teacher(demo.image_ids[rows], demo.classes, demo.teacher_logits[rows]).identity,
         image_root="../images",
         extra={k: v for k, v in demo.meta["extra"].items() if k in ("demo", "n_segments")},
     )

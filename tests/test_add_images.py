@@ -1,17 +1,28 @@
 """Adding uploaded images to a workspace: refused files say why, accepted ones are extracted and merged."""
 
+import hashlib
 import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from conceptkd_core.datasets import load_folder
-from conceptkd_core.extract.add_images import add_images, check_uploads, find_teacher, skip_duplicates
+from conceptkd_core.extract.add_images import (
+    add_images,
+    check_uploads,
+    find_teacher,
+    needs_uploaded_logits,
+    skip_duplicates,
+    upload_id,
+    uploaded_logits_teacher,
+)
 from conceptkd_core.extract.clip_backend import load_clip
 from conceptkd_core.extract.pipeline import extract
 from conceptkd_core.extract.rescore import find_checkpoint
 from conceptkd_core.extract.teacher_registry import create_teacher, recorded_teacher_spec, teacher_from_workspace
+from conceptkd_core.extract.teachers import TeacherError
 from conceptkd_core.store.side_files import read_segments
 from conceptkd_core.store.workspace import load_workspace
 from conceptkd_tools.demo import DEMO_DIR, MODEL_NAME
@@ -145,3 +156,80 @@ def test_the_teacher_is_found_by_its_recorded_path_and_hash(tmp_path):
     assert rebuilt.preprocessing == teacher.preprocessing
     teacher_file.write_bytes(teacher_file.read_bytes() + b"changed")
     assert find_teacher(ws, roots=[tmp_path]) is None  # another file at that path is not the teacher
+
+
+@pytest.fixture(scope="module")
+def logits_ws(tmp_path_factory):
+    """A tiny workspace whose teacher is a logits file (CSV keyed by image id)."""
+    folder = tmp_path_factory.mktemp("logits")
+    csv = write_labelled_scenes(
+        folder, {f"img{i}": ("train" if i < 3 else "test", "cat" if i % 2 else "dog") for i in range(4)}
+    )
+    config, weights = make_tiny_checkpoint(folder / "model")
+    clip = load_clip(str(config), checkpoint=weights)
+    images = load_folder(folder / "images", csv)
+    logits = folder / "logits.csv"
+    rows = [f"img{i},{i}.5,{-i}" for i in range(4)]
+    logits.write_text(f"image_id,{images.classes[0]},{images.classes[1]}\n" + "\n".join(rows) + "\n")
+    teacher = create_teacher(logits, images.classes)
+    ws = extract(images, folder / "ws", clip, teacher, ["red square", "grass"], n_segments=4).workspace
+    return ws, clip
+
+
+def logits_table(classes, rows: dict[str, tuple[float, float]]) -> bytes:
+    return (f"image_id,{classes[0]},{classes[1]}\n" + "".join(f"{k},{a},{b}\n" for k, (a, b) in rows.items())).encode()
+
+
+def test_a_logits_file_workspace_adds_images_with_uploaded_logits(logits_ws, tmp_path):
+    ws, clip = logits_ws
+    assert needs_uploaded_logits(ws) and find_teacher(ws) is None  # the file has no logits for new images
+    write_scene(tmp_path / "a.png", 50)
+    write_scene(tmp_path / "b.png", 51)
+    checked = skip_duplicates(
+        ws,
+        check_uploads(
+            [(n, (tmp_path / n).read_bytes()) for n in ("a.png", "b.png")]
+            + [("old.png", ws.image_path(1).read_bytes())]
+        ),
+    )
+    assert checked.duplicates == [("old.png", "image img1")] and len(checked.accepted) == 2
+    # rows by uploaded file name, a row for the skipped duplicate and one for an image not sent: both ignored
+    table = logits_table(ws.classes, {"b.png": (2.0, -2.0), "a.png": (1.0, 3.0), "old.png": (0, 0), "zz.png": (9, 9)})
+    teacher = uploaded_logits_teacher(ws, checked, "mine.csv", table)
+    merged = add_images(ws, checked.accepted, ["dog"], clip, teacher, tmp_path / "plus")
+    assert merged.n_images == 6
+    np.testing.assert_array_equal(merged.teacher_logits[:4], ws.teacher_logits)
+    np.testing.assert_array_equal(merged.teacher_logits[4:], [[1.0, 3.0], [2.0, -2.0]])
+    assert merged.meta["teacher"] == ws.meta["teacher"]  # the workspace's own teacher stays recorded
+    added = merged.meta["extra"]["added_teachers"]
+    assert added[0]["source"] == "mine.csv" and added[0]["sha256"] == hashlib.sha256(table).hexdigest()
+    # the same as Parquet, keyed by the ids the uploads get
+    frame = pd.DataFrame(
+        {"image_id": [upload_id(n) for n, _ in checked.accepted], ws.classes[0]: [1.0, 2.0], ws.classes[1]: [3.0, -2.0]}
+    )
+    frame.to_parquet(tmp_path / "l.parquet")
+    again = uploaded_logits_teacher(ws, checked, "l.parquet", (tmp_path / "l.parquet").read_bytes())
+    assert again.table.keys() == teacher.table.keys()
+    np.testing.assert_array_equal(np.stack(list(again.table.values())), np.stack(list(teacher.table.values())))
+
+
+def test_uploaded_logits_must_cover_the_uploads_with_the_classes_and_finite_values(logits_ws, tmp_path):
+    ws, _ = logits_ws
+    write_scene(tmp_path / "a.png", 60)
+    write_scene(tmp_path / "b.png", 61)
+    checked = check_uploads([(n, (tmp_path / n).read_bytes()) for n in ("a.png", "b.png")])
+    a, b = ws.classes
+    for table, name, message in (
+        (logits_table(ws.classes, {"a.png": (1, 2)}), "l.csv", r"l.csv: no logits for 1 uploaded images \(b.png\); "),
+        (f"image_id,{a},horse\na.png,1,2\nb.png,1,2\n".encode(), "l.csv", rf"no logits column for classes \['{b}'\]"),
+        (f"image_id,{a},{b}\na.png,1,inf\nb.png,1,2\n".encode(), "l.csv", "logits contain NaN or inf"),
+        (f"image_id,{a},{b}\na.png,1,2\na.png,1,2\n".encode(), "l.csv", "duplicate image ids, e.g. 'a.png'"),
+        (b"1,2\n", "l.npy", r"l.npy: type .npy is not one of .csv, .parquet"),
+    ):
+        with pytest.raises(TeacherError, match=message):
+            uploaded_logits_teacher(ws, checked, name, table)
+    # two uploads named alike (from two folders): the name does not say which is which
+    write_scene(tmp_path / "c.png", 62)
+    twins = check_uploads([("x.png", (tmp_path / "a.png").read_bytes()), ("x.png", (tmp_path / "c.png").read_bytes())])
+    with pytest.raises(TeacherError, match=r"no logits for 2 uploaded images \(x.png, x.png\)"):
+        uploaded_logits_teacher(ws, twins, "l.csv", logits_table(ws.classes, {"x.png": (1, 2)}))

@@ -11,14 +11,18 @@ from conceptkd_core.defaults import IMAGENET_MEAN, IMAGENET_STD, N_SEGMENTS, TEA
 from conceptkd_core.extract import jobs
 from conceptkd_core.extract.add_images import (
     ALLOWED_SUFFIXES,
+    LOGITS_UPLOAD_SUFFIXES,
     MAX_UPLOAD_BYTES,
     add_images,
     check_uploads,
     find_teacher,
+    needs_uploaded_logits,
     skip_duplicates,
+    uploaded_logits_teacher,
 )
 from conceptkd_core.extract.rescore import find_checkpoint, rescore, rescored_folder
 from conceptkd_core.extract.teacher_registry import teacher_from_workspace
+from conceptkd_core.extract.teachers import TeacherError
 from conceptkd_core.images import RESIZE_MODES, Preprocessing
 from conceptkd_core.store.locations import PathRefused, display_path, resolve_typed_path
 from conceptkd_core.vocabulary import (
@@ -117,7 +121,12 @@ def image_adder(explorer) -> None:
         return
     present = st.multiselect("Classes these images show (their labels)", list(ws.classes), key="upload_labels")
     found = workspace_clip(ws)
-    teacher = teacher_spec_of(str(ws.root), ws.workspace_id, ws)
+    uploaded_teacher = None
+    if needs_uploaded_logits(ws):  # a logits file has no logits for new images: the analyst gives them
+        uploaded_teacher = uploaded_logits(ws, checked)
+        if uploaded_teacher is None:
+            return
+    teacher = uploaded_teacher or teacher_spec_of(str(ws.root), ws.workspace_id, ws)
     if found is None or teacher is None:
         missing = " and ".join(x for x, ok in (("CLIP checkpoint", found), ("teacher model", teacher)) if ok is None)
         st.info(
@@ -130,7 +139,7 @@ def image_adder(explorer) -> None:
         bar, update = progress_bar()
         try:
             clip = get_clip(*found)
-            teacher = get_teacher(ws.workspace_id, ws, clip, teacher)
+            teacher = uploaded_teacher or get_teacher(ws.workspace_id, ws, clip, teacher)
             merged = add_images(ws, checked.accepted, present, clip, teacher, target, update)
         except (ValueError, OSError, RuntimeError) as exc:
             st.error(f"Could not add the images: {shown(exc)}")
@@ -141,6 +150,26 @@ def image_adder(explorer) -> None:
             f"New workspace {merged.root.name} with {merged.n_images} images; it is now open "
             "(the original is unchanged).",
         )
+
+
+def uploaded_logits(ws, checked):
+    """The teacher for the accepted uploads from the analyst's logits table; None (with why) until one fits."""
+    classes = ", ".join(ws.classes[:6]) + (f", … ({len(ws.classes)} classes)" if len(ws.classes) > 6 else "")
+    table = st.file_uploader(
+        "Teacher logits for these images (CSV or Parquet: "
+        f"an image_id column with each image's file name, and a column per class: {classes})",
+        type=[s[1:] for s in LOGITS_UPLOAD_SUFFIXES],
+        key=f"upload_logits_{ws.workspace_id}",
+        help=f"Columns: image_id, {', '.join(ws.classes)}",
+    )
+    if table is None:
+        st.info("This workspace's teacher is a logits file, which has no logits for new images: upload theirs.")
+        return None
+    try:
+        return uploaded_logits_teacher(ws, checked, table.name, table.getvalue())
+    except TeacherError as exc:
+        st.error(shown(exc))
+        return None
 
 
 def vocabulary_editor(explorer) -> None:

@@ -6,7 +6,8 @@ upload whose bytes equal an image already in the workspace, or another upload, i
 skipped. Those that pass are stored in the new workspace's own folder (``uploads/``, content-hash
 names; ``store.validation.IN_WORKSPACE``), never in the user's image folder, which may be
 read-only or shared. The teacher that scores them is the workspace's own, found by the path and
-SHA-256 the workspace recorded (``find_teacher``), whatever its kind.
+SHA-256 the workspace recorded (``find_teacher``); a workspace whose teacher is a logits file
+has no logits for new images, so the analyst uploads them too (``uploaded_logits_teacher``).
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ from ..store.atomic_io import atomic_write_bytes, atomic_write_npy
 from ..store.side_files import SEGMENT_ARRAYS, read_segments, segment_file
 from ..store.validation import IN_WORKSPACE, UPLOADS_DIR, WorkspaceError, is_absolute_path
 from ..store.workspace import Workspace, write_workspace
+from .teachers import LogitsFileTeacher, TeacherError
 
 ALLOWED_SUFFIXES = IMAGE_SUFFIXES
 MAX_UPLOAD_BYTES = 20 * 2**20
 UPLOAD_DIR = UPLOADS_DIR
+LOGITS_UPLOAD_SUFFIXES = (".csv", ".parquet")  # keyed by image: an .npy's rows have no names to match uploads by
 
 
 @dataclass
@@ -101,6 +104,49 @@ def skip_duplicates(workspace: Workspace, checked: UploadCheck) -> UploadCheck:
     return result
 
 
+def upload_id(stored_name: str) -> str:
+    """The image id an accepted upload gets in the workspace."""
+    return f"upload-{stored_name}"
+
+
+def needs_uploaded_logits(workspace: Workspace) -> bool:
+    return workspace.meta.get("teacher", {}).get("kind") == "logits-file"
+
+
+def uploaded_logits_teacher(workspace: Workspace, checked: UploadCheck, name: str, data: bytes) -> LogitsFileTeacher:
+    """The teacher of ``checked.accepted`` for a workspace whose teacher is a logits file: the
+    analyst's logits for them in an uploaded CSV / Parquet table (``name``, ``data``), read and
+    validated by the logits-file reader (``LogitsFileTeacher``: one column per class, finite numbers).
+    Its ``image_id`` column names each image by its uploaded file name (or the id it gets here);
+    rows for other images are ignored. Raises TeacherError, one line, when a row is missing."""
+    suffix = Path(name).suffix.lower()
+    if suffix not in LOGITS_UPLOAD_SUFFIXES:
+        raise TeacherError(f"{name}: type {suffix or '(none)'} is not one of {', '.join(LOGITS_UPLOAD_SUFFIXES)}")
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise TeacherError(f"{name}: {len(data) / 2**20:.1f} MiB is over the {MAX_UPLOAD_BYTES // 2**20} MiB limit")
+    with tempfile.TemporaryDirectory() as folder:  # the reader reads files; messages name the upload
+        path = Path(folder) / f"logits{suffix}"
+        path.write_bytes(data)
+        teacher = LogitsFileTeacher(path, workspace.classes, name=name)
+    names = [checked.uploaded_as.get(stored, stored) for stored, _ in checked.accepted]
+    table, missing = {}, []
+    for (stored, _), uploaded in zip(checked.accepted, names, strict=True):
+        # a name two different uploads share does not say which is which: only the id does
+        keys = [upload_id(stored)] + ([uploaded] if names.count(uploaded) == 1 else [])
+        row = next((teacher.table[k] for k in keys if k in teacher.table), None)
+        if row is None:
+            missing.append(uploaded)
+        else:
+            table[upload_id(stored)] = row
+    if missing:
+        raise TeacherError(
+            f"{name}: no logits for {len(missing)} uploaded images ({', '.join(missing[:5])}"
+            f"{'…' if len(missing) > 5 else ''}); expected a row per image, its image_id the uploaded file name"
+        )
+    teacher.table = table  # keyed by the ids the uploads get, as extraction asks for them
+    return teacher
+
+
 def find_teacher(workspace: Workspace, roots: Sequence[str | os.PathLike] = ()) -> str | None:
     """The spec of ``workspace``'s teacher on this machine (``teacher_registry.recorded_teacher_spec``),
     also looked for in the folder of the file the workspace recorded when that folder is inside
@@ -139,7 +185,7 @@ def add_images(
     if unknown:
         raise ValueError(f"Unknown classes {unknown}; this workspace has {list(workspace.classes)}")
     existing = set(str(i) for i in workspace.image_ids)
-    new = [(name, data) for name, data in accepted if f"upload-{name}" not in existing]
+    new = [(name, data) for name, data in accepted if upload_id(name) not in existing]
     if not new:
         raise ValueError("All of these images are already in the workspace")
     out = Path(out)
@@ -149,7 +195,7 @@ def add_images(
     label_row = np.array([int(c in present_classes) for c in workspace.classes], dtype=np.uint8)
     images = ImageSet(
         out / UPLOADS_DIR,
-        [f"upload-{n}" for n, _ in new],
+        [upload_id(n) for n, _ in new],
         [n for n, _ in new],
         ["uploaded"] * len(new),
         np.tile(label_row, (len(new), 1)),
@@ -191,7 +237,19 @@ def add_images(
         image_root=os.path.relpath(workspace.image_root, out.resolve()),
         concept_dtype=workspace.meta.get("concept_dtype", "float16"),
         extra={k: v for k, v in extra.items() if k not in ("image_root_absolute", "extraction")}
-        | {"added_images": len(new) + int(extra.get("added_images", 0))},
+        | {"added_images": len(new) + int(extra.get("added_images", 0))}
+        | _added_teacher(workspace, added),
     )
     shutil.rmtree(out / ".added", ignore_errors=True)
     return merged
+
+
+def _added_teacher(workspace: Workspace, added: Workspace) -> dict:
+    """The record of the teachers that scored added images, when not the workspace's own (uploaded logits)."""
+
+    def without_source(teacher: dict) -> dict:  # a file's path is relative to each workspace's folder
+        return {k: v for k, v in teacher.items() if k != "source"}
+
+    if without_source(added.meta["teacher"]) == without_source(workspace.meta["teacher"]):
+        return {}
+    return {"added_teachers": [*workspace.meta.get("extra", {}).get("added_teachers", []), added.meta["teacher"]]}

@@ -119,63 +119,72 @@ class TorchTeacher:
 
 class LogitsFileTeacher:
     """Precomputed logits. CSV/Parquet: an ``image_id`` column plus one column per class.
-    NPY: shape (n_images, n_classes) in the manifest's order (``image_ids`` must be given)."""
+    NPY: shape (n_images, n_classes) in the manifest's order (``image_ids`` must be given).
+    ``name``: how messages and the identity call the file (an upload's name; default its path)."""
 
     preprocessing = None  # precomputed: no pixels are read
 
-    def __init__(self, path: str | os.PathLike, classes: Sequence[str], image_ids: Sequence[str] | None = None):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        classes: Sequence[str],
+        image_ids: Sequence[str] | None = None,
+        name: str | None = None,
+    ):
+        from ..store.atomic_io import sha256_file
+
         self.path = Path(path)
+        self.name = str(self.path) if name is None else name
         self.classes = tuple(classes)
         k = len(self.classes)
         suffix = self.path.suffix.lower()
         if not self.path.is_file():
-            raise TeacherError(f"{self.path}: logits file not found")
+            raise TeacherError(f"{self.name}: logits file not found")
+        self.sha256 = sha256_file(self.path)  # now: an uploaded file is read from a temporary copy
         if suffix == ".npy":
             if image_ids is None:
                 raise TeacherError(
-                    f"{self.path}: an .npy logits file has no image ids; it must come with the manifest order"
+                    f"{self.name}: an .npy logits file has no image ids; it must come with the manifest order"
                 )
             try:
                 values = np.load(self.path, allow_pickle=False)
             except ValueError as exc:
-                raise TeacherError(f"{self.path}: not a plain numeric .npy array ({exc})") from None
-            values = _finite_logits(values, len(image_ids), k, str(self.path))
+                raise TeacherError(f"{self.name}: not a plain numeric .npy array ({exc})") from None
+            values = _finite_logits(values, len(image_ids), k, self.name)
             self.table = dict(zip(map(str, image_ids), values, strict=True))
             return
         try:
             frame = pd.read_parquet(self.path) if suffix == ".parquet" else pd.read_csv(self.path)
         except Exception as exc:
-            raise TeacherError(f"{self.path}: cannot read logits table ({exc})") from None
+            raise TeacherError(f"{self.name}: cannot read logits table ({exc})") from None
         if "image_id" not in frame.columns:
-            raise TeacherError(f"{self.path}: missing column 'image_id'; has {list(frame.columns)}")
+            raise TeacherError(f"{self.name}: missing column 'image_id'; has {list(frame.columns)}")
         missing = [c for c in self.classes if c not in frame.columns]
         if missing:
-            raise TeacherError(f"{self.path}: no logits column for classes {missing}")
+            raise TeacherError(f"{self.name}: no logits column for classes {missing}")
         ids = frame["image_id"].astype(str)
         if ids.duplicated().any():
-            raise TeacherError(f"{self.path}: duplicate image ids, e.g. {ids[ids.duplicated()].iloc[0]!r}")
+            raise TeacherError(f"{self.name}: duplicate image ids, e.g. {ids[ids.duplicated()].iloc[0]!r}")
         try:
             values = frame[list(self.classes)].to_numpy(dtype=np.float32)
         except ValueError as exc:
-            raise TeacherError(f"{self.path}: logits must be numbers ({exc})") from None
-        values = _finite_logits(values, len(frame), k, str(self.path))
+            raise TeacherError(f"{self.name}: logits must be numbers ({exc})") from None
+        values = _finite_logits(values, len(frame), k, self.name)
         self.table = dict(zip(ids, values, strict=True))
 
     @property
     def identity(self) -> dict:
-        from ..store.atomic_io import sha256_file
-
         return {
             "kind": "logits-file",
-            "source": str(self.path),
-            "sha256": sha256_file(self.path),
+            "source": self.name,
+            "sha256": self.sha256,
             "classes": list(self.classes),
         }
 
     def check_covers(self, image_ids: Sequence[str]) -> None:
         missing = [i for i in image_ids if str(i) not in self.table]
         if missing:
-            raise TeacherError(f"{self.path}: no logits for {len(missing)} images, e.g. {missing[:3]}")
+            raise TeacherError(f"{self.name}: no logits for {len(missing)} images, e.g. {missing[:3]}")
 
     def check_known(self, image_ids: Sequence[str]) -> None:
         """Refuse logits for images the dataset does not have: a file made for another image set
@@ -184,7 +193,7 @@ class LogitsFileTeacher:
         unknown = [i for i in self.table if i not in known]
         if unknown:
             raise TeacherError(
-                f"{self.path}: logits for {len(unknown)} images the labels do not list, e.g. {unknown[:3]}; "
+                f"{self.name}: logits for {len(unknown)} images the labels do not list, e.g. {unknown[:3]}; "
                 "expected one row per image of the dataset"
             )
 
