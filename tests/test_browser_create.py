@@ -98,7 +98,7 @@ def test_create_a_workspace_with_a_torchscript_teacher_and_see_its_students(serv
         page.screenshot(path=str(shots / "create-students.png"), full_page=True)
         box = page.locator('[data-testid="stSidebar"] input[type="text"]').first
         assert box.input_value() == "demo/created"
-        assert page.get_by_text("held-out", exact=False).count() > 0
+        page.get_by_text("held-out", exact=False).first.wait_for(timeout=60000)
         browser.close()
     created, original = load_workspace(demo.parent / "created"), load_workspace(demo)
     assert created.n_images == 40 and created.meta["teacher"]["kind"] == "torch"
