@@ -151,14 +151,21 @@ def test_a_concept_removed_from_every_class_in_one_step_and_undone(server, page,
     concept = base.vocabulary[j]
     page.get_by_text("Edit several concepts at once").click()
     choose(page, keyed(page, "batch_concepts").locator("input"), concept)
-    page.keyboard.press("Escape")
+    settle(page, "Tune")
     keyed(page, "batch_scope").get_by_text("every class").click()
+    assert eventually(lambda: keyed(page, "batch_scope").locator('input[type="radio"]').nth(1).is_checked())
     settle(page, "Tune")
-    keyed(page, "batch_remove").locator("button:visible").first.click()
-    settle(page, "Tune")
-    no_exception(page)
-    saved = eventually(lambda: (s := session_file(demo, page))["events"][-1]["op"] == "remove" and s)
-    assert saved, session_file(demo, page)["events"][-1]["op"]
+    # On a loaded machine a click that lands while the previous widget's rerun is in flight can be
+    # dropped by the browser session; the edit must then still come from a second click, once.
+    saved = None
+    for _ in range(3):
+        keyed(page, "batch_remove").locator("button:visible").first.click()
+        settle(page, "Tune")
+        no_exception(page)
+        saved = eventually(lambda: (s := session_file(demo, page))["events"][-1]["op"] == "remove" and s, 20)
+        if saved:
+            break
+    assert saved, (session_file(demo, page)["events"][-1]["op"], page.locator("body").inner_text()[-1500:])
     event = saved["events"][-1]
     assert event["op"] == "remove" and len(event["args"]["pairs"]) == len(base.classes)
     edits = saved["cursor"]
