@@ -22,22 +22,30 @@ class PredictError(ValueError):
     """A prediction that cannot be made here; one line saying what is missing."""
 
 
-def workspace_clip(workspace, search: Sequence[str | os.PathLike] = ()):
-    """The CLIP that made ``workspace``'s concept scores: its pretrained tag, or the checkpoint
-    whose SHA-256 it records (``rescore.find_checkpoint``: beside it or in ``search``)."""
-    from .extract.clip_backend import load_clip
+def clip_source(workspace, search: Sequence[str | os.PathLike] = ()) -> tuple[str, str, str]:
+    """``load_clip``'s (model, checkpoint, pretrained) for the CLIP that made ``workspace``'s concept
+    scores: its pretrained tag, or the checkpoint whose SHA-256 it records (``rescore.find_checkpoint``:
+    beside it or in ``search``); "" where a part does not apply. Raises ``PredictError`` if neither."""
     from .extract.rescore import find_checkpoint
 
     model = workspace.meta.get("model", {})
     if model.get("pretrained"):
-        return load_clip(str(model.get("name")), pretrained=model["pretrained"])
+        return str(model.get("name")), "", str(model["pretrained"])
     found = find_checkpoint(workspace, search)
     if found is None:
         raise PredictError(
             f"{workspace.root.name}: its CLIP checkpoint (SHA-256 {str(model.get('checkpoint_sha256'))[:12]}…) "
             "is not in the workspace's folder or its parent; put it there to score new images"
         )
-    return load_clip(found[0], checkpoint=found[1])
+    return str(found[0]), str(found[1]), ""
+
+
+def workspace_clip(workspace, search: Sequence[str | os.PathLike] = ()):
+    """The CLIP that made ``workspace``'s concept scores, loaded (``clip_source``)."""
+    from .extract.clip_backend import load_clip
+
+    model, checkpoint, pretrained = clip_source(workspace, search)
+    return load_clip(model, pretrained=pretrained or None, checkpoint=checkpoint or None)
 
 
 @dataclass(frozen=True)

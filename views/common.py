@@ -56,12 +56,21 @@ PAGES = (
 
 
 @st.cache_resource(show_spinner="Loading CLIP…", max_entries=2)
-def get_predictor(workspace_id: str, _workspace):
-    """The workspace's CLIP with its vocabulary's text embeddings, once per server (keyed by the
-    workspace's id: a workspace rebuilt in the same folder gets its own). Imports torch."""
-    from conceptkd_core.predict import Predictor, workspace_clip
+def get_clip(model: str, checkpoint: str = "", pretrained: str = ""):
+    """One CLIP per server, shared by every session, page and job (loading ViT-B/16 takes seconds
+    and hundreds of MB: the Predict, Students and Setup pages must not each hold a copy)."""
+    from conceptkd_core.extract.clip_backend import load_clip  # imports torch: only when a page needs CLIP
 
-    return Predictor(_workspace, workspace_clip(_workspace))
+    return load_clip(model, pretrained=pretrained or None, checkpoint=checkpoint or None)
+
+
+@st.cache_resource(show_spinner="Preparing the vocabulary…", max_entries=2)
+def get_predictor(workspace_id: str, _workspace):
+    """The workspace's CLIP (``get_clip``'s) with its vocabulary's text embeddings, once per server
+    (keyed by the workspace's id: a workspace rebuilt in the same folder gets its own)."""
+    from conceptkd_core.predict import Predictor, clip_source
+
+    return Predictor(_workspace, get_clip(*clip_source(_workspace)))
 
 
 @st.cache_resource(show_spinner="Loading the teacher…", max_entries=2)

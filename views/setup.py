@@ -20,10 +20,11 @@ from conceptkd_core.extract.add_images import (
     skip_duplicates,
     uploaded_logits_teacher,
 )
-from conceptkd_core.extract.rescore import find_checkpoint, rescore, rescored_folder
+from conceptkd_core.extract.rescore import rescore, rescored_folder
 from conceptkd_core.extract.teacher_registry import teacher_from_workspace
 from conceptkd_core.extract.teachers import TeacherError
 from conceptkd_core.images import RESIZE_MODES, Preprocessing
+from conceptkd_core.predict import PredictError, clip_source
 from conceptkd_core.store.locations import PathRefused, display_path, resolve_typed_path
 from conceptkd_core.vocabulary import (
     DEFAULT_VOCABULARY,
@@ -32,22 +33,17 @@ from conceptkd_core.vocabulary import (
     VocabularyError,
     read_vocabulary_text,
 )
-from views.common import ALLOWED_ROOTS, current, shown
-
-
-@st.cache_resource(show_spinner="Loading CLIP…", max_entries=2)
-def get_clip(model: str, checkpoint: str = "", pretrained: str = ""):
-    """One CLIP per server, shared by every session and job (loading ViT-B/16 takes seconds)."""
-    from conceptkd_core.extract.clip_backend import load_clip  # imports torch: only when extracting
-
-    return load_clip(model, pretrained=pretrained or None, checkpoint=checkpoint or None)
+from views.common import ALLOWED_ROOTS, current, get_clip, shown
 
 
 @st.cache_data(show_spinner=False)
-def checkpoint_of(root: str, workspace_id: str, _workspace):
+def clip_source_of(root: str, workspace_id: str, _workspace):
     """Hashing candidate checkpoints costs a read of each: once per workspace. Keyed by its folder
     as well as its id: a copied workspace keeps the id but finds its files beside its own folder."""
-    return find_checkpoint(_workspace)
+    try:
+        return clip_source(_workspace)
+    except PredictError:
+        return None
 
 
 @st.cache_data(show_spinner=False)
@@ -77,15 +73,9 @@ def progress_bar():
 
 
 def workspace_clip(ws) -> tuple[str, str, str] | None:
-    """``get_clip``'s arguments for the workspace's own CLIP: its checkpoint found by hash, or its
-    open_clip pretrained tag (from open_clip's cache); None when neither can be had."""
-    found = checkpoint_of(str(ws.root), ws.workspace_id, ws)
-    if found is not None:
-        return str(found[0]), str(found[1]), ""
-    model = ws.meta["model"]
-    if model.get("pretrained"):
-        return str(model.get("name")), "", str(model["pretrained"])
-    return None
+    """``get_clip``'s arguments for the workspace's own CLIP (``predict.clip_source``: its open_clip
+    pretrained tag, or its checkpoint found by hash); None when neither can be had."""
+    return clip_source_of(str(ws.root), ws.workspace_id, ws)
 
 
 def switch_to(workspace, message: str) -> None:
