@@ -176,3 +176,17 @@ def waterfall_chart(steps: pd.DataFrame, threshold: float) -> alt.Chart:
 def waterfall_steps(steps: pd.DataFrame) -> pd.DataFrame:
     """``steps`` with the ``colour`` word of each bar: the score's own, else its direction."""
     return steps.assign(colour=np.where(steps["kind"] == "score", "score", direction(steps["value"])))
+
+
+def waterfall(wf, student_prob: float) -> None:
+    """A ``waterfall.Waterfall`` drawn: its chart against the threshold, the colour key, and the
+    sum in words ("bias + contributions = score, above the threshold, so yes")."""
+    steps = waterfall_steps(wf.steps)
+    st.altair_chart(waterfall_chart(steps, wf.threshold), width="stretch")
+    colour_key(steps["colour"], SCORE_COLOUR)
+    decided = "yes" if wf.says_yes else "no"
+    st.caption(
+        f"Bias {wf.steps['value'].iloc[0]:+.2f}, plus each concept's weight × score, gives {wf.score:+.2f}; "
+        f"{'above' if wf.says_yes else 'not above'} the threshold {wf.threshold:+.2f}, so “{decided}” "
+        f"(student {percent(student_prob)})."
+    )

@@ -13,16 +13,7 @@ from conceptkd_core.images import ImageError
 from conceptkd_core.overlays import ImageSegments, concept_overlay, contribution_overlay, label_overlay
 from conceptkd_core.store.workspace import WorkspaceError
 from views.common import shown
-from views.draw import (
-    SCORE_COLOUR,
-    colour_key,
-    detail_image,
-    fitted,
-    percent,
-    teacher_student,
-    waterfall_chart,
-    waterfall_steps,
-)
+from views.draw import detail_image, fitted, teacher_student, waterfall
 
 OVERLAY_WIDTH = 300
 NO_CONCEPT = "(none)"
@@ -62,14 +53,7 @@ def why(explorer, session, r: int, c: int) -> None:
     wf = image_waterfall(session, r, c)
     decided = "yes" if wf.says_yes else "no"
     st.markdown(f"**Why the student says “{decided}” for “{explorer.classes[c]}”**")
-    steps = waterfall_steps(wf.steps)
-    st.altair_chart(waterfall_chart(steps, wf.threshold), width="stretch")
-    colour_key(steps["colour"], SCORE_COLOUR)
-    st.caption(
-        f"Bias {wf.steps['value'].iloc[0]:+.2f}, plus each concept's weight × score, gives {wf.score:+.2f}; "
-        f"{'above' if wf.says_yes else 'not above'} the threshold {wf.threshold:+.2f}, so “{decided}” "
-        f"(student {percent(float(session.class_probs(c)[r]))})."
-    )
+    waterfall(wf, float(session.class_probs(c)[r]))
 
 
 def image_detail(explorer, session, c: int, r: int, concept: str) -> None:

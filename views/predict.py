@@ -12,7 +12,7 @@ from conceptkd_core.overlays import contribution_overlay
 from conceptkd_core.predict import PredictError, prediction_waterfall, score_table, segment_shares
 from conceptkd_core.students.metrics import DECISION_THRESHOLD
 from views.common import current, get_predictor, get_teacher, selected_class, shown
-from views.draw import SCORE_COLOUR, colour_key, percent, waterfall_chart, waterfall_steps
+from views.draw import waterfall
 
 UPLOAD, PICK = "Upload an image", "Pick a workspace image"
 
@@ -69,15 +69,8 @@ def explain(explorer, session, prediction, c: int, pixels: np.ndarray) -> None:
     decided = "yes" if wf.says_yes else "no"
     st.markdown(f"**Why the student says “{decided}” for “{explorer.classes[c]}”**")
     left, right = st.columns([3, 2])
-    steps = waterfall_steps(wf.steps)
     with left:
-        st.altair_chart(waterfall_chart(steps, wf.threshold), width="stretch")
-        colour_key(steps["colour"], SCORE_COLOUR)
-        st.caption(
-            f"Bias {wf.steps['value'].iloc[0]:+.2f}, plus each concept's weight × score, gives {wf.score:+.2f}; "
-            f"{'above' if wf.says_yes else 'not above'} the threshold {wf.threshold:+.2f}, so “{decided}” "
-            f"(student {percent(float(prediction.student_probs[c]))})."
-        )
+        waterfall(wf, float(prediction.student_probs[c]))
     overlay = contribution_overlay(pixels, prediction.segment_map, segment_shares(prediction, session.bank, c))
     right.image(overlay, caption=f"segments by how much they push the score for “{explorer.classes[c]}” up or down")
 
