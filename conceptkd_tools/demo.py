@@ -293,7 +293,6 @@ def build(
         clip_info.get("done")
         and (clip_info.get("scenes_budget"), clip_info.get("batch_size")) == (clip_scenes, batch_size)
         and (out / f"{MODEL_NAME}.safetensors").is_file()
-        and not (out / CHECKPOINT_FOLDER).is_dir()
     )
     if trained:  # e.g. trained on a GPU by `demo train-clip`: kept, not trained again
         _log(f"keeping the mini CLIP trained on {clip_info['scenes_seen']} scenes")
