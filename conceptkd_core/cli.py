@@ -195,6 +195,13 @@ def run_gram(args) -> int:
     return 0
 
 
+def _clip_training_options(args) -> dict:
+    """How the mini CLIP trains: the options ``cli_arguments._clip_training_arguments`` adds to
+    both ``demo build`` and ``demo train-clip``."""
+    names = ("batch_size", "device", "workers", "max_minutes", "checkpoint_minutes")
+    return {name: getattr(args, name) for name in names}
+
+
 def run_demo(args) -> int:
     import json
 
@@ -211,11 +218,7 @@ def run_demo(args) -> int:
             n_test=args.test,
             n_single=args.single,
             seed=args.seed,
-            batch_size=args.batch_size,
-            device=args.device,
-            workers=args.workers,
-            max_minutes=args.max_minutes,
-            checkpoint_minutes=args.checkpoint_minutes,
+            **_clip_training_options(args),
         )
     elif args.demo_command == "train-clip":
         from conceptkd_core.datasets import VOC_CLASSES
@@ -225,12 +228,8 @@ def run_demo(args) -> int:
             args.out or demo.DEMO_DIR,
             load_sprites(VOC_CLASSES, args.seed),
             args.clip_scenes,
-            batch_size=args.batch_size,
             seed=args.seed,
-            device=args.device,
-            workers=args.workers,
-            max_minutes=args.max_minutes,
-            checkpoint_minutes=args.checkpoint_minutes,
+            **_clip_training_options(args),
         )
     else:
         from conceptkd_tools.demo_ablations import ablate
