@@ -138,6 +138,8 @@ def bench_app(workspace: str | None = None, moves: int = 10) -> dict:
 
     from streamlit.testing.v1 import AppTest
 
+    from .tune_board_driver import board, move_slider
+
     root = Path(__file__).resolve().parent.parent
     sys.path.insert(0, str(root))  # the views are scripts beside app.py, not an installed package
     from views.common import PAGES
@@ -159,11 +161,12 @@ def bench_app(workspace: str | None = None, moves: int = 10) -> dict:
     at.switch_page("views/tune.py").run()
     move_s = []
     for i in range(moves):
-        slider = at.slider[0]
-        value = slider.value * (0.5 if i % 2 else 1.5) if slider.value else 0.1
-        slider.set_value(max(min(value, slider.max), slider.min))
+        drawn = board(at)
+        weight = drawn["rows"][0]["weight"]
+        value = round(weight * (0.5 if i % 2 else 1.5), 2) if weight else 0.1
+        value = max(min(value, drawn["span"]), -drawn["span"])
         t0 = time.perf_counter()
-        at.run()
+        move_slider(at, value)
         move_s.append(time.perf_counter() - t0)
     slowest = max(page_s, key=page_s.get)
     return {

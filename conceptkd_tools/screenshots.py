@@ -159,7 +159,9 @@ def tune_once(page, url: str) -> None:
     """Open Tune, move the first weight slider one step with the keyboard and wait for the re-fit."""
     page.goto(f"{url}/tune")
     settle(page, "Tune")
-    page.locator('[data-testid="stSlider"] input[type="range"], [data-testid="stSlider"] [role="slider"]').first.focus()
+    from .tune_board_driver import BOARD_SLIDERS
+
+    page.locator(BOARD_SLIDERS).first.focus()
     page.keyboard.press("PageUp")
     page.wait_for_timeout(500)
     settle(page, "Tune")

@@ -12,6 +12,7 @@ from conceptkd_core.extract.pipeline import extract
 from conceptkd_core.extract.teachers import ClipZeroShotTeacher
 from conceptkd_core.store.workspace import load_workspace
 from conceptkd_core.vocabulary import load_vocabulary
+from conceptkd_tools.tune_board_driver import board, move_slider, send_edit
 from views.common import PAGES as PAGE_LIST
 
 from tiny_clip import make_tiny_checkpoint, write_scene
@@ -92,7 +93,7 @@ def test_tables_hide_the_index_and_name_every_column(workspace, script):
     import json
 
     at = open_page(workspace, "views/tune.py")
-    at.slider[0].set_value(0.25).run()  # one edit, so that History has its table
+    move_slider(at, 0.25)  # one edit, so that History has its table
     at.switch_page(script).run()
     assert at.dataframe
     for table in at.dataframe:
@@ -130,14 +131,14 @@ def test_a_slider_move_refits_and_undo_restores(workspace):
     session = at.session_state["tuning"]
     c = list(session.classes).index(at.session_state["class"])
     before = session.bank.coef_.copy()
-    slider = at.slider[0]
-    target = round(slider.value * 0.5, 3) if slider.value else 0.5
-    slider.set_value(target).run()
+    first = board(at)["rows"][0]["weight"]
+    target = round(first * 0.5, 2) if first else 0.5
+    move_slider(at, target)
     assert not at.exception
     j = session.events[-1].concept
     assert session.bank.coef_[c, j] == pytest.approx(target)  # the bound holds
     assert not np.array_equal(session.bank.coef_, before)
-    assert any(m.label == "Student AP" for m in at.metric)
+    assert board(at)["tiles"][0]["label"] == "Student AP" and board(at)["edits"] == 1
     at.switch_page("views/history.py").run()
     assert at.dataframe[0].value.shape[0] == 1
     at.button[0].click().run()  # Undo
@@ -151,11 +152,9 @@ def test_a_slider_echoing_its_own_weight_is_not_an_edit(workspace):
     at = open_page(workspace, "views/tune.py")
     session = at.session_state["tuning"]
     before = len(session.events)
-    slider = at.slider[0]
-    slider.set_value(round(slider.value, 2) + 0.004).run()  # within half a step of the weight drawn
+    move_slider(at, board(at)["rows"][0]["weight"] + 0.004)  # within half a step of the weight drawn
     assert not at.exception and len(session.events) == before
-    slider = at.slider[0]
-    slider.set_value(round(slider.value, 2) + 0.02).run()  # a real move of two steps
+    move_slider(at, board(at)["rows"][0]["weight"] + 0.02)  # a real move of two steps
     assert len(session.events) == before + 1
 
 
@@ -184,7 +183,7 @@ def test_browsing_never_imports_torch():
 def test_an_autosaved_session_can_be_resumed(workspace):
     at = open_page(workspace, "views/tune.py", browser="one")
     first = at.session_state["tuning"]
-    at.slider[0].set_value(0.25).run()
+    move_slider(at, 0.25)
     assert first.autosave_path.is_file() and len(first.events) == 1
     stranger = open_page(workspace, "views/history.py", browser="two")  # another browser does not see it
     assert not any(s.key == "resume_pick" for s in stranger.selectbox)
@@ -219,8 +218,7 @@ def test_the_tune_actions_record_their_operation(workspace, op):
     at = open_page(workspace, "views/tune.py")
     session = at.session_state["tuning"]
     c = list(session.classes).index(at.session_state["class"])
-    actions = next(s for s in at.get("button_group") if s.key and s.key.startswith(f"a_{c}_"))
-    actions.set_value(op).run()
+    send_edit(at, {"op": op, "j": board(at)["rows"][0]["j"]})
     assert not at.exception and not at.error
     event = session.events[-1]
     assert event.op == op and event.classes == [c]

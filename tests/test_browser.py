@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from conceptkd_tools.tune_board_driver import BOARD_SLIDERS
+
 from browser_app import app_server, chromium_path, launch, settle
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,10 +44,10 @@ def test_every_page_and_a_slider_in_chromium(server, tmp_path):
         # Tune: move the first weight slider one step with the keyboard.
         page.locator('[data-testid="stSidebarNav"] a', has_text="Tune").first.click()
         settle(page)
-        page.locator('[data-testid="stSlider"] input[type="range"]').first.focus()
+        page.locator(BOARD_SLIDERS).first.focus()
         page.keyboard.press("PageUp")
         settle(page)
-        assert page.locator('[data-testid="stMetric"]', has_text="Student AP").count() == 1
+        assert page.locator(".ckd-tile-label", has_text="Student AP").count() == 1
         assert page.locator('[data-testid="stException"]').count() == 0
         page.screenshot(path=str(shots / "tune-after-move.png"), full_page=True)
         page.locator('[data-testid="stSidebarNav"] a', has_text="History").first.click()
@@ -72,7 +74,7 @@ def test_three_browsers_tune_at_once_without_seeing_each_other(server):
             page.locator('[data-testid="stSidebarNav"] a', has_text="Tune").first.click()
             settle(page)
             for _ in range(presses):  # each press is one edit, re-rendering a fresh slider
-                page.locator('[data-testid="stSlider"] input[type="range"]').first.focus()
+                page.locator(BOARD_SLIDERS).first.focus()
                 page.keyboard.press("PageUp")
                 settle(page)
             page.locator('[data-testid="stSidebarNav"] a', has_text="History").first.click()

@@ -94,9 +94,19 @@ def keyed(page, key: str):
     return page.locator(f".st-key-{key}")
 
 
+def board_row(page, concept: str):
+    """The board's row of ``concept``: its name, value, slider, constraint and actions."""
+    return page.locator(".ckd-row").filter(
+        has=page.locator(".ckd-name", has_text=re.compile(rf"^{re.escape(concept)}$"))
+    )
+
+
 def slider_value(page, concept: str) -> float:
-    slider = page.locator('[data-testid="stSlider"]', has_text=concept).locator('input[type="range"]')
-    return float(slider.get_attribute("value"))
+    return float(board_row(page, concept).locator('input[type="range"]').input_value())
+
+
+def history_button(page, op: str):
+    return page.locator(f".ckd-history button[data-op={op}]")
 
 
 def option(page, word: str):
@@ -121,12 +131,14 @@ def no_exception(page) -> None:
     assert page.locator('[data-testid="stException"]').count() == 0
 
 
-# An edit has settled: the figures count it, the script is idle, nothing is stale or pending, and
-# both charts (the figures since the start, the weights) are drawn.
-EDIT_SETTLED_JS = """(n) => document.body.textContent.includes(`(${n} edit${n === 1 ? '' : 's'} applied)`)
+# An edit has settled: the board was redrawn from the document that counts it (the figures say so),
+# the script is idle, nothing is stale or pending, and both charts (the figures since the start,
+# the weights) are drawn.
+EDIT_SETTLED_JS = """(n) => document.querySelector('.ckd-board')?.dataset.edits === String(n)
+  && document.querySelector('.ckd-heldout').textContent.includes(`(${n} edit${n === 1 ? '' : 's'} applied)`)
   && document.querySelector('[data-testid="stApp"]').getAttribute('data-test-script-state') === 'notRunning'
   && !document.querySelector('[data-stale="true"], [data-testid="stSkeleton"]')
-  && document.querySelectorAll('[data-testid="stVegaLiteChart"] :is(canvas, svg)').length >= 2"""
+  && document.querySelectorAll('.ckd-board svg.ckd-track polyline, .ckd-board svg.ckd-weights rect').length >= 5"""
 
 
 def test_a_concept_of_weight_zero_is_found_and_uptuned(server, page, base, shots):
@@ -136,12 +148,14 @@ def test_a_concept_of_weight_zero_is_found_and_uptuned(server, page, base, shots
     choose(page, keyed(page, "pick_0").locator("input"), concept)
     settle(page, "Tune")
     assert slider_value(page, concept) == 0
-    j = base.vocabulary.index(concept)
-    keyed(page, f"a_0_{j}").get_by_role("radio").first.click()  # the first action: up-tune
+    board_row(page, concept).locator("button[data-op=upweight]").click()
     settle(page, "Tune")
     no_exception(page)
     assert eventually(
-        lambda: slider_value(page, concept) > 0 and page.get_by_text("floor ≥").count() >= 1
+        lambda: (
+            slider_value(page, concept) > 0
+            and board_row(page, concept).locator(".ckd-state").inner_text().startswith("floor ≥")
+        )
     )  # the constraint is drawn on the control
     page.screenshot(path=str(shots / "tune-uptuned-zero.png"), full_page=True)
 
@@ -170,7 +184,7 @@ def test_a_concept_removed_from_every_class_in_one_step_and_undone(server, page,
     assert event["op"] == "remove" and len(event["args"]["pairs"]) == len(base.classes)
     edits = saved["cursor"]
     page.screenshot(path=str(shots / "tune-batch-removed.png"), full_page=True)
-    keyed(page, "tune_undo").locator("button:visible").first.click()
+    history_button(page, "undo").click()
     settle(page, "Tune")
     assert eventually(lambda: session_file(demo, page)["cursor"] == edits - 1)
 
@@ -183,10 +197,8 @@ def test_a_reload_restores_the_edits(server, page, demo, base):
     settle(page, "Tune")
     assert page.url == before
     assert eventually(lambda: slider_value(page, concept) > 0)  # the up-tuned concept keeps its slider and weight
-    keyed(page, "tune_redo").locator("button:visible").first.wait_for()
-    assert eventually(
-        lambda: keyed(page, "tune_redo").locator("button:visible").first.is_enabled()
-    )  # the undone batch is there to redo
+    history_button(page, "redo").wait_for()
+    assert eventually(lambda: history_button(page, "redo").is_enabled())  # the undone batch is there to redo
 
 
 def test_a_suggestion_is_applied_in_one_click(server, page, demo, shots):
@@ -253,7 +265,7 @@ def test_twenty_slider_edits_settle_fast(server, browser, shots):
     settle(tab, "Tune")
     times = []
     for i in range(1, 21):
-        handle = tab.locator('[data-testid="stSlider"] input[type="range"]').first
+        handle = tab.locator('.ckd-board input[type="range"]').first
         handle.focus()
         start = time.perf_counter()
         tab.keyboard.press("PageUp" if i % 2 else "PageDown")

@@ -18,6 +18,7 @@ from streamlit.testing.v1 import AppTest
 from conceptkd_core.explorer import open_explorer
 from conceptkd_core.students.session import TuningSession
 from conceptkd_tools.demo import DEMO_DIR
+from conceptkd_tools.tune_board_driver import board, move_slider
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -96,8 +97,7 @@ def test_twenty_app_sessions_interleaved(demo_copy):
         at.switch_page("views/tune.py").run()
         apps.append(at)
     for at in apps:
-        slider = at.slider[0]
-        slider.set_value(round(slider.value * 0.5, 2)).run()
+        move_slider(at, round(board(at)["rows"][0]["weight"] * 0.5, 2))
         assert not at.exception, at.exception
     check_isolated(explorer, [at.session_state["tuning"] for at in apps])
     assert shared_digest(explorer) == before

@@ -1,5 +1,6 @@
-"""The Tune page through Streamlit's AppTest on a copy of the demo workspace: the sliders show the
-weights after every edit, any concept can be picked and brought in, refused edits say why, batch
+"""The Tune page through Streamlit's AppTest on a copy of the demo workspace: the board shows the
+weights after every edit (edits sent as the board's JavaScript sends them), an edit from an older
+board or a bad one changes nothing, any concept can be picked and brought in, refused edits say why, batch
 edits are one undo step, suggestions apply, disagreement images open, and the session follows the
 page address; a wrong workspace path keeps the session."""
 
@@ -9,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
+
+from conceptkd_tools.tune_board_driver import board, send_edit
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,24 +40,39 @@ def tune(demo, query: dict | None = None, browser: str = "a") -> AppTest:
 
 def sliders_show_the_weights(at) -> None:
     session = at.session_state["tuning"]
-    for slider in at.slider:
-        c, j = (int(part) for part in slider.key.split("_")[1:3])
-        assert slider.value == pytest.approx(round(float(session.bank.coef_[c, j]), 2), abs=1e-9), slider.label
-
-
-def actions_of(at, j: int):
-    return next(s for s in at.get("button_group") if s.key == f"a_0_{j}")
+    for row in board(at)["rows"]:
+        assert row["weight"] == pytest.approx(round(float(session.bank.coef_[0, row["j"]]), 2), abs=1e-9), row
 
 
 def test_sliders_show_the_weights_after_each_edit_and_undo(demo):
     at = tune(demo)
-    order = [s.label for s in at.slider]
-    at.slider[0].set_value(round(at.slider[0].value * 0.5, 2)).run()
+    order = [row["j"] for row in board(at)["rows"]]
+    first = board(at)["rows"][0]
+    send_edit(at, {"op": "set", "j": first["j"], "value": round(first["weight"] * 0.5, 2)})
+    assert at.session_state["tuning"].cursor == 1
     sliders_show_the_weights(at)
-    assert [s.label for s in at.slider] == order  # the list keeps its order
-    at.button(key="tune_undo").click().run()
+    assert [row["j"] for row in board(at)["rows"]] == order  # the list keeps its order
+    assert board(at)["edits"] == 1 and board(at)["can_undo"]
+    send_edit(at, {"op": "undo"})
     sliders_show_the_weights(at)
     assert at.session_state["tuning"].cursor == 0
+
+
+def test_a_slider_value_from_an_older_board_is_not_an_edit(demo):
+    at = tune(demo)
+    first = board(at)["rows"][0]
+    stale = {"op": "set", "j": first["j"], "value": 0.0, "drawn_at": board(at)["drawn_at"] + 5}
+    send_edit(at, stale)
+    assert at.session_state["tuning"].cursor == 0 and not at.exception
+
+
+def test_a_bad_edit_from_the_browser_is_refused_in_words(demo):
+    at = tune(demo)
+    send_edit(at, {"op": "set", "j": 10**6, "value": 0.0})
+    assert "has no slider on this board" in at.toast[0].value
+    send_edit(at, {"op": "explode", "j": 0})
+    assert "Unknown edit 'explode'" in at.toast[0].value
+    assert at.session_state["tuning"].cursor == 0 and not at.exception
 
 
 def test_a_picked_concept_of_weight_zero_is_brought_in(demo):
@@ -62,14 +80,16 @@ def test_a_picked_concept_of_weight_zero_is_brought_in(demo):
     session = at.session_state["tuning"]
     j = int(np.flatnonzero(session.bank.coef_[0] == 0)[0])
     at.selectbox(key="pick_0").set_value(session.vocabulary[j]).run()
-    assert at.slider[-1].label == session.vocabulary[j] and at.slider[-1].value == 0
-    actions_of(at, j).set_value("downweight").run()  # nothing to down-tune: refused, in words
+    last = board(at)["rows"][-1]
+    assert last["concept"] == session.vocabulary[j] and last["weight"] == 0
+    send_edit(at, {"op": "downweight", "j": j})  # nothing to down-tune: refused, in words
     assert "nothing to down-tune" in at.toast[0].value and not session.events
-    actions_of(at, j).set_value("upweight").run()
+    send_edit(at, {"op": "upweight", "j": j})
     assert session.bank.coef_[0, j] > 0 and session.events[-1].op == "upweight"
-    assert any(c.value.endswith(f"floor ≥ {session.bank.lower_[0, j]:+.2f}]") for c in at.caption)
+    row = next(r for r in board(at)["rows"] if r["j"] == j)
+    assert row["state"] == f"floor ≥ {session.bank.lower_[0, j]:+.2f}"
     sliders_show_the_weights(at)
-    actions_of(at, j).set_value("release").run()
+    send_edit(at, {"op": "release", "j": j})
     assert session.events[-1].op == "release"
 
 
@@ -83,29 +103,29 @@ def test_a_batch_removal_is_one_undo_step(demo):
     assert len(session.events) == 1 and (session.bank.coef_[:, j] == 0).all()
     at.button(key="batch_remove").click().run()  # again: nothing would change
     assert len(session.events) == 1 and "already removed" in at.toast[0].value
-    at.button(key="tune_undo").click().run()
+    send_edit(at, {"op": "undo"})
     assert session.cursor == 0 and (session.bank.coef_[:, j] != 0).any()
 
 
-def test_figures_since_the_start_are_held_out_and_charted_on_fixed_axes(demo):
+def test_figures_since_the_start_are_held_out_with_chance_lines(demo):
     at = tune(demo)
-    labels = [m.label for m in at.metric]
-    assert labels == [
+    drawn = board(at)
+    assert [t["label"] for t in drawn["tiles"]] == [
         "Student AP",
         "Balanced agreement",
         "Mean AP, all classes",
         "Mean balanced agreement, all classes",
     ]
-    assert any("On held-out images" in c.value for c in at.caption)
-    at.slider[0].set_value(0.0).run()
-    assert any("(1 edit applied)" in c.value for c in at.caption)
-    charts = at.get("vega_lite_chart")
-    assert len(charts) == 2
-    import json
-
-    spec = json.loads(charts[0].proto.spec)
-    assert spec["encoding"]["y"]["scale"]["domain"] == [0, 1]
-    assert any(layer["mark"]["type"] == "rule" for layer in spec["layer"])  # the chance lines
+    assert [line["label"] for line in drawn["track"]["chance"]] == [
+        "chance AP (this class)",
+        "chance AP (mean of all classes)",
+        "chance balanced agreement",
+    ]
+    first = drawn["rows"][0]
+    send_edit(at, {"op": "set", "j": first["j"], "value": 0.0})
+    drawn = board(at)
+    assert drawn["edits"] == 1 and {p[0] for p in drawn["track"]["points"]} == {0, 1}
+    assert drawn["tiles"][0]["since"] == pytest.approx(drawn["tiles"][0]["last"])
 
 
 def test_a_suggestion_applies_as_one_undoable_edit(demo):
@@ -134,7 +154,7 @@ def test_a_teacher_only_image_opens(demo):
 def test_the_address_restores_the_session_and_a_bad_path_keeps_it(demo):
     at = tune(demo)
     session = at.session_state["tuning"]
-    at.slider[0].set_value(0.0).run()
+    send_edit(at, {"op": "set", "j": board(at)["rows"][0]["j"], "value": 0.0})
     assert at.query_params["session"] in (session.session_id, [session.session_id])
     again = tune(demo, {"session": session.session_id})  # a reload: a new browser session, same address
     restored = again.session_state["tuning"]
@@ -154,7 +174,7 @@ def test_a_named_session_is_listed_by_its_name_to_its_browser_only(demo):
 
     at = tune(demo, browser="namer")
     session = at.session_state["tuning"]
-    at.slider[0].set_value(0.0).run()
+    send_edit(at, {"op": "set", "j": board(at)["rows"][0]["j"], "value": 0.0})
     at.switch_page("views/history.py").run()
     at.text_input(key=f"name_{session.session_id}").set_value("aeroplane without baby bottle").run()
     listed = saved_sessions(open_demo(demo), owner_of("page-test-browser-namer-0000"))

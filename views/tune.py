@@ -3,41 +3,19 @@ edits over several classes at once, instant re-fit, held-out figures since the s
 suggested edits; the images where teacher and student disagree.
 
 The controls sit in the page, not the sidebar: beside the results on a wide window, above them on a
-narrow one (Streamlit stacks columns), so that tuning works on a phone."""
+narrow one, so that tuning works on a phone. The sliders, figures and charts are one board
+(``views/tune_board.py``), redrawn in place after each edit."""
 
-import numpy as np
-import pandas as pd
 import streamlit as st
 
-from conceptkd_core import palette
-from conceptkd_core.explorer import top_concepts
 from conceptkd_core.students.session import TuningError
-from conceptkd_core.tuning_view import (
-    SCOPES,
-    TRACKED,
-    action_help,
-    batch_pairs,
-    chance_levels,
-    metric_summary,
-    metric_track,
-    refusal,
-    slider_concepts,
-    weight_state,
-)
+from conceptkd_core.tuning_board import BoardEdit, is_stale_set
+from conceptkd_core.tuning_view import batch_pairs, refusal, slider_concepts
 from views.common import current, selected_class
-from views.draw import DIRECTIONS, colour_key, direction
+from views.tune_board import tune_board
 from views.tune_groups import disagreement_panel
 from views.tune_suggest import suggestion_panel
 
-SLIDER_STEP = 0.01
-# The first word of a constraint (``tuning_view.constraint_words``) and its icon.
-STATE_ICONS = {
-    "removed": "block",
-    "locked": "lock",
-    "floor": "vertical_align_bottom",
-    "ceiling": "vertical_align_top",
-    "kept": "straighten",
-}
 PANELS = ("Sliders", "Suggestions", "Disagreements")
 
 
@@ -46,25 +24,20 @@ def say(message: str) -> None:
     st.session_state["tune_toast"] = message
 
 
-def act(session, op: str, c: int, j: int, **args) -> None:
-    """Widget callback: runs before the rerun, so everything then drawn shows the re-fitted bank."""
-    if op == "set":
-        args["value"] = float(st.session_state[args.pop("widget")])
-        # Streamlit re-sends sliders as "changed" when a slow rerun (a big workspace) is cut short
-        # by the next one, with the value they were drawn with. Taken as edits, each drew new
-        # sliders that fired again: a chain of phantom edits. So a slider drawn before the last
-        # change, or reporting the weight it shows (within half a step), is not an edit.
-        if (
-            args.pop("drawn_at") != len(session.audit)
-            or abs(args["value"] - float(session.bank.coef_[c, j])) <= SLIDER_STEP / 2 + 1e-9
-        ):
-            return
-    problem = refusal(session, op, c, j, args)
+def act(session, c: int, edit: BoardEdit) -> None:
+    """An edit from the board (already checked by ``read_edit``): undo / redo, or an edit of one
+    weight, unless it is a slider value that is not an edit (``is_stale_set``) or would be refused."""
+    if edit.op in ("undo", "redo"):
+        history_step(session, edit.op)
+        return
+    if is_stale_set(edit, session, c):
+        return
+    problem = refusal(session, edit.op, c, edit.j, edit.args)
     if problem:
         say(problem)
         return
     try:
-        session.apply(op, c, j, **args)
+        session.apply(edit.op, c, edit.j, **edit.args)
     except TuningError as exc:
         say(str(exc))
 
@@ -132,48 +105,14 @@ def tools(session, c: int) -> None:
 
 
 @st.fragment
-def tuning_panel(explorer, session, c: int) -> None:
-    """Sliders beside the results; on a narrow window the columns stack, sliders first. A fragment:
-    an edit redraws this panel only."""
+def tuning_panel(session, c: int) -> None:
+    """The board: sliders beside the figures and charts (stacked on a narrow window). A fragment:
+    an edit redraws this one element only."""
     if "tune_toast" in st.session_state:
         st.toast(st.session_state.pop("tune_toast"), icon=":material/info:")
-    left, right = st.columns([5, 6], gap="large")
-    with left:
-        controls(session, c)
-    with right:
-        results(session, c)
-
-
-def controls(session, c: int) -> None:
+    picked = st.session_state.get(picked_key(session, c), [])
     factor = float(st.session_state.get("factor", 2.0))
-    with st.container(horizontal=True, vertical_alignment="center"):
-        st.button(
-            "Undo",
-            icon=":material/undo:",
-            key="tune_undo",
-            disabled=not session.can_undo(),
-            on_click=history_step,
-            args=(session, "undo"),
-        )
-        st.button(
-            "Redo",
-            icon=":material/redo:",
-            key="tune_redo",
-            disabled=not session.can_redo(),
-            on_click=history_step,
-            args=(session, "redo"),
-        )
-    concepts = slider_concepts(session, c, st.session_state.get(picked_key(session, c), []))
-    # One range for the class's sliders, fixed at the session's start unless a weight outgrows it.
-    largest = max(np.abs(session.base.coef[c]).max(), np.abs(session.bank.coef_[c, concepts]).max(initial=0))
-    span = max(1.0, round(1.5 * float(largest), 1))
-    st.caption(
-        f":material/arrow_upward: × {factor:g}: up-tune, |weight| at least × {factor:g} of now (a weight of 0 comes in "
-        f"with a floor) · :material/arrow_downward: × {1 / factor:.2f}: down-tune, at most × {1 / factor:.2f} of now "
-        "· :material/lock: keep the weight now · :material/block: remove (weight 0)"
-    )
-    for j in concepts:
-        concept_controls(session, c, j, span, factor)
+    tune_board(session, c, picked, factor, on_edit=lambda edit: act(session, c, edit), say=say)
 
 
 def more_tools(session, c: int) -> None:
@@ -186,65 +125,6 @@ def more_tools(session, c: int) -> None:
         on_click=refine,
         args=(session, c),
         help="The paper's objective, same bounds; takes a moment. The next slider move returns to the fast fit.",
-    )
-
-
-def concept_controls(session, c: int, j: int, span: float, factor: float) -> None:
-    """One concept's weight slider, its constraint in words, and its up / down / lock / remove buttons."""
-    # Stable keys: the browser updates these controls in place after an edit instead of building new
-    # ones (faster); the slider is given the re-fitted weight through its state before it is drawn.
-    key = f"w_{c}_{j}_{span:g}"  # a new range is a new widget (its state would not fit the old one)
-    weight = round(float(session.bank.coef_[c, j]), 2)
-    if st.session_state.get(key) != weight:
-        st.session_state[key] = weight
-    st.slider(
-        session.vocabulary[j],  # a constant label: a new label would make a new widget
-        -span,
-        span,
-        step=SLIDER_STEP,
-        key=key,
-        on_change=act,
-        args=(session, "set", c, j),
-        kwargs={"widget": key, "drawn_at": len(session.audit)},
-    )
-    # One control for the actions (not a button each): fewer elements to redraw after every edit.
-    # Its last option, when the weight is constrained (the slider's label says how), frees it.
-    state = weight_state(session, c, j)
-    if state:
-        st.caption(f":orange[:material/{STATE_ICONS[state.split()[0]]}: {state}]")
-    labels = {op: f":material/{icon}: {words}" for icon, op, words, _ in actions(factor)}
-    if state:
-        labels["release"] = ":material/lock_open: free"
-    up, down = (action_help(session, op, c, j, factor) for op in ("upweight", "downweight"))
-    st.segmented_control(
-        f"Actions on {session.vocabulary[j]}",
-        list(labels),
-        format_func=labels.get,
-        key=f"a_{c}_{j}",
-        label_visibility="collapsed",
-        on_change=act_chosen,
-        args=(session, c, j, factor),
-        help=f"{up}. {down}. Lock: keep the current weight. Remove: weight 0."
-        + (" Free: drop the constraint." if state else ""),
-    )
-
-
-def act_chosen(session, c: int, j: int, factor: float) -> None:
-    """Callback of a concept's action control: carry out the chosen action, then clear the choice."""
-    op = st.session_state.get(f"a_{c}_{j}")
-    st.session_state[f"a_{c}_{j}"] = None
-    arguments = {"upweight": {"factor": factor}, "downweight": {"factor": 1 / factor}}.get(op, {})
-    if op:
-        act(session, op, c, j, **arguments)
-
-
-def actions(factor: float) -> tuple:
-    """The actions under each slider: (Material icon, operation, label words, its arguments)."""
-    return (
-        ("arrow_upward", "upweight", f"× {factor:g}", {"factor": factor}),
-        ("arrow_downward", "downweight", f"× {1 / factor:.2f}", {"factor": 1 / factor}),
-        ("lock", "lock", "", {}),
-        ("block", "remove", "", {}),
     )
 
 
@@ -267,126 +147,6 @@ def refine(session, c: int) -> None:
     session.refine([c])
 
 
-def results(session, c: int) -> None:
-    track = metric_track(session, c)
-    summary = metric_summary(track).set_index(["scope", "metric"])
-    st.caption(
-        f"On held-out images (the students were not fit on them), since this session started "
-        f"({session.cursor} edit{'s' * (session.cursor != 1)} applied)."
-    )
-    tiles = [
-        (SCOPES[0], "student AP", "Student AP"),
-        (SCOPES[0], "balanced agreement", "Balanced agreement"),
-        (SCOPES[1], "student AP", "Mean AP, all classes"),
-        (SCOPES[1], "balanced agreement", "Mean balanced agreement, all classes"),
-    ]
-    last_edit = []
-    for col, (scope, metric, label) in zip([*st.columns(2), *st.columns(2)], tiles, strict=True):
-        row = summary.loc[(scope, metric)]
-        since = row["since_start"]
-        moved = np.isfinite(since) and round(since, 3) != 0
-        col.metric(label, figure(row["now"]), f"{since:+.3f}" if moved else None, help="Change since the start")
-        last_edit.append(f"{label} {figure(row['last_edit'], '+')}")
-    st.caption("Arrows: change since the start. The last edit's change: " + " · ".join(last_edit))
-    # Plain Vega-Lite specs, not Altair: Altair validates every chart against its schema, which
-    # cost more than the re-fit itself on each edit.
-    st.vega_lite_chart(
-        track_data(track, chance_levels(session, c)), track_spec(max(session.cursor, 1)), width="stretch"
-    )
-    colour_key(SCOPES, dict(zip(SCOPES, (palette.STUDENT, palette.TEACHER), strict=True)))
-    st.caption(
-        "Solid: student AP · dotted: balanced agreement · dashed grey: chance (AP of this class, of the mean; 0.5)"
-    )
-    if session.autosave_error:
-        st.warning(session.autosave_error)
-    weights = top_concepts(session, c)
-    span = max(
-        1.0, float(np.abs(session.base.coef[c]).max()), float(np.abs(weights["weight"].to_numpy()).max(initial=0))
-    )
-    st.vega_lite_chart(weights.assign(direction=direction(weights["weight"])), weight_spec(span), width="stretch")
-    colour_key(direction(weights["weight"]))
-
-
-def figure(value: float, sign: str = "") -> str:
-    return "–" if not np.isfinite(value) else f"{value:{sign}.3f}"
-
-
-def track_data(track: pd.DataFrame, chance: dict) -> pd.DataFrame:
-    """The figures after each edit, and the chance lines as rows with kind "chance"."""
-    levels = {f"chance AP ({scope})": level["student AP"] for scope, level in chance.items()}
-    levels["chance balanced agreement"] = 0.5
-    rules = pd.DataFrame({"scope": list(levels), "value": list(levels.values()), "kind": "chance"})
-    return pd.concat([track.assign(kind="figure"), rules], ignore_index=True)
-
-
-# The figures on a fixed 0..1 axis (colour: this class or the mean; solid: AP, dotted: balanced
-# agreement), each edit a point, with the chance lines dashed grey.
-def track_spec(last: int) -> dict:
-    return {
-        "height": 170,
-        "encoding": {"y": {"field": "value", "type": "quantitative", "scale": {"domain": [0, 1]}, "title": "held-out"}},
-        "layer": [
-            {
-                "transform": [{"filter": "datum.kind == 'figure'"}],
-                "mark": {"type": "line", "point": True},
-                "encoding": {
-                    "x": {
-                        "field": "edit",
-                        "type": "quantitative",
-                        "title": "edit",
-                        "axis": {"tickMinStep": 1},
-                        "scale": {"domain": [0, last]},
-                    },
-                    "color": {
-                        "field": "scope",
-                        "type": "nominal",
-                        "scale": {"domain": list(SCOPES), "range": [palette.STUDENT, palette.TEACHER]},
-                        "legend": None,  # drawn as a line of text under the chart: a legend squeezes the plot
-                    },
-                    "strokeDash": {
-                        "field": "metric",
-                        "type": "nominal",
-                        "scale": {"domain": list(TRACKED.values()), "range": [[1, 0], [2, 2]]},
-                        "legend": None,
-                    },
-                    "tooltip": [
-                        {"field": "scope"},
-                        {"field": "metric"},
-                        {"field": "edit"},
-                        {"field": "value", "format": ".3f"},
-                    ],
-                },
-            },
-            {
-                "transform": [{"filter": "datum.kind == 'chance'"}],
-                "mark": {"type": "rule", "strokeDash": [4, 3], "color": palette.NEUTRAL},
-                "encoding": {"tooltip": [{"field": "scope", "title": "line"}, {"field": "value", "format": ".3f"}]},
-            },
-        ],
-    }
-
-
-def weight_spec(span: float) -> dict:
-    """The class's largest weights as signed bars on a fixed axis (-span..span), largest first,
-    coloured by what they do to the score (``views.draw.DIRECTIONS``)."""
-    return {
-        "mark": "bar",
-        "title": "Weights now (largest 15)",
-        "encoding": {
-            "x": {"field": "weight", "type": "quantitative", "title": "weight now", "scale": {"domain": [-span, span]}},
-            "y": {"field": "concept", "type": "nominal", "sort": "-x", "title": None, "axis": {"labelLimit": 140}},
-            "color": {
-                "field": "direction",
-                "type": "nominal",
-                "scale": {"domain": list(DIRECTIONS), "range": list(DIRECTIONS.values())},
-                "legend": None,
-            },
-            "tooltip": [{"field": "concept"}]
-            + [{"field": name, "type": "quantitative", "format": "+.3f"} for name in ("weight", "lower", "upper")],
-        },
-    }
-
-
 st.title("Tune")
 state = current()
 if state:
@@ -403,5 +163,5 @@ if state:
         disagreement_panel(explorer, session, c)
     else:
         tools(session, c)
-        tuning_panel(explorer, session, c)
+        tuning_panel(session, c)
         more_tools(session, c)
