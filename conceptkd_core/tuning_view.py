@@ -40,6 +40,37 @@ def slider_concepts(session: TuningSession, c: int, picked: Iterable[int] = (), 
     return list(dict.fromkeys(order))
 
 
+MAX_PICKED = 200
+
+
+def picked_text(picked: dict[int, Sequence[int]]) -> str:
+    """The concepts picked for a slider (never edited yet), per class, as a page-address value:
+    ``"0:21.45,3:7"`` (class:concept.concept, classes by comma). A reload reads it back."""
+    return ",".join(f"{c}:{'.'.join(str(j) for j in js)}" for c, js in sorted(picked.items()) if js)
+
+
+def picked_from_text(text: str | None, n_classes: int, n_concepts: int) -> dict[int, list[int]]:
+    """``picked_text``'s value read back; the address can be edited by hand, so anything else is a
+    TuningError naming the bad part (a class or concept out of range, not a number, too many)."""
+    if not text:
+        return {}
+    if len(text) > 10 * MAX_PICKED:
+        raise TuningError(f"The picked concepts in the address are too long ({len(text)} characters)")
+    picked: dict[int, list[int]] = {}
+    for part in text.split(","):
+        c_text, _, js_text = part.partition(":")
+        try:
+            c, js = int(c_text), [int(j) for j in js_text.split(".")]
+        except ValueError:
+            raise TuningError(f"Picked concepts {part!r} in the address: expected class:concept.concept") from None
+        if not 0 <= c < n_classes or not all(0 <= j < n_concepts for j in js):
+            raise TuningError(f"Picked concepts {part!r}: classes go 0..{n_classes - 1}, concepts 0..{n_concepts - 1}")
+        picked.setdefault(c, []).extend(j for j in js if j not in picked.get(c, []))
+    if sum(map(len, picked.values())) > MAX_PICKED:
+        raise TuningError(f"More than {MAX_PICKED} picked concepts in the address")
+    return picked
+
+
 def constraint_words(lower: float, upper: float) -> str:
     """A weight's bounds as the analyst set them, in words ('' when it is free)."""
     if lower == upper:

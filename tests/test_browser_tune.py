@@ -190,13 +190,19 @@ def test_a_concept_removed_from_every_class_in_one_step_and_undone(server, page,
 
 
 def test_a_reload_restores_the_edits(server, page, demo, base):
-    before = page.url
     uptuned = session_file(demo, page)["events"][0]
     concept = base.vocabulary[uptuned["concept"]]
+    unused = [w for w, x in zip(base.vocabulary, base.bank.coef_[0], strict=True) if x == 0 and " " not in w]
+    picked = next(w for w in unused if w != concept)  # picked, never edited: kept by the address
+    choose(page, keyed(page, "pick_0").locator("input"), picked)
+    settle(page, "Tune")
+    assert eventually(lambda: "picked=" in page.url and board_row(page, picked).count() == 1)
+    before = page.url
     page.reload()
     settle(page, "Tune")
     assert page.url == before
     assert eventually(lambda: slider_value(page, concept) > 0)  # the up-tuned concept keeps its slider and weight
+    assert eventually(lambda: board_row(page, picked).count() == 1 and slider_value(page, picked) == 0)
     history_button(page, "redo").wait_for()
     assert eventually(lambda: history_button(page, "redo").is_enabled())  # the undone batch is there to redo
 

@@ -171,3 +171,32 @@ def test_sessions_are_listed_per_browser_and_restored_from_their_address(explore
     (session.autosave_path.parent / "broken.json").write_text("{")
     fresh, problem = session_for_link(explorer, "broken", mine)
     assert problem.startswith("Session broken could not be restored") and not fresh.events
+
+
+def test_picked_concepts_go_into_the_page_address_and_back():
+    from conceptkd_core.tuning_view import picked_from_text, picked_text
+
+    picked = {0: [21, 45], 3: [7], 5: []}
+    assert picked_text(picked) == "0:21.45,3:7"
+    assert picked_from_text("0:21.45,3:7", 20, 107) == {0: [21, 45], 3: [7]}
+    assert picked_from_text(None, 20, 107) == {} and picked_from_text("", 20, 107) == {}
+    assert picked_from_text("0:21.21,0:21", 20, 107) == {0: [21]}  # repeats count once
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("0:21.x", "expected class:concept.concept"),
+        ("zero", "expected class:concept.concept"),
+        ("20:1", "classes go 0..19"),
+        ("0:107", "concepts 0..106"),
+        ("0:-1", "concepts 0..106"),
+        (",".join(f"{c}:" + ".".join(str(j) for j in range(11)) for c in range(20)), "More than 200"),
+        ("0:1" * 1000, "too long"),
+    ],
+)
+def test_a_hand_edited_address_is_refused_naming_the_bad_part(text, message):
+    from conceptkd_core.tuning_view import picked_from_text
+
+    with pytest.raises(TuningError, match=message):
+        picked_from_text(text, 20, 107)

@@ -10,7 +10,7 @@ import streamlit as st
 
 from conceptkd_core.students.session import TuningError
 from conceptkd_core.tuning_board import BoardEdit, is_stale_set
-from conceptkd_core.tuning_view import batch_pairs, refusal, slider_concepts
+from conceptkd_core.tuning_view import batch_pairs, picked_from_text, picked_text, refusal, slider_concepts
 from views.common import current, selected_class
 from views.tune_board import tune_board
 from views.tune_groups import disagreement_panel
@@ -53,6 +53,22 @@ def picked_key(session, c: int) -> str:
     return f"picked_{session.session_id}_{c}"
 
 
+def restore_picked(session) -> None:
+    """Once per session in this browser tab: the concepts picked before a reload (or in a shared
+    link) come back from the page address (``?picked=``); edited ones come back with the edits."""
+    flag = f"picked_read_{session.session_id}"
+    if st.session_state.get(flag):
+        return
+    st.session_state[flag] = True
+    try:
+        picked = picked_from_text(st.query_params.get("picked"), len(session.classes), len(session.vocabulary))
+    except TuningError as exc:
+        say(str(exc))
+        return
+    for c, js in picked.items():
+        st.session_state[picked_key(session, c)] = js
+
+
 def pick(session, c: int) -> None:
     """The concept picker's callback: the chosen concept gets a slider (appended to the list)."""
     chosen = st.session_state.get(f"pick_{c}")
@@ -64,6 +80,8 @@ def pick(session, c: int) -> None:
         say(f"“{chosen}” already has a slider")
     else:
         picked.append(j)
+        everything = {cc: st.session_state.get(picked_key(session, cc), []) for cc in range(len(session.classes))}
+        st.query_params["picked"] = picked_text(everything)
     st.session_state[f"pick_{c}"] = None
 
 
@@ -162,6 +180,7 @@ if state:
     elif panel == "Disagreements":
         disagreement_panel(explorer, session, c)
     else:
+        restore_picked(session)
         tools(session, c)
         tuning_panel(session, c)
         more_tools(session, c)
