@@ -78,6 +78,7 @@ def test_bench_extract_reports_both_throughputs():
     )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["dense_images_per_s"] > 0 and result["encode_image_images_per_s"] > 0
+    assert result["worker_start_s"] > 0 and result["workers"] == 1
     assert result["ratio"] == pytest.approx(
         result["dense_images_per_s"] / result["encode_image_images_per_s"], rel=0.01
     )
