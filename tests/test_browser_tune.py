@@ -249,6 +249,23 @@ def test_a_teacher_only_image_opens_with_its_waterfall(server, page, demo, base,
     page.screenshot(path=str(shots / "tune-teacher-only.png"), full_page=True)
 
 
+def test_html_in_concept_words_is_shown_as_text_on_the_board(browser, tmp_path):
+    from demo_subset import make_demo_subset
+
+    attack = '<img src=x onerror="window.__injected = 1">'
+    root = make_demo_subset(tmp_path / "demo", per_split=5, word=lambda w: f"{w} {attack}")
+    with app_server(env={"CONCEPTKD_WORKSPACE": str(root)}) as url:
+        tab = browser.new_context(viewport=VIEWPORT).new_page()
+        tab.goto(f"{url}/tune")
+        settle(tab, "Tune")
+        names = tab.locator(".ckd-board .ckd-name")
+        names.first.wait_for()
+        assert attack in names.first.inner_text()  # the word as it is, as text
+        assert tab.locator(".ckd-board img").count() == 0 and tab.evaluate("window.__injected") is None
+        assert attack in tab.locator(".ckd-board svg.ckd-weights title").first.text_content()
+        tab.context.close()
+
+
 def test_the_session_list_shows_this_browsers_sessions_only(server, browser, page, shots):
     other = browser.new_context(viewport=VIEWPORT).new_page()
     for tab, mine in ((page, True), (other, False)):
