@@ -110,6 +110,43 @@ def test_batched_pipeline_matches_the_per_image_path_on_the_demo(demo):
     np.testing.assert_allclose(batched["logits"], direct, atol=1e-4)
 
 
+def test_overlapped_batches_give_the_same_shards_in_order(demo):
+    """On an accelerator the next batch is queued before the previous shard is finished; the shards
+    must be the same, bit for bit and in order (here on the CPU, where the overlap is forced)."""
+    clip, images, _, text, teacher = demo
+    job = ExtractionJob(images, text, batch_size=5, n_segments=DEMO_SEGMENTS)
+    made = {
+        overlap: list(job.shards(clip, teacher, [0, 5, 10], job.preparer(clip, teacher), overlap))
+        for overlap in (False, True)
+    }
+    assert [start for start, _ in made[True]] == [0, 5, 10]
+    for (_, plain), (_, overlapped) in zip(made[False], made[True], strict=True):
+        assert list(plain) == list(overlapped)
+        for key in plain:
+            np.testing.assert_array_equal(plain[key], overlapped[key])
+
+
+def test_with_overlap_a_failure_of_the_next_batch_still_hands_over_the_finished_shard(demo):
+    from concurrent.futures.process import BrokenProcessPool
+
+    clip, images, _, text, teacher = demo
+    job = ExtractionJob(images, text, batch_size=5, n_segments=DEMO_SEGMENTS)
+    preparer = job.preparer(clip, teacher)
+
+    class DiesAfterTheFirstBatch:  # what a worker's death looks like to the loop
+        def shards(self, starts, rows_of):
+            for i, item in enumerate(preparer.shards(starts, rows_of)):
+                if i == 1:
+                    raise BrokenProcessPool("a process preparing images stopped")
+                yield item
+
+    handed = []
+    with pytest.raises(BrokenProcessPool):
+        for start, shard in job.shards(clip, teacher, [0, 5, 10], DiesAfterTheFirstBatch(), overlap=True):
+            handed.append((start, shard["rows"].tolist()))
+    assert handed == [(0, [0, 1, 2, 3, 4])]
+
+
 def test_worker_processes_change_nothing_and_skip_unreadable_images(demo, tmp_path):
     clip, images, vocabulary, _, teacher = demo
     broken = tmp_path / "images"

@@ -21,7 +21,7 @@ import json
 import multiprocessing
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 
@@ -190,6 +190,40 @@ def stacked_coverages(coverages: Sequence[np.ndarray], device) -> tuple[torch.Te
 
 
 @torch.inference_mode()
+def segment_tensors(patches: torch.Tensor, weights: torch.Tensor, counts: torch.Tensor, text: torch.Tensor) -> dict:
+    """``segment_concepts``' work on the device: its results as tensors on ``patches``' device,
+    unpadded (top_concepts and top_scores are (B, K, TOP))."""
+    device, (batch, grid, _, dim) = patches.device, patches.shape
+    pooled = torch.bmm(weights, patches.reshape(batch, grid * grid, dim))
+    pooled = pooled / weights.sum(dim=2, keepdim=True).clamp_min(1e-12)  # the coverage-weighted mean
+    sims = F.normalize(pooled, dim=-1, eps=1e-12) @ text.T  # (B, K, m) cosine similarities
+    valid = torch.arange(weights.shape[1], device=device)[None, :] < counts[:, None]  # (B, K)
+    best_scores, best = sims.masked_fill(~valid[:, :, None], -torch.inf).max(dim=1)
+    top_scores, top_concepts = sims.topk(min(TOP_CONCEPTS_PER_SEGMENT, sims.shape[2]), dim=2)
+    return {
+        "concepts": best_scores.clamp_min(0.0).float(),
+        "best_segment": best.to(torch.uint8),
+        "top_concepts": torch.where(valid[:, :, None], top_concepts, -1),
+        "top_scores": torch.where(valid[:, :, None], top_scores, 0.0),
+    }
+
+
+def segment_arrays(found: dict[str, np.ndarray]) -> dict:
+    """``segment_tensors``' results, on the host, as a shard stores them: top concepts and scores
+    padded to MAX_SEGMENTS segments (-1 and 0) and cast to int16 and float16."""
+    batch, segments, top = found["top_concepts"].shape
+    padded_concepts = np.full((batch, MAX_SEGMENTS, TOP_CONCEPTS_PER_SEGMENT), -1, dtype=np.int16)
+    padded_scores = np.zeros((batch, MAX_SEGMENTS, TOP_CONCEPTS_PER_SEGMENT), dtype=np.float16)
+    padded_concepts[:, :segments, :top] = found["top_concepts"]
+    padded_scores[:, :segments, :top] = found["top_scores"]
+    return {
+        "concepts": found["concepts"],
+        "best_segment": found["best_segment"],
+        "top_concepts": padded_concepts,
+        "top_scores": padded_scores,
+    }
+
+
 def segment_concepts(patches: torch.Tensor, weights: torch.Tensor, counts: torch.Tensor, text: torch.Tensor) -> dict:
     """Concept vectors and compact segment data of a batch, as tensor operations on ``patches``' device.
 
@@ -200,26 +234,82 @@ def segment_concepts(patches: torch.Tensor, weights: torch.Tensor, counts: torch
     best_segment (B, m) uint8; top_concepts (B, MAX_SEGMENTS, TOP) int16, -1 padded; top_scores
     (B, MAX_SEGMENTS, TOP) float16.
     """
-    device, (batch, grid, _, dim) = patches.device, patches.shape
-    pooled = torch.bmm(weights, patches.reshape(batch, grid * grid, dim))
-    pooled = pooled / weights.sum(dim=2, keepdim=True).clamp_min(1e-12)  # the coverage-weighted mean
-    sims = F.normalize(pooled, dim=-1, eps=1e-12) @ text.T  # (B, K, m) cosine similarities
-    valid = torch.arange(weights.shape[1], device=device)[None, :] < counts[:, None]  # (B, K)
-    best_scores, best = sims.masked_fill(~valid[:, :, None], -torch.inf).max(dim=1)
-    top = min(TOP_CONCEPTS_PER_SEGMENT, sims.shape[2])
-    top_scores, top_concepts = sims.topk(top, dim=2)
-    top_concepts = torch.where(valid[:, :, None], top_concepts, -1)
-    top_scores = torch.where(valid[:, :, None], top_scores, 0.0)
-    padded_concepts = np.full((batch, MAX_SEGMENTS, TOP_CONCEPTS_PER_SEGMENT), -1, dtype=np.int16)
-    padded_scores = np.zeros((batch, MAX_SEGMENTS, TOP_CONCEPTS_PER_SEGMENT), dtype=np.float16)
-    padded_concepts[:, : valid.shape[1], :top] = top_concepts.cpu().numpy()
-    padded_scores[:, : valid.shape[1], :top] = top_scores.cpu().numpy()
-    return {
-        "concepts": best_scores.clamp_min(0.0).float().cpu().numpy(),
-        "best_segment": best.to(torch.uint8).cpu().numpy(),
-        "top_concepts": padded_concepts,
-        "top_scores": padded_scores,
+    return segment_arrays(HostCopies(segment_tensors(patches, weights, counts, text)).arrays())
+
+
+class HostCopies:
+    """Device tensors on their way to the host. On a CUDA device the copies go into pinned memory
+    without waiting, and an event marks their end: the caller can queue the next batch's work
+    before it waits, so the device is not idle while this process does the shard's NumPy work."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor]):
+        self._event = None
+        if any(t.device.type == "cuda" for t in tensors.values()):
+            self._host = {}
+            for name, tensor in tensors.items():
+                self._host[name] = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+                self._host[name].copy_(tensor, non_blocking=True)
+            self._event = torch.cuda.Event()
+            self._event.record()
+        else:
+            self._host = {name: tensor.cpu() for name, tensor in tensors.items()}
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The tensors as numpy arrays, once their copies are done."""
+        if self._event is not None:
+            self._event.synchronize()
+        return {name: tensor.numpy() for name, tensor in self._host.items()}
+
+
+def launch_shard(
+    clip: ClipModel,
+    teacher: Teacher,
+    text: torch.Tensor,
+    images: ImageSet,
+    prepared: list[PreparedImage],
+    segmenter: str = DEFAULT_SEGMENTER,
+    n_segments: int = N_SEGMENTS,
+) -> Callable[[], dict]:
+    """Queue the device work of a batch of prepared images and start copying its results to the
+    host; returns the function that waits for them and gives the shard (``dense_shard``'s)."""
+    ok = [p for p in prepared if p.failure is None]
+    result = {
+        "rows": np.asarray([p.row for p in ok], dtype=np.int64),
+        "failures": np.asarray([json.dumps(p.failure) for p in prepared if p.failure is not None], dtype=str),
     }
+    if not ok:
+        empty = result | {
+            "concepts": np.zeros((0, text.shape[0]), np.float32),
+            "logits": np.zeros((0, len(teacher.classes)), np.float32),
+        }
+        return lambda: empty
+    on_device, logits, segment_maps = {}, None, None
+    if segmenter == "slic":
+        weights, counts = stacked_coverages([p.coverage for p in ok], clip.device)
+        segment_maps = np.stack([p.segment_map for p in ok])
+    else:
+        pixels = torch.from_numpy(np.stack([p.pixels for p in ok])).to(clip.device)
+        weights, counts, on_device["segment_maps"] = torch_slic.segment_batch(pixels, clip.grid_size, n_segments)
+    batch = to_model_input(clip, [p.pixels for p in ok])
+    if _same_pass(clip, teacher):
+        patches, on_device["global_embedding"] = dense_patch_features(clip, batch, with_global=True)
+    else:
+        patches = dense_patch_features(clip, batch)
+        logits = teacher.logits([p.original for p in ok], [images.image_ids[p.row] for p in ok])
+    copies = HostCopies(on_device | segment_tensors(patches, weights, counts, text))
+
+    def finish() -> dict:
+        found = copies.arrays()
+        embedding = found.pop("global_embedding", None)
+        maps = found.pop("segment_maps", segment_maps)
+        shard_logits = teacher.logits_from_embeddings(embedding) if embedding is not None else logits
+        return (
+            result
+            | segment_arrays(found)
+            | {"logits": np.asarray(shard_logits, dtype=np.float32), "segment_maps": maps}
+        )
+
+    return finish
 
 
 def dense_shard(
@@ -234,32 +324,4 @@ def dense_shard(
     """The shard of a batch of prepared images: rows, failures (JSON lines), concepts (n_ok, m),
     logits (n_ok, k), and the segment arrays of ``store.side_files.SEGMENT_ARRAYS``. With the
     ``torch-slic`` segmenter the batch is cut into ``n_segments`` superpixels here, on the model's device."""
-    ok = [p for p in prepared if p.failure is None]
-    result = {
-        "rows": np.asarray([p.row for p in ok], dtype=np.int64),
-        "failures": np.asarray([json.dumps(p.failure) for p in prepared if p.failure is not None], dtype=str),
-    }
-    if not ok:
-        return result | {
-            "concepts": np.zeros((0, text.shape[0]), np.float32),
-            "logits": np.zeros((0, len(teacher.classes)), np.float32),
-        }
-    if segmenter == "slic":
-        weights, counts = stacked_coverages([p.coverage for p in ok], clip.device)
-        segment_maps = np.stack([p.segment_map for p in ok])
-    else:
-        pixels = torch.from_numpy(np.stack([p.pixels for p in ok])).to(clip.device)
-        weights, counts, segment_maps = torch_slic.segment_batch(pixels, clip.grid_size, n_segments)
-        segment_maps = segment_maps.cpu().numpy()
-    batch = to_model_input(clip, [p.pixels for p in ok])
-    if _same_pass(clip, teacher):
-        patches, global_embedding = dense_patch_features(clip, batch, with_global=True)
-        logits = teacher.logits_from_embeddings(global_embedding.cpu().numpy())
-    else:
-        patches = dense_patch_features(clip, batch)
-        logits = teacher.logits([p.original for p in ok], [images.image_ids[p.row] for p in ok])
-    return (
-        result
-        | segment_concepts(patches, weights, counts, text)
-        | {"logits": np.asarray(logits, dtype=np.float32), "segment_maps": segment_maps}
-    )
+    return launch_shard(clip, teacher, text, images, prepared, segmenter, n_segments)()

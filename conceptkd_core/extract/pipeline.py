@@ -45,7 +45,7 @@ from ..store.strict_json import StrictJSONError, canonical_sha256, loads_strict
 from ..store.validation import UPLOADS_DIR
 from ..store.workspace import META_FILE, Workspace, WorkspaceError, load_workspace, read_meta, write_workspace
 from ..vocabulary import vocabulary_hash
-from .batching import Preparation, Preparer, default_workers, dense_shard
+from .batching import Preparation, Preparer, default_workers, launch_shard
 from .clip_backend import ClipModel, concept_embeddings, load_clip
 from .teacher_registry import create_teacher
 from .teachers import Teacher
@@ -142,15 +142,43 @@ class ExtractionJob:
         return Preparer(Preparation.of(self.images, clip, teacher, self.n_segments, self.segmenter), workers)
 
     def shards(
-        self, clip: ClipModel, teacher: Teacher, starts: Iterable[int], preparer: Preparer
+        self,
+        clip: ClipModel,
+        teacher: Teacher,
+        starts: Iterable[int],
+        preparer: Preparer,
+        overlap: bool | None = None,
     ) -> Iterator[tuple[int, dict]]:
         """``(start, shard)`` for each of ``starts`` in order (a shard: see ``batching.dense_shard``): the
-        images prepared by ``preparer`` ahead of the model, which runs on whole batches on ``clip``'s device."""
+        images prepared by ``preparer`` ahead of the model, which runs on whole batches on ``clip``'s device.
+
+        ``overlap`` (default: on a CUDA device): the next batch's device work is queued before this
+        process finishes the previous shard (waits for its copies, does its NumPy work), so the
+        device does not wait for the host between batches. A shard then comes one batch later;
+        one whose next batch fails to prepare is still handed over before the error."""
         import torch
 
         text = torch.from_numpy(np.ascontiguousarray(self.text, dtype=np.float32)).to(clip.device)
-        for start, prepared in preparer.shards(starts, self.rows):
-            yield start, dense_shard(clip, teacher, text, self.images, prepared, self.segmenter, self.n_segments)
+        if overlap is None:
+            overlap = str(clip.device).startswith("cuda")
+        waiting = None  # (start, finish) of the batch whose shard is not handed over yet
+        try:
+            for start, prepared in preparer.shards(starts, self.rows):
+                finish = launch_shard(clip, teacher, text, self.images, prepared, self.segmenter, self.n_segments)
+                if waiting:
+                    (previous, finish_previous), waiting = waiting, None
+                    yield previous, finish_previous()
+                if overlap:
+                    waiting = (start, finish)
+                else:
+                    yield start, finish()
+        except Exception:
+            if waiting:  # its device work is done or queued: keep it (a resume then skips it)
+                (previous, finish_previous), waiting = waiting, None
+                yield previous, finish_previous()
+            raise
+        if waiting:
+            yield waiting[0], waiting[1]()
 
 
 class Engine(Protocol):
