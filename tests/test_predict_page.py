@@ -3,6 +3,7 @@ CLIP and teacher beside it), and a headless-Chromium run that uploads a new imag
 
 import io
 import os
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -44,6 +45,44 @@ def test_predict_on_a_workspace_image_shows_both_models_and_the_waterfall(demo):
     assert not at.warning  # the teacher was found beside the workspace: both models are shown
     caption = next(c.value for c in at.caption if c.value.startswith("Bias "))
     assert "threshold" in caption and "student" in caption
+
+
+@pytest.fixture(scope="module")
+def teacher_kept_with_models(tmp_path_factory):
+    """A demo subset whose teacher file lives in a models folder of the analyst's, not beside it."""
+    from conceptkd_core.extract.teacher_registry import create_teacher
+    from conceptkd_tools.demo import TEACHER_PREPROCESSING
+
+    folder = tmp_path_factory.mktemp("models-teacher")
+    (folder / "models").mkdir()
+    kept = shutil.copy(DEMO_DIR / "teacher.pt", folder / "models" / "teacher.pt")
+    root = make_demo_subset(
+        folder / "demo",
+        per_split=5,
+        teacher=lambda ids, classes, logits: create_teacher(kept, classes, preprocessing=TEACHER_PREPROCESSING),
+    )
+    (folder / "demo" / "teacher.pt").unlink()  # the subset's copy beside the workspace would be found first
+    return root
+
+
+@pytest.mark.parametrize("readable", [True, False], ids=["inside the allowed roots", "outside them"])
+def test_predict_uses_a_teacher_recorded_elsewhere_only_inside_the_allowed_roots(
+    teacher_kept_with_models, monkeypatch, readable
+):
+    """The Predict page finds the teacher as Setup does (one lookup, views.common.get_teacher)."""
+    import views.common
+
+    folder = teacher_kept_with_models.parent.parent
+    monkeypatch.setattr(views.common, "ALLOWED_ROOTS", (folder,) if readable else (folder / "demo",))
+    views.common.get_teacher.clear()  # a server's roots are fixed for its life; this test changes them
+    at = open_page(teacher_kept_with_models, "views/predict.py")
+    at.radio(key="predict_source").set_value("Pick a workspace image").run()
+    assert not at.exception, at.exception
+    if readable:
+        assert not at.warning, at.warning[0].value  # else "Students only: <why>"
+    else:
+        assert "Students only:" in at.warning[0].value and "no TorchScript file with SHA-256" in at.warning[0].value
+        assert str(folder) not in at.warning[0].value  # no server paths shown
 
 
 def test_the_students_page_exports_a_zip(demo):
