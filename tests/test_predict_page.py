@@ -2,7 +2,6 @@
 CLIP and teacher beside it), and a headless-Chromium run that uploads a new image."""
 
 import io
-import os
 import shutil
 import zipfile
 from pathlib import Path
@@ -13,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from conceptkd_tools.demo import DEMO_DIR
 
-from browser_app import app_server, chromium_path, launch, settle
+from browser_app import app_on, chromium_path, settle
 from demo_subset import make_demo_subset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,6 +21,13 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     return make_demo_subset(tmp_path_factory.mktemp("predict") / "demo", per_split=10)
+
+
+@pytest.fixture(scope="module")
+def server(demo):
+    """The app over the copy, for the browser test."""
+    with app_on(demo) as url:
+        yield url
 
 
 def open_page(demo, script: str) -> AppTest:
@@ -96,12 +102,9 @@ def test_the_students_page_exports_a_zip(demo):
 
 
 @pytest.mark.skipif(chromium_path() is None, reason="needs Debian's chromium (apt-get install chromium)")
-def test_upload_a_new_image_in_the_browser(demo, tmp_path):
+def test_upload_a_new_image_in_the_browser(app_page, shots, tmp_path):
     from PIL import Image
-    from playwright.sync_api import sync_playwright
 
-    shots = Path(os.environ.get("CONCEPTKD_SCREENSHOTS", tmp_path))
-    shots.mkdir(parents=True, exist_ok=True)
     # A new image: two demo scenes side by side (a shape and content no workspace image has).
     left = Image.open(DEMO_DIR / "images" / "test-0001.png").convert("RGB")
     right = Image.open(DEMO_DIR / "images" / "test-0002.png").convert("RGB")
@@ -110,20 +113,14 @@ def test_upload_a_new_image_in_the_browser(demo, tmp_path):
     new.paste(right, (left.width, 0))
     upload = tmp_path / "new-scene.png"
     new.save(upload)
-    env = {"CONCEPTKD_WORKSPACE": str(demo), "CONCEPTKD_WORKSPACE_ROOTS": str(demo.parent)}
-    with app_server(env=env) as url, sync_playwright() as p:
-        browser = launch(p)
-        page = browser.new_page(viewport={"width": 1400, "height": 1300})
-        page.goto(f"{url}/predict")
-        settle(page)
-        page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(upload))
-        exception = page.locator('[data-testid="stException"]')
-        page.get_by_text("Why the student says").or_(exception).first.wait_for(timeout=180000)
-        settle(page, timeout=180000)
-        body = page.locator("body").inner_text()
-        assert exception.count() == 0, body[:3000]
-        assert "new-scene.png" in body and "The students say" in body and "threshold" in body
-        assert page.locator('[data-testid="stVegaLiteChart"]').count() == 2
-        page.screenshot(path=str(shots / "predict.png"), full_page=True)
-        browser.close()
+    page = app_page("predict", height=1300)
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(upload))
+    exception = page.locator('[data-testid="stException"]')
+    page.get_by_text("Why the student says").or_(exception).first.wait_for(timeout=180000)
+    settle(page, timeout=180000)
+    body = page.locator("body").inner_text()
+    assert exception.count() == 0, body[:3000]
+    assert "new-scene.png" in body and "The students say" in body and "threshold" in body
+    assert page.locator('[data-testid="stVegaLiteChart"]').count() == 2
+    page.screenshot(path=str(shots / "predict.png"), full_page=True)
     assert np.asarray(Image.open(shots / "predict.png")).std() > 10  # a drawn page, not a blank one
