@@ -1,9 +1,28 @@
 """What the browser tests share beyond ``conceptkd_tools.screenshots`` (the app under `streamlit run`
-on loopback and Debian's headless Chromium): waiting until the app has settled."""
+on loopback and Debian's headless Chromium): the app over a workspace copy, waiting until it has
+settled, and what a flow waits for or checks on a page. The shared fixtures (the browser, the
+screenshots folder, a page factory) are in ``conftest.py``."""
+
+from pathlib import Path
 
 from conceptkd_tools.screenshots import app_server, chromium_path, launch
 
-__all__ = ["app_server", "chromium_path", "launch", "settle"]
+__all__ = [
+    "app_on",
+    "app_server",
+    "chromium_path",
+    "folder_box",
+    "launch",
+    "no_exception",
+    "settle",
+    "wait_for_text",
+]
+
+
+def app_on(workspace: Path):
+    """``app_server`` with ``workspace`` as the default workspace and its parent folder as the only
+    one visitors may open (a test's copy, so that a flow may write beside it)."""
+    return app_server(env={"CONCEPTKD_WORKSPACE": str(workspace), "CONCEPTKD_WORKSPACE_ROOTS": str(workspace.parent)})
 
 
 def settle(page, timeout: int = 60000) -> None:
@@ -13,3 +32,20 @@ def settle(page, timeout: int = 60000) -> None:
     page.wait_for_timeout(500)
     page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout)
     page.wait_for_timeout(300)
+
+
+def no_exception(page) -> None:
+    assert page.locator('[data-testid="stException"]').count() == 0, page.locator("body").inner_text()[:3000]
+
+
+def wait_for_text(page, text: str, timeout: int = 180000) -> None:
+    """Wait until ``text`` shows, or fail at once when the page shows an exception instead."""
+    exception = page.locator('[data-testid="stException"]')
+    page.get_by_text(text).or_(exception).first.wait_for(timeout=timeout)
+    no_exception(page)
+    settle(page)
+
+
+def folder_box(page):
+    """The sidebar's workspace folder box."""
+    return page.locator('[data-testid="stSidebar"] input[type="text"]').first

@@ -12,7 +12,6 @@ from conceptkd_core.datasets import load_folder
 from conceptkd_core.extract.add_images import (
     add_images,
     check_uploads,
-    find_teacher,
     needs_uploaded_logits,
     skip_duplicates,
     upload_id,
@@ -21,7 +20,12 @@ from conceptkd_core.extract.add_images import (
 from conceptkd_core.extract.clip_backend import load_clip
 from conceptkd_core.extract.pipeline import extract
 from conceptkd_core.extract.rescore import find_checkpoint
-from conceptkd_core.extract.teacher_registry import create_teacher, recorded_teacher_spec, teacher_from_workspace
+from conceptkd_core.extract.teacher_registry import (
+    create_teacher,
+    find_teacher,
+    recorded_teacher_spec,
+    teacher_from_workspace,
+)
 from conceptkd_core.extract.teachers import TeacherError
 from conceptkd_core.store.side_files import read_segments
 from conceptkd_core.store.workspace import load_workspace
@@ -123,39 +127,6 @@ def test_uploads_go_into_the_new_workspace_and_duplicates_are_skipped_for_a_zero
     assert third.n_images == 8 and third.image_path(6).parent == (tmp_path / "plus2" / "uploads").resolve()
     assert third.image_path(6).read_bytes() == new_file.read_bytes()
     np.testing.assert_array_equal(np.asarray(third.concept_matrix[:7]), np.asarray(merged.concept_matrix))
-
-
-def test_the_teacher_is_found_by_its_recorded_path_and_hash(tmp_path):
-    """A TorchScript teacher kept with the user's models (not beside the workspace) is found where
-    the workspace recorded it, inside the folders the server may read, and only if its hash matches."""
-    import torch
-
-    from conceptkd_core.images import Preprocessing
-
-    models, data = tmp_path / "models", tmp_path / "data"
-    models.mkdir()
-    csv = write_labelled_scenes(data, {f"img{i}": ("train", "cat" if i % 2 else "dog") for i in range(3)})
-    config, weights = make_tiny_checkpoint(tmp_path / "clip")
-    clip = load_clip(str(config), checkpoint=weights)
-    teacher_file = models / "mine.pt"
-    torch.manual_seed(0)
-    torch.jit.save(
-        torch.jit.trace(
-            torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(3, 2)),
-            torch.zeros(1, 3, 16, 16),
-        ),
-        str(teacher_file),
-    )
-    images = load_folder(data / "images", csv)
-    teacher = create_teacher(teacher_file, images.classes, preprocessing=Preprocessing(16, (0.5,) * 3, (0.25,) * 3))
-    ws = extract(images, data / "workspaces" / "ws", clip, teacher, ["grass"], n_segments=4).workspace
-    assert find_teacher(ws) is None  # not beside the workspace, and no folder may be read
-    assert find_teacher(ws, roots=[tmp_path]) == str(teacher_file.resolve())
-    assert find_teacher(ws, roots=[data]) is None  # the models folder is not one the server may read
-    rebuilt = teacher_from_workspace(ws, search=[teacher_file.parent])
-    assert rebuilt.preprocessing == teacher.preprocessing
-    teacher_file.write_bytes(teacher_file.read_bytes() + b"changed")
-    assert find_teacher(ws, roots=[tmp_path]) is None  # another file at that path is not the teacher
 
 
 @pytest.fixture(scope="module")

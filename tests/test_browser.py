@@ -4,14 +4,13 @@ Screenshots land in $CONCEPTKD_SCREENSHOTS (default: the test's temporary folder
 """
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from conceptkd_tools.tune_board_driver import BOARD_SLIDERS
 
-from browser_app import app_server, chromium_path, launch, settle
+from browser_app import chromium_path, launch, settle
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ["Setup", "Students", "Concepts", "Images", "Tune", "History"]
@@ -19,42 +18,27 @@ PAGES = ["Setup", "Students", "Concepts", "Images", "Tune", "History"]
 pytestmark = pytest.mark.skipif(chromium_path() is None, reason="needs Debian's chromium (apt-get install chromium)")
 
 
-@pytest.fixture(scope="module")
-def server():
-    with app_server() as url:
-        yield url
-
-
-def test_every_page_and_a_slider_in_chromium(server, tmp_path):
-    from playwright.sync_api import sync_playwright
-
-    shots = Path(os.environ.get("CONCEPTKD_SCREENSHOTS", tmp_path))
-    shots.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = launch(p)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(server)
+def test_every_page_and_a_slider_in_chromium(app_page, shots):
+    page = app_page("", height=1000)  # the shipped demo (conftest's server)
+    for name in PAGES:
+        page.locator('[data-testid="stSidebarNav"] a', has_text=name).first.click()
         settle(page)
-        for name in PAGES:
-            page.locator('[data-testid="stSidebarNav"] a', has_text=name).first.click()
-            settle(page)
-            assert page.locator("h1", has_text=name).count() == 1, name
-            assert page.locator('[data-testid="stException"]').count() == 0, name
-            page.screenshot(path=str(shots / f"{name.lower()}.png"), full_page=True)
-        # Tune: move the first weight slider one step with the keyboard.
-        page.locator('[data-testid="stSidebarNav"] a', has_text="Tune").first.click()
-        settle(page)
-        page.locator(BOARD_SLIDERS).first.focus()
-        page.keyboard.press("PageUp")
-        settle(page)
-        assert page.locator(".ckd-tile-label", has_text="Student AP").count() == 1
-        assert page.locator('[data-testid="stException"]').count() == 0
-        page.screenshot(path=str(shots / "tune-after-move.png"), full_page=True)
-        page.locator('[data-testid="stSidebarNav"] a', has_text="History").first.click()
-        settle(page)
-        assert page.get_by_text("set").count() >= 1
-        page.screenshot(path=str(shots / "history-after-move.png"), full_page=True)
-        browser.close()
+        assert page.locator("h1", has_text=name).count() == 1, name
+        assert page.locator('[data-testid="stException"]').count() == 0, name
+        page.screenshot(path=str(shots / f"{name.lower()}.png"), full_page=True)
+    # Tune: move the first weight slider one step with the keyboard.
+    page.locator('[data-testid="stSidebarNav"] a', has_text="Tune").first.click()
+    settle(page)
+    page.locator(BOARD_SLIDERS).first.focus()
+    page.keyboard.press("PageUp")
+    settle(page)
+    assert page.locator(".ckd-tile-label", has_text="Student AP").count() == 1
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.screenshot(path=str(shots / "tune-after-move.png"), full_page=True)
+    page.locator('[data-testid="stSidebarNav"] a', has_text="History").first.click()
+    settle(page)
+    assert page.get_by_text("set").count() >= 1
+    page.screenshot(path=str(shots / "history-after-move.png"), full_page=True)
 
 
 def test_three_browsers_tune_at_once_without_seeing_each_other(server):

@@ -6,7 +6,6 @@ Screenshots land in $CONCEPTKD_SCREENSHOTS (default: the test's temporary folder
 """
 
 import os
-from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
@@ -16,7 +15,7 @@ from conceptkd_core.extract import jobs
 from conceptkd_core.store.workspace import load_workspace
 from conceptkd_tools.demo import TEACHER_PREPROCESSING
 
-from browser_app import app_server, chromium_path, launch, settle
+from browser_app import app_on, chromium_path, folder_box, no_exception, settle
 from demo_subset import make_demo_subset
 
 pytestmark = pytest.mark.skipif(chromium_path() is None, reason="needs Debian's chromium (apt-get install chromium)")
@@ -37,15 +36,8 @@ def demo(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(demo):
-    with app_server(env={"CONCEPTKD_WORKSPACE": str(demo), "CONCEPTKD_WORKSPACE_ROOTS": str(demo.parent)}) as url:
+    with app_on(demo) as url:
         yield url
-
-
-@pytest.fixture
-def shots(tmp_path) -> Path:
-    folder = Path(os.environ.get("CONCEPTKD_SCREENSHOTS", tmp_path))
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def fill(page, label: str, value: str) -> None:
@@ -55,51 +47,39 @@ def fill(page, label: str, value: str) -> None:
     settle(page)
 
 
-def no_exception(page) -> None:
-    assert page.locator('[data-testid="stException"]').count() == 0, page.locator("body").inner_text()[:3000]
-
-
-def test_create_a_workspace_with_a_torchscript_teacher_and_see_its_students(server, demo, shots):
-    from playwright.sync_api import sync_playwright
-
+def test_create_a_workspace_with_a_torchscript_teacher_and_see_its_students(app_page, demo, shots):
     p = TEACHER_PREPROCESSING
-    with sync_playwright() as playwright:
-        browser = launch(playwright)
-        page = browser.new_page(viewport={"width": 1400, "height": 1100})
-        page.goto(f"{server}/setup")
-        settle(page)
-        page.get_by_text("Create a workspace").click()
-        fill(page, "Image folder", "demo/images")
-        fill(page, "Labels CSV (optional)", "demo/labels.csv")
-        page.get_by_text("TorchScript file").click()
-        settle(page)
-        fill(page, "Teacher file", "demo/teacher.pt")
-        fill(page, "Image size (px)", str(p.image_size))
-        fill(page, "Mean (R, G, B)", ", ".join(map(str, p.mean)))
-        fill(page, "Std (R, G, B)", ", ".join(map(str, p.std)))
-        fill(page, "Folder for the new workspace", "demo/created")
-        fill(page, "Segments per image", "8")
-        page.screenshot(path=str(shots / "create-form.png"), full_page=True)
-        no_exception(page)
-        page.get_by_role("button", name="Start extraction").click()
-        # Progress shows while it runs; a reload (a new session) finds the job again from its status file.
-        page.get_by_text("demo/created:").first.wait_for(timeout=120000)
-        page.screenshot(path=str(shots / "create-progress.png"), full_page=True)
-        page.reload()
-        settle(page)
-        no_exception(page)
-        page.screenshot(path=str(shots / "create-after-reload.png"), full_page=True)
-        assert jobs.read_status(demo.parent / "created") is not None
-        # Done: the page that watched it opens the new workspace on the Students page.
-        page.get_by_role("heading", name="Students").or_(page.get_by_text(", failed")).first.wait_for(timeout=300000)
-        settle(page)
-        assert urlparse(page.url).path.endswith("/students"), page.locator("body").inner_text()[:2000]
-        no_exception(page)
-        page.screenshot(path=str(shots / "create-students.png"), full_page=True)
-        box = page.locator('[data-testid="stSidebar"] input[type="text"]').first
-        assert box.input_value() == "demo/created"
-        page.get_by_text("held-out", exact=False).first.wait_for(timeout=60000)
-        browser.close()
+    page = app_page("setup")
+    page.get_by_text("Create a workspace").click()
+    fill(page, "Image folder", "demo/images")
+    fill(page, "Labels CSV (optional)", "demo/labels.csv")
+    page.get_by_text("TorchScript file").click()
+    settle(page)
+    fill(page, "Teacher file", "demo/teacher.pt")
+    fill(page, "Image size (px)", str(p.image_size))
+    fill(page, "Mean (R, G, B)", ", ".join(map(str, p.mean)))
+    fill(page, "Std (R, G, B)", ", ".join(map(str, p.std)))
+    fill(page, "Folder for the new workspace", "demo/created")
+    fill(page, "Segments per image", "8")
+    page.screenshot(path=str(shots / "create-form.png"), full_page=True)
+    no_exception(page)
+    page.get_by_role("button", name="Start extraction").click()
+    # Progress shows while it runs; a reload (a new session) finds the job again from its status file.
+    page.get_by_text("demo/created:").first.wait_for(timeout=120000)
+    page.screenshot(path=str(shots / "create-progress.png"), full_page=True)
+    page.reload()
+    settle(page)
+    no_exception(page)
+    page.screenshot(path=str(shots / "create-after-reload.png"), full_page=True)
+    assert jobs.read_status(demo.parent / "created") is not None
+    # Done: the page that watched it opens the new workspace on the Students page.
+    page.get_by_role("heading", name="Students").or_(page.get_by_text(", failed")).first.wait_for(timeout=300000)
+    settle(page)
+    assert urlparse(page.url).path.endswith("/students"), page.locator("body").inner_text()[:2000]
+    no_exception(page)
+    page.screenshot(path=str(shots / "create-students.png"), full_page=True)
+    assert folder_box(page).input_value() == "demo/created"
+    page.get_by_text("held-out", exact=False).first.wait_for(timeout=60000)
     created, original = load_workspace(demo.parent / "created"), load_workspace(demo)
     assert created.n_images == 40 and created.meta["teacher"]["kind"] == "torch"
     assert created.meta["teacher"]["image_size"] == p.image_size and not os.path.isabs(

@@ -5,12 +5,27 @@ one server with the other Setup flows it was flaky on a 2-core machine."""
 from pathlib import Path
 
 import pandas as pd
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
-from test_browser_setup import browser, demo, folder_box, page, pytestmark, server, settle, shots, wait_for_text  # noqa: F401
+import pytest
 
 from conceptkd_core.store.workspace import load_workspace
 
+from browser_app import app_on, chromium_path, folder_box, settle, wait_for_text
 from demo_subset import make_demo_subset
+
+pytestmark = pytest.mark.skipif(chromium_path() is None, reason="needs Debian's chromium (apt-get install chromium)")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """A small copy of the demo (40 scenes, its mini CLIP and teacher beside it)."""
+    return make_demo_subset(tmp_path_factory.mktemp("browser-logits") / "demo")
+
+
+@pytest.fixture(scope="module")
+def server(demo):
+    """The app with the copy as its default workspace, and the copy's folder as the only one visitors may open."""
+    with app_on(demo) as url:
+        yield url
 
 
 def logits_file_teacher(folder: Path):
@@ -26,10 +41,14 @@ def logits_file_teacher(folder: Path):
     return make
 
 
-def test_add_an_image_to_a_logits_file_workspace_with_its_uploaded_logits(page, demo, shots, tmp_path):  # noqa: F811
+def test_add_an_image_to_a_logits_file_workspace_with_its_uploaded_logits(app_page, demo, shots, tmp_path):
     """A logits file has no logits for new images: the analyst uploads them; a table missing the
     new image is refused in one line naming it."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     from conceptkd_tools.demo import DEMO_DIR
+
+    page = app_page("setup")  # a new session on the default workspace, the demo copy
 
     ws = load_workspace(make_demo_subset(demo.parent, workspace="logits-ws", teacher=logits_file_teacher(demo.parent)))
     assert ws.meta["teacher"]["kind"] == "logits-file"

@@ -9,7 +9,7 @@ makes the README's screenshots.
 
 import pytest
 
-from conceptkd_tools.screenshots import DESKTOP, PHONE, app_server, chromium_path, launch, problems, settle, visit
+from conceptkd_tools.screenshots import DESKTOP, PHONE, chromium_path, problems, settle, visit
 from views.common import PAGES
 
 pytestmark = pytest.mark.skipif(chromium_path() is None, reason="needs Debian's chromium (apt-get install chromium)")
@@ -18,22 +18,6 @@ TITLES = [view.title for view in PAGES]
 WINDOWS = {"desktop": DESKTOP, "phone": PHONE}
 # Deep links first, the landing page (the root URL) last.
 VISITS = [(window, view) for window in WINDOWS for view in (*PAGES[1:], PAGES[0])]
-
-
-@pytest.fixture(scope="module")
-def server():
-    with app_server() as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = launch(p)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ $CONCEPTKD_SCREENSHOTS (default: the test's temporary folder).
 """
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ import pytest
 from conceptkd_core.store.strict_json import canonical_sha256
 from conceptkd_core.store.workspace import load_workspace
 
-from browser_app import app_server, chromium_path, launch, settle
+from browser_app import app_on, chromium_path, folder_box, no_exception, settle, wait_for_text
 from demo_subset import make_demo_subset
 
 pytestmark = pytest.mark.skipif(chromium_path() is None, reason="needs Debian's chromium (apt-get install chromium)")
@@ -30,55 +29,14 @@ def demo(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(demo):
     """The app with the copy as its default workspace, and the copy's folder as the only one visitors may open."""
-    with app_server(env={"CONCEPTKD_WORKSPACE": str(demo), "CONCEPTKD_WORKSPACE_ROOTS": str(demo.parent)}) as url:
+    with app_on(demo) as url:
         yield url
 
 
-@pytest.fixture(scope="module")
-def browser(server):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = launch(p)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser, server):
-    """A new browser session on the app (it opens the default workspace: the demo copy)."""
-    page = browser.new_page(viewport={"width": 1400, "height": 1100})
-    page.goto(f"{server}/setup")  # the Setup page, on the default workspace (the demo copy)
-    settle(page)
-    yield page
-    page.close()
-
-
-@pytest.fixture
-def shots(tmp_path) -> Path:
-    folder = Path(os.environ.get("CONCEPTKD_SCREENSHOTS", tmp_path))
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def folder_box(page):
-    return page.locator('[data-testid="stSidebar"] input[type="text"]').first
-
-
-def wait_for_text(page, text: str, timeout: int = 180000) -> None:
-    """Wait until ``text`` shows, or fail at once when the page shows an exception instead."""
-    exception = page.locator('[data-testid="stException"]')
-    page.get_by_text(text).or_(exception).first.wait_for(timeout=timeout)
-    no_exception(page)
-    settle(page)
-
-
-def no_exception(page) -> None:
-    assert page.locator('[data-testid="stException"]').count() == 0, page.locator("body").inner_text()[:3000]
-
-
-def test_add_two_images_one_a_duplicate_opens_the_new_workspace(page, demo, shots):
+def test_add_two_images_one_a_duplicate_opens_the_new_workspace(app_page, demo, shots):
     from conceptkd_tools.demo import DEMO_DIR
+
+    page = app_page("setup")  # a new session: the default workspace, the demo copy
 
     present = {p.name for p in (demo.parent / "images").iterdir()}
     new = next(p for p in sorted((DEMO_DIR / "images").glob("test-*.png")) if p.name not in present)
@@ -103,7 +61,8 @@ def test_add_two_images_one_a_duplicate_opens_the_new_workspace(page, demo, shot
     assert {p.name for p in (demo.parent / "images").iterdir()} == present  # the image folder is untouched
 
 
-def test_rescore_opens_the_new_workspace(page, demo, shots):
+def test_rescore_opens_the_new_workspace(app_page, demo, shots):
+    page = app_page("setup")
     area = page.get_by_label("Concept words, one per line (edit, then re-score)")
     area.fill(area.input_value() + "\nunicorn\n")
     area.press("Control+Enter")  # apply the edit
@@ -137,7 +96,8 @@ def crafted_log(demo: Path) -> bytes:
     return json.dumps(document | {"sha256": canonical_sha256(document)}).encode()
 
 
-def test_a_refused_path_and_bad_tuning_logs_change_nothing(page, demo, shots, tmp_path):
+def test_a_refused_path_and_bad_tuning_logs_change_nothing(app_page, demo, shots, tmp_path):
+    page = app_page("setup")
     box = folder_box(page)
     box.fill("/etc")
     box.press("Enter")

@@ -2,7 +2,7 @@
 CLIP and teacher beside it), and a headless-Chromium run that uploads a new image."""
 
 import io
-import os
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from conceptkd_tools.demo import DEMO_DIR
 
-from browser_app import app_server, chromium_path, launch, settle
+from browser_app import app_on, chromium_path, settle
 from demo_subset import make_demo_subset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,6 +21,13 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     return make_demo_subset(tmp_path_factory.mktemp("predict") / "demo", per_split=10)
+
+
+@pytest.fixture(scope="module")
+def server(demo):
+    """The app over the copy, for the browser test."""
+    with app_on(demo) as url:
+        yield url
 
 
 def open_page(demo, script: str) -> AppTest:
@@ -46,6 +53,44 @@ def test_predict_on_a_workspace_image_shows_both_models_and_the_waterfall(demo):
     assert "threshold" in caption and "student" in caption
 
 
+@pytest.fixture(scope="module")
+def teacher_kept_with_models(tmp_path_factory):
+    """A demo subset whose teacher file lives in a models folder of the analyst's, not beside it."""
+    from conceptkd_core.extract.teacher_registry import create_teacher
+    from conceptkd_tools.demo import TEACHER_PREPROCESSING
+
+    folder = tmp_path_factory.mktemp("models-teacher")
+    (folder / "models").mkdir()
+    kept = shutil.copy(DEMO_DIR / "teacher.pt", folder / "models" / "teacher.pt")
+    root = make_demo_subset(
+        folder / "demo",
+        per_split=5,
+        teacher=lambda ids, classes, logits: create_teacher(kept, classes, preprocessing=TEACHER_PREPROCESSING),
+    )
+    (folder / "demo" / "teacher.pt").unlink()  # the subset's copy beside the workspace would be found first
+    return root
+
+
+@pytest.mark.parametrize("readable", [True, False], ids=["inside the allowed roots", "outside them"])
+def test_predict_uses_a_teacher_recorded_elsewhere_only_inside_the_allowed_roots(
+    teacher_kept_with_models, monkeypatch, readable
+):
+    """The Predict page finds the teacher as Setup does (one lookup, views.common.get_teacher)."""
+    import views.common
+
+    folder = teacher_kept_with_models.parent.parent
+    monkeypatch.setattr(views.common, "ALLOWED_ROOTS", (folder,) if readable else (folder / "demo",))
+    views.common.get_teacher.clear()  # a server's roots are fixed for its life; this test changes them
+    at = open_page(teacher_kept_with_models, "views/predict.py")
+    at.radio(key="predict_source").set_value("Pick a workspace image").run()
+    assert not at.exception, at.exception
+    if readable:
+        assert not at.warning, at.warning[0].value  # else "Students only: <why>"
+    else:
+        assert "Students only:" in at.warning[0].value and "no TorchScript file with SHA-256" in at.warning[0].value
+        assert str(folder) not in at.warning[0].value  # no server paths shown
+
+
 def test_the_students_page_exports_a_zip(demo):
     at = open_page(demo, "views/students.py")
     at.button(key="export_student").click().run()
@@ -57,12 +102,9 @@ def test_the_students_page_exports_a_zip(demo):
 
 
 @pytest.mark.skipif(chromium_path() is None, reason="needs Debian's chromium (apt-get install chromium)")
-def test_upload_a_new_image_in_the_browser(demo, tmp_path):
+def test_upload_a_new_image_in_the_browser(app_page, shots, tmp_path):
     from PIL import Image
-    from playwright.sync_api import sync_playwright
 
-    shots = Path(os.environ.get("CONCEPTKD_SCREENSHOTS", tmp_path))
-    shots.mkdir(parents=True, exist_ok=True)
     # A new image: two demo scenes side by side (a shape and content no workspace image has).
     left = Image.open(DEMO_DIR / "images" / "test-0001.png").convert("RGB")
     right = Image.open(DEMO_DIR / "images" / "test-0002.png").convert("RGB")
@@ -71,20 +113,14 @@ def test_upload_a_new_image_in_the_browser(demo, tmp_path):
     new.paste(right, (left.width, 0))
     upload = tmp_path / "new-scene.png"
     new.save(upload)
-    env = {"CONCEPTKD_WORKSPACE": str(demo), "CONCEPTKD_WORKSPACE_ROOTS": str(demo.parent)}
-    with app_server(env=env) as url, sync_playwright() as p:
-        browser = launch(p)
-        page = browser.new_page(viewport={"width": 1400, "height": 1300})
-        page.goto(f"{url}/predict")
-        settle(page)
-        page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(upload))
-        exception = page.locator('[data-testid="stException"]')
-        page.get_by_text("Why the student says").or_(exception).first.wait_for(timeout=180000)
-        settle(page, timeout=180000)
-        body = page.locator("body").inner_text()
-        assert exception.count() == 0, body[:3000]
-        assert "new-scene.png" in body and "The students say" in body and "threshold" in body
-        assert page.locator('[data-testid="stVegaLiteChart"]').count() == 2
-        page.screenshot(path=str(shots / "predict.png"), full_page=True)
-        browser.close()
+    page = app_page("predict", height=1300)
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(upload))
+    exception = page.locator('[data-testid="stException"]')
+    page.get_by_text("Why the student says").or_(exception).first.wait_for(timeout=180000)
+    settle(page, timeout=180000)
+    body = page.locator("body").inner_text()
+    assert exception.count() == 0, body[:3000]
+    assert "new-scene.png" in body and "The students say" in body and "threshold" in body
+    assert page.locator('[data-testid="stVegaLiteChart"]').count() == 2
+    page.screenshot(path=str(shots / "predict.png"), full_page=True)
     assert np.asarray(Image.open(shots / "predict.png")).std() > 10  # a drawn page, not a blank one

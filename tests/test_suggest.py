@@ -4,10 +4,18 @@ import numpy as np
 import pytest
 
 from conceptkd_core.explorer import new_session, open_explorer
+from conceptkd_core.students import suggest as suggest_module
 from conceptkd_core.students.gram import GramStats
 from conceptkd_core.students.metrics import average_precision, decisions
 from conceptkd_core.students.solver import _edit_active_set, solve_edits, solve_students
-from conceptkd_core.students.suggest import _ap_columns, apply_suggestion, candidates, suggest
+from conceptkd_core.students.suggest import (
+    _ap_columns,
+    _ap_resampled,
+    _bootstrap,
+    apply_suggestion,
+    candidates,
+    suggest,
+)
 from conceptkd_tools.synthetic import write_synthetic_workspace
 
 
@@ -96,6 +104,33 @@ def test_vectorised_ap_is_average_precision_column_by_column():
     expected = [average_precision(truth, scores[:, j]) for j in range(7)]
     assert np.allclose(_ap_columns(truth, scores), expected, rtol=0, atol=1e-12)
     assert np.isnan(_ap_columns(np.zeros(400, dtype=bool), scores)).all()
+
+
+def test_the_bootstrap_is_a_loop_of_average_precision_over_resamples(monkeypatch):
+    """The vectorised bootstrap against the straightforward loop: the same draws (one generator, n
+    indices per resample, in order), each resample's AP from scratch, the same quantiles."""
+    rng = np.random.default_rng(4)
+    n = 150
+    truth = rng.random(n) < 0.15
+    base = np.round(rng.normal(size=n), 1)  # rounded: many ties, within and across classes
+    scores = np.round(base[:, None] + rng.normal(scale=0.5, size=(n, 6)), 1)
+    scores[:, 5] = 0.0  # a column all tied
+    held = {"base": base, "scores": scores, "truth": truth}
+    picks = np.array([4, 0, 5, 2])
+    draws = np.random.default_rng(7)
+    gains = []
+    for _ in range(300):
+        sample = draws.integers(0, n, n)
+        ap = [average_precision(truth[sample], column[sample]) for column in (base, *scores[:, picks].T)]
+        gains.append(np.subtract(ap[1:], ap[0]))
+    expected = np.nanquantile(gains, [0.05, 0.95], axis=0).T
+    np.testing.assert_allclose(_bootstrap(held, picks, 300, seed=7), expected, rtol=0, atol=1e-12)
+    monkeypatch.setattr(suggest_module, "_BOOTSTRAP_CHUNK", 7 * n)  # resamples drawn 7 at a time: the same draws
+    np.testing.assert_allclose(_bootstrap(held, picks, 300, seed=7), expected, rtol=0, atol=1e-12)
+    # a resample that drew no positive has no AP, as _ap_columns of its rows has none
+    counts = np.where(truth, 0, 1)[:, None]
+    assert np.isnan(_ap_resampled(truth, scores, counts)).all()
+    assert np.isnan(_ap_columns(truth[counts[:, 0] == 1], scores[counts[:, 0] == 1])).all()
 
 
 def test_an_edit_the_scan_cannot_finish_goes_to_the_shared_solver():

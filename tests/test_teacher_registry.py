@@ -23,7 +23,9 @@ from conceptkd_core.extract.teacher_registry import (
     ALLOWED_SPECS,
     IMAGENET,
     create_teacher,
+    find_teacher,
     recorded_teacher_spec,
+    teacher_for_workspace,
     teacher_from_workspace,
     teacher_kind,
 )
@@ -159,13 +161,57 @@ def test_recorded_teachers_that_cannot_be_rebuilt_say_why(demo_workspace, tmp_pa
     ]
     for teacher, why in cases:
         assert recorded_teacher_spec(workspace(teacher)) is None
-        with pytest.raises(TeacherError, match=re.escape(f"cannot rebuild its teacher here: {why}")):
-            teacher_from_workspace(workspace(teacher))
+        assert find_teacher(workspace(teacher), roots=[tmp_path]) is None
+        for rebuild in (teacher_from_workspace, lambda ws: teacher_for_workspace(ws, roots=[tmp_path])):
+            with pytest.raises(TeacherError, match=re.escape(f"cannot rebuild its teacher here: {why}")):
+                rebuild(workspace(teacher))
     shutil.copy(DEMO_DIR / "teacher.pt", tmp_path / "teacher.pt")  # beside the workspace: found by its SHA-256
     bad_mean = demo_workspace.meta["teacher"] | {"source": "../teacher.pt", "mean": [0.5]}
     with pytest.raises(TeacherError, match="recorded preprocessing is unusable: Got image_size 64, mean \\[0.5\\]"):
         teacher_from_workspace(workspace(bad_mean))
     assert recorded_n_segments(workspace({})) == defaults.N_SEGMENTS
+
+
+def test_the_app_finds_the_teacher_beside_the_workspace_or_where_recorded_inside_the_allowed_roots(tiny_clip, tmp_path):
+    """The one lookup the Predict and Setup pages share: a TorchScript teacher kept with the user's
+    models (not beside the workspace) is used where the workspace recorded it only when that folder
+    is inside the folders the server may read, and only while its SHA-256 matches; one beside the
+    workspace is used whatever the roots."""
+    models, data = tmp_path / "models", tmp_path / "data"
+    models.mkdir()
+    csv = write_labelled_scenes(data, {f"img{i}": ("train", CLASSES[i % 2]) for i in range(3)})
+    teacher_file = models / "mine.pt"
+    torch.manual_seed(0)
+    torch.jit.save(torch.jit.script(MeanColour()), str(teacher_file))
+    images = load_folder(data / "images", csv)
+    preprocessing = Preprocessing(16, (0.5,) * 3, (0.25,) * 3)
+    teacher = create_teacher(teacher_file, images.classes, preprocessing=preprocessing)
+    ws = extract(images, data / "workspaces" / "ws", tiny_clip, teacher, ["grass"], n_segments=4).workspace
+    pixels = [load_rgb(ws.image_path(r)) for r in range(3)]
+    not_found = re.escape(
+        f"cannot rebuild its teacher here: no TorchScript file with SHA-256 {ws.meta['teacher']['sha256'][:12]}…"
+    )
+
+    # recorded inside an allowed root: found there, and it scores as it did at extraction
+    assert find_teacher(ws, roots=[tmp_path]) == str(teacher_file.resolve())
+    rebuilt = teacher_for_workspace(ws, roots=[tmp_path], clip=tiny_clip)
+    assert rebuilt.source == str(teacher_file.resolve()) and rebuilt.preprocessing == preprocessing
+    np.testing.assert_allclose(rebuilt.logits(pixels), ws.teacher_logits, atol=1e-3)
+    # recorded outside every root (none at all, or only the data folder): not looked for there
+    for roots in ([], [data]):
+        assert find_teacher(ws, roots=roots) is None
+        with pytest.raises(TeacherError, match=not_found):
+            teacher_for_workspace(ws, roots=roots, clip=tiny_clip)
+    # beside the workspace (in the folder holding it): found with no root at all
+    beside = shutil.copy(teacher_file, data / "workspaces" / "teacher.pt")
+    assert find_teacher(ws) == str(beside)
+    assert teacher_for_workspace(ws, clip=tiny_clip).source == str(beside)
+    Path(beside).unlink()
+    # another file at the recorded path, inside a root: its SHA-256 differs, so it is not the teacher
+    teacher_file.write_bytes(teacher_file.read_bytes() + b"changed")
+    assert find_teacher(ws, roots=[tmp_path]) is None
+    with pytest.raises(TeacherError, match=not_found):
+        teacher_for_workspace(ws, roots=[tmp_path], clip=tiny_clip)
 
 
 def test_a_clip_zero_shot_workspace_rebuilds_with_its_own_clip_only(tiny_clip, tmp_path):

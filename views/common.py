@@ -73,14 +73,26 @@ def get_predictor(workspace_id: str, _workspace):
     return Predictor(_workspace, get_clip(*clip_source(_workspace)))
 
 
+@st.cache_data(show_spinner=False)
+def teacher_spec(root: str, workspace_id: str, _workspace) -> str | None:
+    """Where this server finds the workspace's teacher (``teacher_registry.find_teacher``), None if
+    nowhere, without loading torch. Finding hashes the candidate files: once per workspace, keyed by
+    its folder as well as its id (a copied workspace keeps the id but not what lies beside it)."""
+    from conceptkd_core.extract.teacher_registry import find_teacher
+
+    return find_teacher(_workspace, ALLOWED_ROOTS)
+
+
 @st.cache_resource(show_spinner="Loading the teacher…", max_entries=2)
-def get_teacher(workspace_id: str, _workspace):
-    """The workspace's teacher rebuilt to score new images, or the one-line reason it cannot be."""
-    from conceptkd_core.extract.teacher_registry import teacher_from_workspace
+def get_teacher(root: str, workspace_id: str, _workspace, _clip):
+    """The workspace's teacher rebuilt to score new images (``_clip``: the workspace's own CLIP,
+    ``get_clip``'s), or the one-line reason it cannot be. One cache for the Predict and Setup
+    pages, so both find the teacher by the same rule (``teacher_registry.teacher_for_workspace``)."""
+    from conceptkd_core.extract.teacher_registry import teacher_for_workspace
     from conceptkd_core.extract.teachers import TeacherError
 
     try:
-        return teacher_from_workspace(_workspace, clip=get_predictor(workspace_id, _workspace).clip)
+        return teacher_for_workspace(_workspace, ALLOWED_ROOTS, clip=_clip)
     except TeacherError as exc:
         return str(exc)
 

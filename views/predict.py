@@ -92,7 +92,7 @@ if state:
         chosen = None
     if chosen:
         name, image = chosen
-        teacher = get_teacher(ws.workspace_id, ws)
+        teacher = get_teacher(str(ws.root), ws.workspace_id, ws, predictor.clip)
         if isinstance(teacher, str):
             st.warning(f"Students only: {shown(teacher)}")
             teacher = None

@@ -15,13 +15,11 @@ from conceptkd_core.extract.add_images import (
     MAX_UPLOAD_BYTES,
     add_images,
     check_uploads,
-    find_teacher,
     needs_uploaded_logits,
     skip_duplicates,
     uploaded_logits_teacher,
 )
 from conceptkd_core.extract.rescore import rescore, rescored_folder
-from conceptkd_core.extract.teacher_registry import teacher_from_workspace
 from conceptkd_core.extract.teachers import TeacherError
 from conceptkd_core.images import RESIZE_MODES, Preprocessing
 from conceptkd_core.predict import PredictError, clip_source
@@ -33,7 +31,7 @@ from conceptkd_core.vocabulary import (
     VocabularyError,
     read_vocabulary_text,
 )
-from views.common import ALLOWED_ROOTS, current, get_clip, shown
+from views.common import ALLOWED_ROOTS, current, get_clip, get_teacher, shown, teacher_spec
 
 
 @st.cache_data(show_spinner=False)
@@ -44,21 +42,6 @@ def clip_source_of(root: str, workspace_id: str, _workspace):
         return clip_source(_workspace)
     except PredictError:
         return None
-
-
-@st.cache_data(show_spinner=False)
-def teacher_spec_of(root: str, workspace_id: str, _workspace):
-    """Finding a teacher file hashes the candidates: once per workspace (keyed by its id), looking
-    where the workspace recorded it too, inside the folders this server may read."""
-    return find_teacher(_workspace, ALLOWED_ROOTS)
-
-
-@st.cache_resource(show_spinner="Loading the teacher…", max_entries=1)
-def get_teacher(workspace_id: str, _workspace, _clip, spec: str):
-    # torch is imported here: only when adding images
-    return teacher_from_workspace(
-        _workspace, clip=_clip, search=[Path(spec).parent] if spec != "clip-zero-shot" else ()
-    )
 
 
 def progress_bar():
@@ -116,7 +99,7 @@ def image_adder(explorer) -> None:
         uploaded_teacher = uploaded_logits(ws, checked)
         if uploaded_teacher is None:
             return
-    teacher = uploaded_teacher or teacher_spec_of(str(ws.root), ws.workspace_id, ws)
+    teacher = uploaded_teacher or teacher_spec(str(ws.root), ws.workspace_id, ws)
     if found is None or teacher is None:
         missing = " and ".join(x for x, ok in (("CLIP checkpoint", found), ("teacher model", teacher)) if ok is None)
         st.info(
@@ -129,7 +112,9 @@ def image_adder(explorer) -> None:
         bar, update = progress_bar()
         try:
             clip = get_clip(*found)
-            teacher = uploaded_teacher or get_teacher(ws.workspace_id, ws, clip, teacher)
+            teacher = uploaded_teacher or get_teacher(str(ws.root), ws.workspace_id, ws, clip)
+            if isinstance(teacher, str):
+                raise TeacherError(teacher)
             merged = add_images(ws, checked.accepted, present, clip, teacher, target, update)
         except (ValueError, OSError, RuntimeError) as exc:
             st.error(f"Could not add the images: {shown(exc)}")

@@ -6,8 +6,9 @@ upload whose bytes equal an image already in the workspace, or another upload, i
 skipped. Those that pass are stored in the new workspace's own folder (``uploads/``, content-hash
 names; ``store.validation.IN_WORKSPACE``), never in the user's image folder, which may be
 read-only or shared. The teacher that scores them is the workspace's own, found by the path and
-SHA-256 the workspace recorded (``find_teacher``); a workspace whose teacher is a logits file
-has no logits for new images, so the analyst uploads them too (``uploaded_logits_teacher``).
+SHA-256 the workspace recorded (``teacher_registry.teacher_for_workspace``); a workspace whose
+teacher is a logits file has no logits for new images, so the analyst uploads them too
+(``uploaded_logits_teacher``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from ..datasets import IMAGE_SUFFIXES, ImageSet
 from ..images import ImageError, load_rgb
 from ..store.atomic_io import atomic_write_bytes, atomic_write_npy
 from ..store.side_files import SEGMENT_ARRAYS, read_segments, segment_file
-from ..store.validation import IN_WORKSPACE, UPLOADS_DIR, WorkspaceError, is_absolute_path
+from ..store.validation import IN_WORKSPACE, UPLOADS_DIR, WorkspaceError
 from ..store.workspace import Workspace, write_workspace
 from .teachers import LogitsFileTeacher, TeacherError
 
@@ -145,23 +146,6 @@ def uploaded_logits_teacher(workspace: Workspace, checked: UploadCheck, name: st
         )
     teacher.table = table  # keyed by the ids the uploads get, as extraction asks for them
     return teacher
-
-
-def find_teacher(workspace: Workspace, roots: Sequence[str | os.PathLike] = ()) -> str | None:
-    """The spec of ``workspace``'s teacher on this machine (``teacher_registry.recorded_teacher_spec``),
-    also looked for in the folder of the file the workspace recorded when that folder is inside
-    one of ``roots`` (the folders this server may read): a TorchScript file kept with the user's
-    models rather than beside the workspace. Its SHA-256 must still match. None: not found."""
-    from .teacher_registry import recorded_teacher_spec
-
-    search = []
-    source = workspace.meta.get("teacher", {}).get("source")
-    if isinstance(source, str) and source and "\0" not in source and not is_absolute_path(source):
-        folder = (workspace.root / source).resolve().parent
-        allowed = [Path(root).resolve() for root in roots]
-        if any(folder == root or root in folder.parents for root in allowed):
-            search.append(folder)
-    return recorded_teacher_spec(workspace, search)
 
 
 def add_images(

@@ -4,7 +4,9 @@ Modelled on open_clip's factory (``create_model_and_transforms``): a caller name
 this module picks the adapter and how its images are prepared, so the CLI (through
 ``ExtractorSpec``), the Ray workers, the Setup page, add-images, re-scoring and the demo build
 teachers alike. ``teacher_from_workspace`` rebuilds the teacher a workspace recorded, to score
-new images the way the extracted ones were scored.
+new images the way the extracted ones were scored; ``teacher_for_workspace`` is the app's one
+lookup of it (beside the workspace, or where it was recorded when that is inside the folders the
+server may read), so the Predict and Setup pages find the same teacher.
 
 Specs:
 
@@ -221,6 +223,37 @@ def teacher_from_workspace(
     return create_teacher(
         spec, workspace.classes, clip=clip, device=device, preprocessing=preprocessing, output_classes=output_classes
     )
+
+
+def allowed_teacher_folders(workspace: Workspace, roots: Sequence[str | os.PathLike]) -> list[Path]:
+    """The folder of the teacher file ``workspace`` recorded, when it lies inside one of ``roots``
+    (the folders this server may read): a TorchScript file kept with the user's models rather than
+    beside the workspace. Empty otherwise: recorded metadata never sends the server outside them."""
+    source = workspace.meta.get("teacher", {}).get("source")
+    if not isinstance(source, str) or not source or "\0" in source or is_absolute_path(source):
+        return []
+    folder = (workspace.root / source).resolve().parent
+    allowed = [Path(root).resolve() for root in roots]
+    return [folder] if any(folder == root or root in folder.parents for root in allowed) else []
+
+
+def find_teacher(workspace: Workspace, roots: Sequence[str | os.PathLike] = ()) -> str | None:
+    """The spec of ``workspace``'s teacher on this server (``recorded_teacher_spec``, also looking in
+    ``allowed_teacher_folders``), without loading it (no torch): None when it cannot be had. Its
+    SHA-256 must still match."""
+    return recorded_teacher_spec(workspace, allowed_teacher_folders(workspace, roots))
+
+
+def teacher_for_workspace(
+    workspace: Workspace,
+    roots: Sequence[str | os.PathLike] = (),
+    clip: ClipModel | None = None,
+    device: str | None = None,
+) -> Teacher:
+    """The app's one lookup of ``workspace``'s teacher: found as ``find_teacher`` finds it and built
+    as ``teacher_from_workspace`` builds it (``clip``: the workspace's own, for clip-zero-shot and
+    the device). Raises TeacherError, one line saying what cannot be found or rebuilt."""
+    return teacher_from_workspace(workspace, clip, allowed_teacher_folders(workspace, roots), device)
 
 
 def _why_not(recorded: dict) -> str:
