@@ -3,10 +3,10 @@ module: search a concept of weight 0 and up-tune it; remove a concept from every
 and undo it; reload and find the edits; apply a suggestion; open a teacher-only image; sessions
 listed per browser (cookie); and the settle time of 20 slider edits (printed).
 
-Screenshots land in $CONCEPTKD_SCREENSHOTS (default: a temporary folder)."""
+Screenshots land in $CONCEPTKD_SCREENSHOTS (default: a temporary folder); the browser and the
+screenshots folder are ``tests/conftest.py``'s."""
 
 import json
-import os
 import re
 import shutil
 import time
@@ -17,7 +17,9 @@ import numpy as np
 import pytest
 
 from conceptkd_core.explorer import new_session, open_explorer
-from conceptkd_tools.screenshots import app_server, chromium_path, launch, settle
+from conceptkd_tools.screenshots import chromium_path, settle
+
+from browser_app import app_on
 
 ROOT = Path(__file__).resolve().parent.parent
 VIEWPORT = {"width": 1400, "height": 1000}
@@ -36,18 +38,8 @@ def demo(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(demo):
-    with app_server(env={"CONCEPTKD_WORKSPACE": str(demo)}) as url:
+    with app_on(demo) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = launch(p)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")
@@ -56,13 +48,6 @@ def page(browser):
     page = context.new_page()
     yield page
     context.close()
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory):
-    folder = Path(os.environ.get("CONCEPTKD_SCREENSHOTS") or tmp_path_factory.mktemp("shots"))
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -254,7 +239,7 @@ def test_html_in_concept_words_is_shown_as_text_on_the_board(browser, tmp_path):
 
     attack = '<img src=x onerror="window.__injected = 1">'
     root = make_demo_subset(tmp_path / "demo", per_split=5, word=lambda w: f"{w} {attack}")
-    with app_server(env={"CONCEPTKD_WORKSPACE": str(root)}) as url:
+    with app_on(root) as url:
         tab = browser.new_context(viewport=VIEWPORT).new_page()
         tab.goto(f"{url}/tune")
         settle(tab, "Tune")
