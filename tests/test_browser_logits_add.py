@@ -59,18 +59,21 @@ def test_add_an_image_to_a_logits_file_workspace_with_its_uploaded_logits(app_pa
     present = {p.name for p in (demo.parent / "images").iterdir()}
     new = [p for p in sorted((DEMO_DIR / "images").glob("test-*.png")) if p.name not in present][-1]
     uploader = page.locator('[data-testid="stFileUploader"]', has_text="Images (")
+    logits = page.locator('[data-testid="stFileUploader"]', has_text="Teacher logits for these images")
     # The upload must reach the page of the newly opened workspace: on a loaded machine the first
-    # can land on the page still being redrawn for the switch, so it is given again, at most twice.
+    # can land on the page still being redrawn for the switch (and be dropped by that redraw), so
+    # it is given again, at most twice, until the logits uploader it calls for is there to stay.
     for attempt in range(3):
         uploader.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(new))
         try:
             wait_for_text(
                 page, "which has no logits for new images: upload theirs", timeout=30000 if attempt < 2 else 180000
             )
+            settle(page)
+            logits.locator('[data-testid="stFileUploaderDropzoneInput"]').wait_for(state="attached", timeout=10000)
             break
         except PlaywrightTimeout:
             settle(page)
-    logits = page.locator('[data-testid="stFileUploader"]', has_text="Teacher logits for these images")
     row = ",".join(str(float(i)) for i in range(len(ws.classes)))
     header = "image_id," + ",".join(ws.classes)
     (tmp_path / "wrong.csv").write_text(f"{header}\nsomething-else.png,{row}\n")
