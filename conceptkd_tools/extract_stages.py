@@ -2,7 +2,7 @@
 the scores: ``python -m conceptkd_tools.extract_stages --device cuda``.
 
 One JSON line per model. For a batch of demo scenes already decoded and squared (what the CPU
-workers hand over), the median milliseconds of each stage of ``batching.dense_shard`` timed alone
+workers hand over), the median milliseconds of each stage of ``batching.launch_shard`` timed alone
 (device-synchronised): the copy to the device, ``torch-slic``, the model's dense pass (float32,
 TF32 matmuls, bf16 autocast), segment pooling + concept scores + top concepts with the copies
 back. Then the concept vectors computed with TF32 and with bf16 against float32 on the same

@@ -49,3 +49,10 @@ def make_demo_subset(
         extra={k: v for k, v in demo.meta["extra"].items() if k in ("demo", "n_segments")},
     )
     return root
+
+
+def copy_demo_workspace(folder: Path) -> Path:
+    """``folder``/workspace: the whole shipped demo workspace, without the sessions saved beside it."""
+    copy = folder / "workspace"
+    shutil.copytree(DEMO_DIR / "workspace", copy, ignore=shutil.ignore_patterns("sessions"))
+    return copy

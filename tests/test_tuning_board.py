@@ -1,7 +1,6 @@
 """The Tune board's document and the check of the edits it sends back (input from a browser)."""
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,14 +11,14 @@ from conceptkd_core.students.events import TuningError
 from conceptkd_core.tuning_board import BoardEdit, board_data, is_stale_set, read_edit
 from conceptkd_core.tuning_view import metric_summary, metric_track, slider_concepts
 
+from demo_subset import copy_demo_workspace
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def explorer(tmp_path_factory):
-    copy = tmp_path_factory.mktemp("board") / "workspace"
-    shutil.copytree(ROOT / "data" / "demo" / "workspace", copy, ignore=shutil.ignore_patterns("sessions"))
-    return open_explorer(copy)
+    return open_explorer(copy_demo_workspace(tmp_path_factory.mktemp("board")))
 
 
 def test_the_board_shows_the_sliders_figures_and_charts_of_the_session(explorer):

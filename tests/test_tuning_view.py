@@ -2,7 +2,6 @@
 figures since the start, and sessions listed per browser and restored from a page address."""
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -23,14 +22,14 @@ from conceptkd_core.tuning_view import (
     start_metrics,
 )
 
+from demo_subset import copy_demo_workspace
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def explorer(tmp_path_factory):
-    copy = tmp_path_factory.mktemp("tv") / "workspace"
-    shutil.copytree(ROOT / "data" / "demo" / "workspace", copy, ignore=shutil.ignore_patterns("sessions"))
-    return open_explorer(copy)
+    return open_explorer(copy_demo_workspace(tmp_path_factory.mktemp("tv")))
 
 
 def unused(session, c):

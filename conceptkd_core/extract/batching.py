@@ -271,7 +271,10 @@ def launch_shard(
     n_segments: int = N_SEGMENTS,
 ) -> Callable[[], dict]:
     """Queue the device work of a batch of prepared images and start copying its results to the
-    host; returns the function that waits for them and gives the shard (``dense_shard``'s)."""
+    host; returns the function that waits for them and gives the batch's shard: rows, failures
+    (JSON lines), concepts (n_ok, m), logits (n_ok, k), and the segment arrays of
+    ``store.side_files.SEGMENT_ARRAYS``. With the ``torch-slic`` segmenter the batch is cut into
+    ``n_segments`` superpixels here, on the model's device."""
     ok = [p for p in prepared if p.failure is None]
     result = {
         "rows": np.asarray([p.row for p in ok], dtype=np.int64),
@@ -310,18 +313,3 @@ def launch_shard(
         )
 
     return finish
-
-
-def dense_shard(
-    clip: ClipModel,
-    teacher: Teacher,
-    text: torch.Tensor,
-    images: ImageSet,
-    prepared: list[PreparedImage],
-    segmenter: str = DEFAULT_SEGMENTER,
-    n_segments: int = N_SEGMENTS,
-) -> dict:
-    """The shard of a batch of prepared images: rows, failures (JSON lines), concepts (n_ok, m),
-    logits (n_ok, k), and the segment arrays of ``store.side_files.SEGMENT_ARRAYS``. With the
-    ``torch-slic`` segmenter the batch is cut into ``n_segments`` superpixels here, on the model's device."""
-    return launch_shard(clip, teacher, text, images, prepared, segmenter, n_segments)()

@@ -1,6 +1,6 @@
 """The dense path as one torch module: image + segment map -> concept scores -> class scores.
 
-``ConceptModel`` is what extraction computes for one image (``batching.dense_shard``: MaskCLIP
+``ConceptModel`` is what extraction computes for one image (``batching.launch_shard``: MaskCLIP
 patch features, each segment the coverage-weighted mean of the patches under it, a concept's
 score the best segment's cosine with the concept's text embedding, clipped at 0), followed by the
 students' linear heads. The Predict page runs it on a new image; ``export`` traces it into a

@@ -149,7 +149,7 @@ class ExtractionJob:
         preparer: Preparer,
         overlap: bool | None = None,
     ) -> Iterator[tuple[int, dict]]:
-        """``(start, shard)`` for each of ``starts`` in order (a shard: see ``batching.dense_shard``): the
+        """``(start, shard)`` for each of ``starts`` in order (a shard: see ``batching.launch_shard``): the
         images prepared by ``preparer`` ahead of the model, which runs on whole batches on ``clip``'s device.
 
         ``overlap`` (default: on a CUDA device): the next batch's device work is queued before this
