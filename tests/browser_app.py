@@ -14,6 +14,7 @@ __all__ = [
     "folder_box",
     "launch",
     "no_exception",
+    "open_folder",
     "settle",
     "wait_for_text",
 ]
@@ -49,3 +50,23 @@ def wait_for_text(page, text: str, timeout: int = 180000) -> None:
 def folder_box(page):
     """The sidebar's workspace folder box."""
     return page.locator('[data-testid="stSidebar"] input[type="text"]').first
+
+
+def open_folder(page, folder: str, shown: str, timeout: int = 30000) -> None:
+    """Type ``folder`` in the sidebar's box and press Enter, until the page shows ``shown`` (the
+    opened workspace's own text). On a loaded machine an Enter that lands while the new page's
+    first run is still in flight can be lost; it is pressed again, at most twice."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    box = folder_box(page)
+    for attempt in range(3):
+        if attempt == 0 or box.input_value() != folder:
+            box.fill(folder)
+        box.press("Enter")
+        try:
+            wait_for_text(page, shown, timeout=timeout)
+            return
+        except PlaywrightTimeout:
+            if attempt == 2:
+                raise
+            settle(page)

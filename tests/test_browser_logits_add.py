@@ -9,7 +9,7 @@ import pytest
 
 from conceptkd_core.store.workspace import load_workspace
 
-from browser_app import app_on, chromium_path, folder_box, settle, wait_for_text
+from browser_app import app_on, chromium_path, open_folder, settle, wait_for_text
 from demo_subset import make_demo_subset
 
 pytestmark = pytest.mark.skipif(chromium_path() is None, reason="needs Debian's chromium (apt-get install chromium)")
@@ -52,9 +52,7 @@ def test_add_an_image_to_a_logits_file_workspace_with_its_uploaded_logits(app_pa
 
     ws = load_workspace(make_demo_subset(demo.parent, workspace="logits-ws", teacher=logits_file_teacher(demo.parent)))
     assert ws.meta["teacher"]["kind"] == "logits-file"
-    box = folder_box(page)
-    box.fill("demo/logits-ws")
-    box.press("Enter")
+    open_folder(page, "demo/logits-ws", "logits-file")  # Setup names the open workspace's teacher
     settle(page)
     present = {p.name for p in (demo.parent / "images").iterdir()}
     new = [p for p in sorted((DEMO_DIR / "images").glob("test-*.png")) if p.name not in present][-1]

@@ -14,7 +14,7 @@ import pytest
 from conceptkd_core.store.strict_json import canonical_sha256
 from conceptkd_core.store.workspace import load_workspace
 
-from browser_app import app_on, chromium_path, folder_box, no_exception, settle, wait_for_text
+from browser_app import app_on, chromium_path, folder_box, no_exception, open_folder, settle, wait_for_text
 from demo_subset import make_demo_subset
 
 pytestmark = pytest.mark.skipif(chromium_path() is None, reason="needs Debian's chromium (apt-get install chromium)")
@@ -98,10 +98,7 @@ def crafted_log(demo: Path) -> bytes:
 
 def test_a_refused_path_and_bad_tuning_logs_change_nothing(app_page, demo, shots, tmp_path):
     page = app_page("setup")
-    box = folder_box(page)
-    box.fill("/etc")
-    box.press("Enter")
-    wait_for_text(page, "workspaces can be opened from these folders only: demo/")
+    open_folder(page, "/etc", "workspaces can be opened from these folders only: demo/")
     page.screenshot(path=str(shots / "sidebar-refused-path.png"), full_page=True)
     no_exception(page)
     assert page.get_by_text("workspaces can be opened from these folders only: demo/").count() == 1
