@@ -22,15 +22,15 @@ def board(at) -> dict:
     return json.loads(element.proto.json)
 
 
-def send_edit(at, edit: dict, run: bool = True):
+def send_edit(at, edit: dict):
     """Send ``edit`` ({"op", "j", "value"}; "drawn_at" defaults to the board's) as the board would,
-    and run the app (AppTest's ``run`` keeps no trigger values: pass run=False to time ``run_with``)."""
+    and run the app with it (AppTest's own ``run`` would send no trigger value)."""
     (element,) = at.get("bidi_component")
     states = at._tree.get_widget_states()
     state = states.widgets.add()
     state.id = _make_trigger_id(element.proto.id, "events")
     state.json_trigger_value = json.dumps([{"event": "edit", "value": {"drawn_at": board(at)["drawn_at"], **edit}}])
-    return at._run(states) if run else states
+    return at._run(states)
 
 
 def move_slider(at, value: float, row: int = 0):

@@ -28,6 +28,7 @@ import json
 import os
 import shutil
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -161,24 +162,23 @@ class ExtractionJob:
         text = torch.from_numpy(np.ascontiguousarray(self.text, dtype=np.float32)).to(clip.device)
         if overlap is None:
             overlap = str(clip.device).startswith("cuda")
-        waiting = None  # (start, finish) of the batch whose shard is not handed over yet
+        waiting: deque = deque()  # (start, finish) of batches launched, their shards not handed over yet
+        failure = None
         try:
             for start, prepared in preparer.shards(starts, self.rows):
-                finish = launch_shard(clip, teacher, text, self.images, prepared, self.segmenter, self.n_segments)
-                if waiting:
-                    (previous, finish_previous), waiting = waiting, None
-                    yield previous, finish_previous()
-                if overlap:
-                    waiting = (start, finish)
-                else:
+                waiting.append(
+                    (start, launch_shard(clip, teacher, text, self.images, prepared, self.segmenter, self.n_segments))
+                )
+                while len(waiting) > int(overlap):  # with overlap, one batch stays in flight
+                    start, finish = waiting.popleft()
                     yield start, finish()
-        except Exception:
-            if waiting:  # its device work is done or queued: keep it (a resume then skips it)
-                (previous, finish_previous), waiting = waiting, None
-                yield previous, finish_previous()
-            raise
-        if waiting:
-            yield waiting[0], waiting[1]()
+        except Exception as exc:  # a batch already launched is still handed over (a resume then skips it)
+            failure = exc
+        while waiting:
+            start, finish = waiting.popleft()
+            yield start, finish()
+        if failure is not None:
+            raise failure
 
 
 class Engine(Protocol):
