@@ -136,6 +136,7 @@ def run_extract(args) -> int:
             batch_size=args.batch_size,
             n_segments=args.segments,
             segmenter=args.segmenter,
+            superpixel_size=args.superpixel_size,
             progress=progress,
             engine=engine,
             overwrite=args.overwrite,
@@ -269,6 +270,7 @@ def run_bench(args) -> int:
         if args.model not in import_open_clip().list_models():
             raise UsageError(f"argument --model: {args.model!r}: not an open_clip model name; e.g. ViT-B-16, ViT-B-32")
         sizes = {"model_name": args.model, "batch_size": args.batch_size, "batches": args.batches}
+        sizes["superpixel_size"] = args.superpixel_size
         bench.run("extract", device=args.device, workers=args.workers, segmenter=args.segmenter, **sizes)
     return 0
 

@@ -10,7 +10,16 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from .defaults import DEFAULT_SEGMENTER, DEFAULT_TEACHER, MAX_SEGMENTS, N_SEGMENTS, SEGMENTERS, TEACHER_IMAGE_SIZE
+from .defaults import (
+    DEFAULT_SEGMENTER,
+    DEFAULT_TEACHER,
+    MAX_SEGMENTS,
+    MIN_SUPERPIXEL_SIZE,
+    N_SEGMENTS,
+    SEGMENTERS,
+    SUPERPIXEL_SIZE,
+    TEACHER_IMAGE_SIZE,
+)
 from .images import RESIZE_MODES
 
 PROG = "python -m conceptkd_core"
@@ -222,6 +231,10 @@ SEGMENTER_HELP = (
     "who cuts the superpixels: slic (skimage, in the CPU workers; default) or torch-slic (the same algorithm "
     "on --device for a whole batch: for GPUs)"
 )
+SUPERPIXEL_SIZE_HELP = (
+    f"cut the superpixels on the image shrunk to N pixels a side, at most the model's input size (default "
+    f"{SUPERPIXEL_SIZE}: the overlays' maps twice over, a quarter of a 224-px model's work)"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -250,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=whole(0, 256), default=None, help="processes preparing images (default: by device)"
     )
     ext.add_argument("--segmenter", choices=SEGMENTERS, default=DEFAULT_SEGMENTER, help=SEGMENTER_HELP)
+    ext.add_argument("--superpixel-size", type=whole(MIN_SUPERPIXEL_SIZE, 4096), help=SUPERPIXEL_SIZE_HELP)
     scale = bench_sub.add_parser(
         "scale", parents=[debug], help="students at 10k..1M images: Gram build, re-fit, metrics after a move"
     )
@@ -353,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     extract.add_argument("--device", type=_checked("device", _device), default="cpu")
     extract.add_argument("--segmenter", choices=SEGMENTERS, default=DEFAULT_SEGMENTER, help=SEGMENTER_HELP)
+    extract.add_argument("--superpixel-size", type=whole(MIN_SUPERPIXEL_SIZE, 4096), help=SUPERPIXEL_SIZE_HELP)
     extract.add_argument("--limit", type=whole(1), help="only the first N images (a quick try)")
     _ray_arguments(extract, "local: this process (default); ray: a pool of Ray Data actors (pip install 'ray[data]')")
     extract.add_argument(

@@ -70,7 +70,7 @@ def export_students(explorer, session, clip, out: str | os.PathLike, tuning_log:
     from .explorer import metrics_summary, metrics_table
     from .extract.clip_backend import encode_text_prompts, to_model_input
     from .extract.dense_model import concept_model
-    from .extract.segments import recorded_n_segments, superpixels
+    from .extract.segments import recorded_n_segments, recorded_superpixel_size, superpixels
     from .images import square_resize
     from .students.metrics import DECISION_THRESHOLD
 
@@ -120,7 +120,12 @@ def export_students(explorer, session, clip, out: str | os.PathLike, tuning_log:
             "threshold": float(np.log(p / (1 - p))) if bank.target == "logits" else p,
         },
         "clip": workspace.meta["model"] | {"mean": list(clip.mean), "std": list(clip.std), "resize": "squash"},
-        "segments": {"method": "slic", "n_segments": recorded_n_segments(workspace), "compactness": SLIC_COMPACTNESS},
+        "segments": {
+            "method": "slic",
+            "n_segments": recorded_n_segments(workspace),
+            "compactness": SLIC_COMPACTNESS,
+            "superpixel_size": recorded_superpixel_size(workspace, clip.image_size),
+        },
         "teacher": {k: v for k, v in workspace.meta.get("teacher", {}).items() if k != "source"},
         "workspace_id": workspace.workspace_id,
         "vocabulary_sha256": workspace.vocabulary_sha256,
@@ -249,9 +254,8 @@ class ExportedStudents:
 
         clip = self.document["clip"]
         pixels = square_resize(image, clip["image_size"])
-        segments = superpixels(
-            pixels, self.document["segments"]["n_segments"], self.document["segments"]["compactness"]
-        )
+        cut = self.document["segments"]
+        segments = superpixels(pixels, cut["n_segments"], cut["compactness"], cut.get("superpixel_size"))
         tensor = to_tensor([pixels], clip["image_size"], clip["mean"], clip["std"])
         return tensor, torch.from_numpy(segments)[None]
 
@@ -319,6 +323,7 @@ def load_export(folder: str | os.PathLike) -> ExportedStudents:
             f"{folder}: heads {weights.shape} / {intercepts.shape} and embeddings {embeddings.shape} do not fit "
             f"{k} classes x {m} concepts"
         )
+    _check_superpixel_size(document, folder / MODEL_FILE)
     if not set(concepts) <= set(vocabulary):
         raise ExportError(
             f"{folder}: concepts outside its vocabulary, e.g. {sorted(set(concepts) - set(vocabulary))[:3]}"
@@ -327,6 +332,22 @@ def load_export(folder: str | os.PathLike) -> ExportedStudents:
 
     dense = torch.jit.load(str(folder / DENSE_FILE), map_location="cpu").eval()
     return ExportedStudents(folder, document, weights, intercepts, dense)
+
+
+def _check_superpixel_size(document: dict, where: Path) -> None:
+    """The side superpixels are cut at, when recorded (exports from before it was cut at the model's size)."""
+    from .defaults import MIN_SUPERPIXEL_SIZE
+
+    segments, clip = document.get("segments"), document.get("clip")
+    cut = segments.get("superpixel_size") if isinstance(segments, dict) else None
+    size = clip.get("image_size") if isinstance(clip, dict) else None
+    if cut is None:
+        return
+    if isinstance(cut, bool) or not isinstance(cut, int) or not MIN_SUPERPIXEL_SIZE <= cut <= (size or cut):
+        raise ExportError(
+            f"{where}: superpixel_size {repr(cut)[:20]}; expected whole pixels from {MIN_SUPERPIXEL_SIZE} "
+            f"to the model's input size ({size})"
+        )
 
 
 # ----------------------------------------------------------------------------- the bench

@@ -66,11 +66,12 @@ class Predictor:
 
     def __init__(self, workspace, clip):
         from .extract.clip_backend import encode_text_prompts
-        from .extract.segments import recorded_n_segments
+        from .extract.segments import recorded_n_segments, recorded_superpixel_size
 
         self.clip = clip
         self.text = encode_text_prompts(clip, list(workspace.vocabulary))
         self.n_segments = recorded_n_segments(workspace)
+        self.superpixel_size = recorded_superpixel_size(workspace, clip.image_size)
 
     def predict(self, image, bank, teacher=None) -> Prediction:
         """Score a PIL image with ``bank`` (a ``StudentBank``) and ``teacher`` (None: not scored)."""
@@ -82,7 +83,7 @@ class Predictor:
         from .images import square_resize
 
         pixels = square_resize(image, self.clip.image_size)
-        segments = superpixels(pixels, self.n_segments)
+        segments = superpixels(pixels, self.n_segments, cut_size=self.superpixel_size)
         model = concept_model(self.clip, self.text, bank.coef_, bank.intercept_)
         with torch.inference_mode():
             concepts, _, best = model(to_model_input(self.clip, [pixels]), torch.from_numpy(segments)[None])

@@ -88,6 +88,7 @@ def bench_extract(
     n_concepts: int = 584,
     workers: int | None = None,
     segmenter: str = "slic",
+    superpixel_size: int | None = None,
     rounds: int = 3,
     seed: int = 0,
 ) -> dict:
@@ -100,7 +101,8 @@ def bench_extract(
     (with the first batch) is reported on its own, ``worker_start_s``, and is part of the cold
     ``end_to_end`` figure: ``extract`` once on ``batches + 1`` batches, workers started anew.
     ``workers``: processes preparing images (default ``batching.default_workers`` for ``device``);
-    ``segmenter``: who cuts the superpixels (``defaults.SEGMENTERS``).
+    ``segmenter``: who cuts the superpixels (``defaults.SEGMENTERS``); ``superpixel_size``: on the
+    image shrunk to how many pixels (None: ``defaults.SUPERPIXEL_SIZE``, at most the model's size).
     """
     import torch
 
@@ -108,11 +110,13 @@ def bench_extract(
     from conceptkd_core.extract.batching import default_workers
     from conceptkd_core.extract.clip_backend import encode_image, text_cache_path, to_model_input
     from conceptkd_core.extract.pipeline import ExtractionJob, extract, local_engine
+    from conceptkd_core.extract.segments import superpixel_size as cut_size
     from conceptkd_core.extract.teachers import ClipZeroShotTeacher
     from conceptkd_core.images import load_rgb, square_resize
     from conceptkd_core.store.atomic_io import atomic_write_npy
 
     clip = _random_clip(model_name, device, seed)
+    cut = cut_size(clip.image_size, superpixel_size)
     workers = default_workers(device) if workers is None else workers
     rng = np.random.default_rng(seed)
     dim = clip.model.text_projection.shape[1] if clip.model.text_projection is not None else 512
@@ -129,7 +133,7 @@ def bench_extract(
         images = _write_scenes(folder, (rounds * batches + 1) * batch_size, rng)
         teacher = ClipZeroShotTeacher(clip, images.classes)
         ready = [square_resize(load_rgb(images.absolute_path(r)), clip.image_size) for r in range(batch_size)]
-        job = ExtractionJob(images, text, batch_size, N_SEGMENTS, segmenter)
+        job = ExtractionJob(images, text, batch_size, N_SEGMENTS, segmenter, cut)
         encode_image(clip, to_model_input(clip, ready))  # warm-up, not timed
         preparer = job.preparer(clip, teacher, workers)
         plain, dense = [], []
@@ -164,6 +168,7 @@ def bench_extract(
             vocabulary,
             batch_size=batch_size,
             segmenter=segmenter,
+            superpixel_size=cut,
             text_cache=folder / "text",
             engine=local_engine(clip, teacher, workers=workers),
         )
@@ -181,6 +186,7 @@ def bench_extract(
         "torch_threads": torch.get_num_threads(),
         "workers": workers,
         "segmenter": segmenter,
+        "superpixel_size": cut,
         "n_concepts": n_concepts,
         "rounds": rounds,
         "worker_start_s": round(start_up.wall, 3),

@@ -14,8 +14,10 @@ TINY_CONFIG = {
 }
 
 
-def make_tiny_checkpoint(folder: Path, name: str = "tiny-vit-test", seed: int = 0) -> tuple[Path, Path]:
-    """Write ``<name>.json`` (architecture) and ``<name>.safetensors`` (random weights)."""
+def make_tiny_checkpoint(
+    folder: Path, name: str = "tiny-vit-test", seed: int = 0, config: dict = TINY_CONFIG
+) -> tuple[Path, Path]:
+    """Write ``<name>.json`` (architecture, default ``TINY_CONFIG``) and ``<name>.safetensors`` (random weights)."""
     import torch
     from safetensors.torch import save_file
 
@@ -23,14 +25,19 @@ def make_tiny_checkpoint(folder: Path, name: str = "tiny-vit-test", seed: int = 
     from conceptkd_core.extract.torch_compat import import_open_clip
 
     folder.mkdir(parents=True, exist_ok=True)
-    config = folder / f"{name}.json"
-    config.write_text(json.dumps(TINY_CONFIG))
-    register_model_config(config)
+    config_path = folder / f"{name}.json"
+    config_path.write_text(json.dumps(config))
+    register_model_config(config_path)
     torch.manual_seed(seed)
     model = import_open_clip().create_model(name, pretrained=None)
     weights = folder / f"{name}.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
-    return config, weights
+    return config_path, weights
+
+# The same at a real CLIP's input size (224 px, patches of 32): superpixels are cut below it.
+TINY_224_CONFIG = TINY_CONFIG | {
+    "vision_cfg": {"image_size": 224, "layers": 2, "width": 64, "patch_size": 32, "head_width": 32}
+}
 
 
 def write_scene(path: Path, seed: int, size=(80, 60)) -> None:

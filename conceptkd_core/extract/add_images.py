@@ -163,7 +163,7 @@ def add_images(
     """
     from .pipeline import extract
     from .rescore import copy_uploads
-    from .segments import recorded_n_segments, recorded_segmenter
+    from .segments import recorded_n_segments, recorded_segmenter, recorded_superpixel_size
 
     unknown = [c for c in present_classes if c not in workspace.classes]
     if unknown:
@@ -194,6 +194,7 @@ def add_images(
         list(workspace.vocabulary),
         n_segments=recorded_n_segments(workspace),
         segmenter=recorded_segmenter(workspace),
+        superpixel_size=recorded_superpixel_size(workspace, clip.image_size),
         progress=progress,
     ).workspace
     old_segments, new_segments = read_segments(workspace), read_segments(added)

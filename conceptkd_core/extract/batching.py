@@ -2,9 +2,10 @@
 
 Per image, a worker decodes the file, squares it to the model's input size and, with the ``slic``
 segmenter (the default and the reference), cuts it into SLIC superpixels (the CPU-heavy part:
-~10 ms an image) and measures how much of each patch every segment covers; it works a shard or two
-ahead of the model. With ``torch-slic`` the workers only decode and resize, and the model's device
-segments the whole batch (``torch_slic``): on a GPU the CPUs could not keep up with the model.
+~8 ms an image at the default ``SUPERPIXEL_SIZE``, 33 ms at 224 px) and measures how much of each
+patch every segment covers; it works a shard or two ahead of the model. With ``torch-slic`` the
+workers only decode, resize and shrink to the superpixel size, and the model's device segments the
+whole batch (``torch_slic``): on a GPU the CPUs could not keep up with the model.
 The model then runs on the whole batch, and segment pooling, scoring against the concept
 embeddings, the concept vector and each segment's top concepts are batched tensor operations on
 the model's device: nothing is done one image at a time in the main process.
@@ -34,7 +35,7 @@ from ..defaults import DEFAULT_SEGMENTER, MAX_SEGMENTS, N_SEGMENTS, SEGMENTERS, 
 from ..images import load_rgb, square_resize
 from . import torch_slic
 from .clip_backend import ClipModel, dense_patch_features, to_model_input
-from .segments import patch_weights, small_segment_map, superpixels
+from .segments import patch_weights, shrink, small_segment_map, superpixels
 from .teachers import ClipZeroShotTeacher, Teacher
 
 SHARDS_AHEAD = 2  # shards prepared ahead of the one the model works on
@@ -46,6 +47,7 @@ class PreparedImage:
 
     row: int
     pixels: np.ndarray | None = None  # (S, S, 3) uint8, squared to the model's input size
+    small: np.ndarray | None = None  # (C, C, 3) uint8, shrunk for torch-slic when C < S (None: pixels)
     coverage: np.ndarray | None = None  # (K, grid * grid) float32: share of each patch each segment covers
     segment_map: np.ndarray | None = None  # (SEGMENT_MAP_SIZE, SEGMENT_MAP_SIZE) uint8
     original: np.ndarray | None = None  # (H, W, 3) uint8 as decoded, for a teacher that reads pixels
@@ -62,14 +64,21 @@ class Preparation:
     n_segments: int
     keep_original: bool
     segmenter: str = DEFAULT_SEGMENTER  # "torch-slic": segments are cut on the model's device, not here
+    superpixel_size: int | None = None  # the side superpixels are cut at (None: the model's input size)
 
     @classmethod
     def of(
-        cls, images: ImageSet, clip: ClipModel, teacher: Teacher, n_segments: int, segmenter: str = DEFAULT_SEGMENTER
+        cls,
+        images: ImageSet,
+        clip: ClipModel,
+        teacher: Teacher,
+        n_segments: int,
+        segmenter: str = DEFAULT_SEGMENTER,
+        superpixel_size: int | None = None,
     ) -> Preparation:
         check_segmenter(segmenter)
         reads = _teacher_reads_pixels(clip, teacher)
-        return cls(images, clip.image_size, clip.grid_size, n_segments, reads, segmenter)
+        return cls(images, clip.image_size, clip.grid_size, n_segments, reads, segmenter, superpixel_size)
 
     def prepare(self, row: int) -> PreparedImage:
         try:
@@ -80,14 +89,15 @@ class Preparation:
         pixels = square_resize(image, self.image_size)
         original = np.asarray(image) if self.keep_original else None
         if self.segmenter != "slic":
-            return PreparedImage(row, pixels, original=original)
-        labels = superpixels(pixels, self.n_segments)
+            small = shrink(pixels, self.superpixel_size)
+            return PreparedImage(row, pixels, small if small is not pixels else None, original=original)
+        labels = superpixels(pixels, self.n_segments, cut_size=self.superpixel_size)
         return PreparedImage(
             row,
             pixels,
-            patch_weights(labels, self.grid).astype(np.float32),
-            small_segment_map(labels),
-            original,
+            coverage=patch_weights(labels, self.grid).astype(np.float32),
+            segment_map=small_segment_map(labels),
+            original=original,
         )
 
 
@@ -274,7 +284,7 @@ def launch_shard(
     host; returns the function that waits for them and gives the batch's shard: rows, failures
     (JSON lines), concepts (n_ok, m), logits (n_ok, k), and the segment arrays of
     ``store.side_files.SEGMENT_ARRAYS``. With the ``torch-slic`` segmenter the batch is cut into
-    ``n_segments`` superpixels here, on the model's device."""
+    ``n_segments`` superpixels here, on the model's device, at the size the workers shrank it to."""
     ok = [p for p in prepared if p.failure is None]
     result = {
         "rows": np.asarray([p.row for p in ok], dtype=np.int64),
@@ -291,8 +301,10 @@ def launch_shard(
         weights, counts = stacked_coverages([p.coverage for p in ok], clip.device)
         segment_maps = np.stack([p.segment_map for p in ok])
     else:
-        pixels = torch.from_numpy(np.stack([p.pixels for p in ok])).to(clip.device)
-        weights, counts, on_device["segment_maps"] = torch_slic.segment_batch(pixels, clip.grid_size, n_segments)
+        cut = np.stack([p.pixels if p.small is None else p.small for p in ok])
+        weights, counts, on_device["segment_maps"] = torch_slic.segment_batch(
+            torch.from_numpy(cut).to(clip.device), clip.grid_size, n_segments, clip.image_size
+        )
     batch = to_model_input(clip, [p.pixels for p in ok])
     if _same_pass(clip, teacher):
         patches, on_device["global_embedding"] = dense_patch_features(clip, batch, with_global=True)

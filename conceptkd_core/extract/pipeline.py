@@ -46,6 +46,7 @@ from ..store.strict_json import StrictJSONError, canonical_sha256, loads_strict
 from ..store.validation import UPLOADS_DIR
 from ..store.workspace import META_FILE, Workspace, WorkspaceError, load_workspace, read_meta, write_workspace
 from ..vocabulary import vocabulary_hash
+from . import segments
 from .batching import Preparation, Preparer, default_workers, launch_shard
 from .clip_backend import ClipModel, concept_embeddings, load_clip
 from .teacher_registry import create_teacher
@@ -62,10 +63,11 @@ SETTING_NAMES = {
     "vocabulary_sha256": "vocabulary",
     "n_segments": "segments per image",
     "segmenter": "segmenter",
+    "superpixel_size": "superpixel size",
     "batch_size": "batch size",
 }
-# Settings recorded only since they could differ: what a workspace made before meant by them.
-SETTINGS_BEFORE = {"segmenter": "slic"}
+# Settings recorded only since they could differ (or only when they do): what their absence means.
+SETTINGS_BEFORE = {"segmenter": "slic", "superpixel_size": "the model's size"}
 SMALL_JOB_IMAGES = 256  # below this, starting worker processes costs more than it saves
 
 
@@ -134,13 +136,16 @@ class ExtractionJob:
     batch_size: int
     n_segments: int
     segmenter: str = DEFAULT_SEGMENTER  # see ``defaults.SEGMENTERS``
+    superpixel_size: int | None = None  # the side superpixels are cut at (None: the model's input size)
 
     def rows(self, start: int) -> range:
         return range(start, min(start + self.batch_size, len(self.images)))
 
     def preparer(self, clip: ClipModel, teacher: Teacher, workers: int = 0) -> Preparer:
         """What prepares this job's images for ``clip`` and ``teacher``: ``workers`` processes (0: this one)."""
-        return Preparer(Preparation.of(self.images, clip, teacher, self.n_segments, self.segmenter), workers)
+        return Preparer(
+            Preparation.of(self.images, clip, teacher, self.n_segments, self.segmenter, self.superpixel_size), workers
+        )
 
     def shards(
         self,
@@ -233,8 +238,11 @@ def extraction_settings(
     vocabulary: Sequence[str],
     n_segments: int,
     segmenter: str = DEFAULT_SEGMENTER,
+    superpixel_size: int | None = None,
 ) -> dict:
-    """Everything a workspace's content depends on, as recorded in its metadata (``extra.extraction``)."""
+    """Everything a workspace's content depends on, as recorded in its metadata (``extra.extraction``).
+    ``superpixel_size`` is recorded only when under the model's input size (the superpixels were cut
+    on a shrunk image), so what workspaces cut at the model's size recorded stays as it was."""
     digest = hashlib.sha256()
     for part in (images.image_ids, images.paths, images.splits, images.classes):
         digest.update(json.dumps(list(part), ensure_ascii=False).encode("utf-8"))
@@ -247,7 +255,11 @@ def extraction_settings(
         "vocabulary_sha256": vocabulary_hash(vocabulary),
         "n_segments": int(n_segments),
         "segmenter": segmenter,
-    }
+    } | ({"superpixel_size": int(superpixel_size)} if _shrinks(clip, superpixel_size) else {})
+
+
+def _shrinks(clip: ClipModel, superpixel_size: int | None) -> bool:
+    return superpixel_size is not None and superpixel_size < clip.image_size
 
 
 def _changed_settings(recorded: object, wanted: dict) -> str:
@@ -255,7 +267,9 @@ def _changed_settings(recorded: object, wanted: dict) -> str:
     if not isinstance(recorded, dict):
         return "the settings it was made with (not recorded: made by an older ConceptKD, or damaged)"
     changed = []
-    for key, value in wanted.items():
+    # A setting recorded only when it differs from its default, recorded then and not now, differs too.
+    absent = {key: default for key, default in SETTINGS_BEFORE.items() if key in recorded and key not in wanted}
+    for key, value in (wanted | absent).items():
         then = recorded.get(key, SETTINGS_BEFORE.get(key, "not recorded"))
         if then != value:
             shown = f" ({then} then, {value} now)" if isinstance(value, int | str) and len(str(value)) < 20 else ""
@@ -338,6 +352,7 @@ def extract(
     batch_size: int = 16,
     n_segments: int = N_SEGMENTS,
     segmenter: str = DEFAULT_SEGMENTER,
+    superpixel_size: int | None = None,
     progress: Callable[[Progress], None] | None = None,
     text_cache: str | Path | None = None,
     extra_meta: dict | None = None,
@@ -351,7 +366,9 @@ def extract(
     A finished workspace made with the same settings is returned as it is (``up_to_date``);
     one made with other settings, or an unfinished run with other settings, is refused
     (ExtractionError naming them) unless ``overwrite``. ``segmenter``: who cuts the superpixels
-    (``defaults.SEGMENTERS``; recorded, so images added later are cut the same way).
+    (``defaults.SEGMENTERS``), ``superpixel_size``: on the image shrunk to how many pixels a side
+    (None: ``defaults.SUPERPIXEL_SIZE``; at most the model's size); both recorded, so images added
+    later are cut the same way.
     """
     out = Path(out)
     if tuple(teacher.classes) != tuple(images.classes):
@@ -369,8 +386,12 @@ def extract(
         raise ExtractionError(f"segments per image must be 1..{MAX_SEGMENTS}; got {n_segments}")
     if segmenter not in SEGMENTERS:
         raise ExtractionError(f"segmenter must be one of {', '.join(SEGMENTERS)}; got {segmenter!r}")
+    try:
+        cut = segments.superpixel_size(clip.image_size, superpixel_size)
+    except ValueError as exc:
+        raise ExtractionError(str(exc)) from None
     partial = out / PARTIAL_DIR
-    settings = extraction_settings(images, clip, teacher, vocabulary, n_segments, segmenter)
+    settings = extraction_settings(images, clip, teacher, vocabulary, n_segments, segmenter, cut)
     plan = settings | {"batch_size": batch_size}
     finished = _prepare_output(out, settings, plan, overwrite)
     if finished is not None:
@@ -380,9 +401,8 @@ def extract(
         atomic_write_json(plan_path, plan)
     for leftover in partial.glob(".*.tmp"):  # temp files of writes a crash cut short
         leftover.unlink(missing_ok=True)
-    job = ExtractionJob(
-        images, concept_embeddings(clip, vocabulary, cache_dir=text_cache or partial), batch_size, n_segments, segmenter
-    )
+    text = concept_embeddings(clip, vocabulary, cache_dir=text_cache or partial)
+    job = ExtractionJob(images, text, batch_size, n_segments, segmenter, cut)
     starts = list(range(0, len(images), batch_size))
     pending = [s for s in starts if not _shard_path(partial, s).is_file()]
     resumed = len(images) - sum(len(job.rows(s)) for s in pending)
@@ -401,6 +421,8 @@ def extract(
             f"{len(missing)} batches were not computed (first at image {missing[0]}); run again to resume"
         )
     extra_meta = (extra_meta or {}) | {"n_segments": n_segments, "segmenter": segmenter, "extraction": settings}
+    if _shrinks(clip, cut):  # absent: cut at the model's size (``segments.recorded_superpixel_size``)
+        extra_meta["superpixel_size"] = cut
     return _assemble(images, out, clip, teacher, vocabulary, starts, computed, resumed, extra_meta)
 
 

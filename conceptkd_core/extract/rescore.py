@@ -64,7 +64,7 @@ def rescored_folder(workspace: Workspace, words: Sequence[str]) -> Path:
 def rescore(workspace: Workspace, words: Sequence[str], clip, progress: Callable | None = None):
     """Extract the workspace's images again with ``words`` into ``rescored_folder``; returns the result."""
     from .pipeline import extract
-    from .segments import recorded_n_segments, recorded_segmenter
+    from .segments import recorded_n_segments, recorded_segmenter, recorded_superpixel_size
     from .teacher_registry import create_teacher
 
     words = normalise_words(words)
@@ -81,6 +81,7 @@ def rescore(workspace: Workspace, words: Sequence[str], clip, progress: Callable
         words,
         n_segments=recorded_n_segments(workspace),
         segmenter=recorded_segmenter(workspace),
+        superpixel_size=recorded_superpixel_size(workspace, clip.image_size),
         progress=progress,
         extra_meta=extra | {"rescored_from": workspace.workspace_id},
     )

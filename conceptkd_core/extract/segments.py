@@ -1,6 +1,7 @@
 """Image segments, their CLIP embeddings and the concept vector (overlays: ``conceptkd_core.overlays``).
 
-Segments are SLIC superpixels of the model-sized image. A segment's embedding is the mean of
+Segments are SLIC superpixels of the model-sized image, cut on it shrunk to at most
+``SUPERPIXEL_SIZE`` pixels a side and scaled back up (``superpixel_size``). A segment's embedding is the mean of
 the dense patch features under it, weighted by how much of each patch it covers. The image's
 concept vector is, per concept, the largest cosine similarity over its segments, clipped at 0
 (the InFiConD definition). What the app needs to draw overlays without CLIP is kept compactly.
@@ -15,7 +16,15 @@ import numpy as np
 from PIL import Image
 from skimage.segmentation import slic
 
-from ..defaults import DEFAULT_SEGMENTER, MAX_SEGMENTS, N_SEGMENTS, SEGMENT_MAP_SIZE, TOP_CONCEPTS_PER_SEGMENT
+from ..defaults import (
+    DEFAULT_SEGMENTER,
+    MAX_SEGMENTS,
+    MIN_SUPERPIXEL_SIZE,
+    N_SEGMENTS,
+    SEGMENT_MAP_SIZE,
+    SUPERPIXEL_SIZE,
+    TOP_CONCEPTS_PER_SEGMENT,
+)
 
 if TYPE_CHECKING:
     from ..store.workspace import Workspace
@@ -33,13 +42,51 @@ def recorded_segmenter(workspace: Workspace) -> str:
     return str(workspace.meta.get("extra", {}).get("segmenter", DEFAULT_SEGMENTER))
 
 
-def superpixels(image: np.ndarray, n_segments: int = N_SEGMENTS, compactness: float = 12.0) -> np.ndarray:
-    """SLIC label map of shape (H, W), labels 0..K-1 with K <= MAX_SEGMENTS."""
-    labels = slic(image, n_segments=n_segments, compactness=compactness, start_label=0, channel_axis=-1)
+def recorded_superpixel_size(workspace: Workspace, image_size: int) -> int:
+    """The side the superpixels of ``workspace`` were cut at, so images added to it or scored
+    against it are cut the same way; ``image_size`` is its CLIP's input size, at which workspaces
+    from before it was recorded were cut."""
+    return int(workspace.meta.get("extra", {}).get("superpixel_size", image_size))
+
+
+def superpixel_size(image_size: int, requested: int | None = None) -> int:
+    """The side (pixels) that superpixels of a model's ``image_size`` input are cut at: ``requested``
+    (None: ``SUPERPIXEL_SIZE``), at most the model's own size. Raises ValueError naming a bad one."""
+    size = SUPERPIXEL_SIZE if requested is None else requested
+    if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < MIN_SUPERPIXEL_SIZE:
+        raise ValueError(f"superpixel size must be a whole number of pixels >= {MIN_SUPERPIXEL_SIZE}; got {size!r}")
+    return min(int(size), int(image_size))
+
+
+def shrink(image: np.ndarray, size: int | None) -> np.ndarray:
+    """A squared uint8 image (S, S, 3) averaged down to (size, size, 3) by PIL's box filter (each
+    pixel the mean of the area it covers); the image itself when ``size`` is None or >= S."""
+    if size is None or size >= image.shape[0]:
+        return image
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BOX))
+
+
+def enlarge_index(small: int, size: int) -> np.ndarray:
+    """The row (or column) of a ``small``-sided label map each of ``size`` rows takes when scaled up.
+    Nearest, non-decreasing and onto: every label keeps a block of pixels and a connected segment
+    stays connected."""
+    return np.arange(size) * small // size
+
+
+def superpixels(
+    image: np.ndarray, n_segments: int = N_SEGMENTS, compactness: float = 12.0, cut_size: int | None = None
+) -> np.ndarray:
+    """SLIC label map of a squared image (S, S, 3), shape (S, S), labels 0..K-1 with K <= MAX_SEGMENTS;
+    cut on the image shrunk to ``cut_size`` (None: as it is) and scaled back up to S."""
+    small = shrink(image, cut_size)
+    labels = slic(small, n_segments=n_segments, compactness=compactness, start_label=0, channel_axis=-1)
     _, labels = np.unique(labels, return_inverse=True)
-    labels = labels.reshape(image.shape[:2])
+    labels = labels.reshape(small.shape[:2])
     if labels.max() >= MAX_SEGMENTS:  # SLIC may overshoot: merge the extra labels into the last one
         labels = np.minimum(labels, MAX_SEGMENTS - 1)
+    if small.shape[0] != image.shape[0]:
+        index = enlarge_index(small.shape[0], image.shape[0])
+        labels = labels[index][:, index]
     return labels.astype(np.int64)
 
 
