@@ -34,6 +34,7 @@ def make_tiny_checkpoint(
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
     return config_path, weights
 
+
 # The same at a real CLIP's input size (224 px, patches of 32): superpixels are cut below it.
 TINY_224_CONFIG = TINY_CONFIG | {
     "vision_cfg": {"image_size": 224, "layers": 2, "width": 64, "patch_size": 32, "head_width": 32}
