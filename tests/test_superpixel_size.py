@@ -125,6 +125,7 @@ def test_torch_slic_cuts_the_shrunk_batch_on_the_device(clip224, scenes, tmp_pat
     labels = torch_slic.superpixels(small, SEGMENTS).numpy()
     index = enlarge_index(112, 224)
     np.testing.assert_array_equal(maps.numpy()[0], small_segment_map(labels[0][index][:, index]))
+    np.testing.assert_array_equal(torch_slic.enlarge(torch.from_numpy(labels), 224)[0], labels[0][index][:, index])
     assert weights.shape[2] == clip224.grid_size**2 and torch.allclose(weights.sum(1), torch.ones(1))
 
 
@@ -208,3 +209,18 @@ def test_the_cli_takes_a_superpixel_size_and_names_the_allowed_range(tmp_path):
     assert parser.parse_args(["bench", "extract", "--superpixel-size", "64"]).superpixel_size == 64
     with pytest.raises(UsageError, match="--superpixel-size.*8"):
         parser.parse_args([*args, "--superpixel-size", "8"])
+
+
+def test_segment_quality_compares_the_superpixel_sizes_at_a_model_size():
+    from conceptkd_tools.segment_quality import measure_cut_sizes
+
+    results = measure_cut_sizes(DEMO_DIR, image_size=160, limit=3)
+    assert [(r["segmenter"], r["superpixel_size"]) for r in results] == [
+        ("slic", 160),
+        ("slic", 112),
+        ("torch-slic", 160),
+        ("torch-slic", 112),
+    ]
+    for result in results:
+        assert result["image_size"] == 160 and result["test_scenes"] == 3 and result["cpu_ms_per_image"] > 0
+        assert 0.5 < result["boundary_recall"] <= 1 and 0.5 < result["achievable_accuracy"] <= 1

@@ -238,14 +238,19 @@ def small_segment_maps(labels: torch.Tensor) -> torch.Tensor:
     return labels[:, pick][:, :, pick].to(torch.uint8)
 
 
+def enlarge(labels: torch.Tensor, size: int | None) -> torch.Tensor:
+    """Label maps (B, C, C) scaled up to (B, size, size) as ``segments.superpixels`` scales its own."""
+    if size is None or size == labels.shape[1]:
+        return labels
+    index = torch.from_numpy(enlarge_index(labels.shape[1], size)).to(labels.device)
+    return labels[:, index][:, :, index]
+
+
 def segment_batch(images: torch.Tensor, grid: int, n_segments: int = N_SEGMENTS, size: int | None = None):
     """What the pipeline needs of a batch: patch weights (B, K, grid * grid), segments per image (B,)
     and the small maps (B, SEGMENT_MAP_SIZE, SEGMENT_MAP_SIZE) uint8, all on ``images``' device.
     ``images`` (B, C, C, 3) are cut as they are and their labels scaled up to the model's input
     ``size`` (None: C) as ``segments.superpixels`` scales its own (``segments.shrink`` made them)."""
-    labels = superpixels(images, n_segments)
-    if size is not None and size != labels.shape[1]:
-        index = torch.from_numpy(enlarge_index(labels.shape[1], size)).to(labels.device)
-        labels = labels[:, index][:, :, index]
+    labels = enlarge(superpixels(images, n_segments), size)
     counts = labels.flatten(1).amax(dim=1) + 1
     return patch_weights(labels, grid), counts, small_segment_maps(labels)
