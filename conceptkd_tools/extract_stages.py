@@ -3,7 +3,8 @@ the scores: ``python -m conceptkd_tools.extract_stages --device cuda``.
 
 One JSON line per model. For a batch of demo scenes already decoded and squared (what the CPU
 workers hand over), the median milliseconds of each stage of ``batching.launch_shard`` timed alone
-(device-synchronised): the copy to the device, ``torch-slic``, the model's dense pass (float32,
+(device-synchronised): the copy to the device, ``torch-slic`` at the model's size and at the
+superpixel size extraction uses (``segments.superpixel_size``), the model's dense pass (float32,
 TF32 matmuls, bf16 autocast), segment pooling + concept scores + top concepts with the copies
 back. Then the concept vectors computed with TF32 and with bf16 against float32 on the same
 segments: the largest difference, and the share of scores that differ by more than the float16
@@ -49,11 +50,14 @@ def profile(clip, images: list[np.ndarray], n_segments: int, text: torch.Tensor,
     from conceptkd_core.extract import torch_slic
     from conceptkd_core.extract.batching import segment_concepts
     from conceptkd_core.extract.clip_backend import dense_patch_features, to_model_input
+    from conceptkd_core.extract.segments import shrink, superpixel_size
 
     device = str(clip.device)
     cuda = device.startswith("cuda")
     stacked = np.stack(images)
     pixels = torch.from_numpy(stacked).to(device)
+    cut = superpixel_size(clip.image_size)
+    small = torch.from_numpy(np.stack([shrink(image, cut) for image in images])).to(device)
     weights, counts, _ = torch_slic.segment_batch(pixels, clip.grid_size, n_segments)
     batch = to_model_input(clip, images)
 
@@ -75,6 +79,10 @@ def profile(clip, images: list[np.ndarray], n_segments: int, text: torch.Tensor,
         "ms_copy_to_device": _median_ms(lambda: torch.from_numpy(stacked).to(device), device, repeats),
         "ms_torch_slic": _median_ms(
             lambda: torch_slic.segment_batch(pixels, clip.grid_size, n_segments), device, repeats
+        ),
+        "superpixel_size": cut,
+        "ms_torch_slic_at_superpixel_size": _median_ms(
+            lambda: torch_slic.segment_batch(small, clip.grid_size, n_segments, clip.image_size), device, repeats
         ),
         "ms_model_input": _median_ms(lambda: to_model_input(clip, images), device, repeats),
         "ms_dense_fp32": _median_ms(dense, device, repeats),

@@ -17,7 +17,14 @@ def test_profile_times_every_stage_and_measures_bf16_against_fp32():
     images = [square_resize(load_rgb(f), clip.image_size) for f in files]
     result = profile(clip, images, 12, text, repeats=1)
     assert result["batch"] == 2 and result["device"] == "cpu"
-    assert all(result[k] > 0 for k in ("ms_torch_slic", "ms_dense_fp32", "ms_dense_bf16", "ms_segment_concepts"))
+    stages = (
+        "ms_torch_slic",
+        "ms_torch_slic_at_superpixel_size",
+        "ms_dense_fp32",
+        "ms_dense_bf16",
+        "ms_segment_concepts",
+    )
+    assert all(result[k] > 0 for k in stages) and result["superpixel_size"] == 96  # the demo CLIP: cut at its size
     effect = result["bf16_vs_fp32"]
     assert 0 < effect["max_abs_diff"] < 0.05 and 0 <= effect["share_beyond_f16_step"] <= 1
 
@@ -28,3 +35,31 @@ def test_precision_effect_counts_differences_beyond_the_float16_step():
     assert _precision_effect(reference, reference)["share_beyond_f16_step"] == 0
     moved = reference + np.array([[0, 2 * step, 0]], np.float32)
     assert _precision_effect(reference, moved) == {"max_abs_diff": np.float32(2 * step), "share_beyond_f16_step": 1 / 3}
+
+
+def run_gpu_bench(tmp_path, **env):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    settings = os.environ | {"PYTHON": sys.executable, "BATCH_SIZE": "1", "BATCHES": "1", "MODEL": "ViT-S-32"} | env
+    subprocess.run(["bash", "conceptkd_tools/gpu_bench.sh", str(tmp_path)], cwd=root, env=settings, check=True)
+    return [json.loads(line) for line in (tmp_path / "gpu_bench.jsonl").read_text().splitlines()]
+
+
+def test_the_gpu_script_runs_every_benchmark_and_records_a_failed_one(tmp_path):
+    """The one script a session lent a GPU runs (README "Performance"), here on the CPU, tiny."""
+    results = run_gpu_bench(tmp_path, DEVICE="cpu")
+    assert [(r["segmenter"], r["superpixel_size"]) for r in results[:4]] == [
+        ("torch-slic", 112),
+        ("slic", 112),
+        ("torch-slic", 224),
+        ("slic", 224),
+    ]
+    assert all(r["ratio"] > 0 and r["model"] == "ViT-S-32" for r in results[:4])
+    assert results[4]["ms_torch_slic_at_superpixel_size"] > 0 and len(results) == 5
+    failed = run_gpu_bench(tmp_path / "failed", DEVICE="cuda:99")  # no such GPU: each run says it failed
+    assert len(failed) == 5 and all("failed" in r for r in failed)
