@@ -12,7 +12,7 @@ from conceptkd_core.overlays import contribution_overlay
 from conceptkd_core.predict import PredictError, prediction_waterfall, score_table, segment_shares
 from conceptkd_core.students.metrics import DECISION_THRESHOLD
 from views.common import current, get_predictor, get_teacher, selected_class, shown
-from views.draw import fitted, waterfall
+from views.draw import class_axis, fitted, waterfall
 
 UPLOAD, PICK = "Upload an image", "Pick a workspace image"
 
@@ -39,7 +39,7 @@ def score_chart(table, threshold: float) -> alt.Chart:
         alt.Chart(table)
         .mark_bar()
         .encode(
-            x=alt.X("class:N", title=None),
+            x=alt.X("class:N", title=None, axis=class_axis()),
             xOffset=alt.XOffset("model:N", sort=list(palette.TEACHER_STUDENT)),
             y=alt.Y("probability:Q", scale=alt.Scale(domain=[0, 1])),
             color=alt.Color("model:N", title=None, scale=models, legend=alt.Legend(orient="top")),
