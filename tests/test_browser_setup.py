@@ -98,10 +98,10 @@ def crafted_log(demo: Path) -> bytes:
 
 def test_a_refused_path_and_bad_tuning_logs_change_nothing(app_page, demo, shots, tmp_path):
     page = app_page("setup")
-    open_folder(page, "/etc", "workspaces can be opened from these folders only: demo/")
+    open_folder(page, "/etc", "'/etc' is outside the folders this server allows: demo/")
     page.screenshot(path=str(shots / "sidebar-refused-path.png"), full_page=True)
     no_exception(page)
-    assert page.get_by_text("workspaces can be opened from these folders only: demo/").count() == 1
+    assert page.get_by_text("'/etc' is outside the folders this server allows: demo/").count() == 1
     assert page.locator('[data-testid="stMetric"]', has_text="Images").first.inner_text().endswith("40")
 
     page.locator('[data-testid="stSidebarNav"] a', has_text="History").first.click()

@@ -118,10 +118,10 @@ def test_visitors_paths_stay_inside_the_allowed_folders(tmp_path):
     )
     assert locations.resolve_typed_path(str(app / "data" / "demo"), roots) == (app / "data" / "demo").resolve()
     refusals = {
-        str(outside): "these folders only: data/, workspaces/",
-        "data/escape": "these folders only",  # a symbolic link out of data/
-        "data/../../outside": "these folders only",
-        "outside": "these folders only",
+        str(outside): "the folders this server allows: data/, workspaces/",
+        "data/escape": "the folders this server allows",  # a symbolic link out of data/
+        "data/../../outside": "the folders this server allows",
+        "outside": "the folders this server allows",
         "data/\x1b[31m": "control character",
         "d" * 401: "the limit is 400",
         "data/" + "e" * 256: "has 256 characters; the limit is 255",

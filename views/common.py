@@ -127,8 +127,11 @@ def get_explorer(root: str) -> Explorer:
 def shown(message: object) -> str:
     """A message as a visitor may read it: no absolute path of the server's folders (the allowed
     roots, the open workspace's folder, the app's)."""
-    workspace = Path(st.session_state.get("workspace_root", DEFAULT_WORKSPACE)).resolve()
-    return without_server_paths(str(message), (*ALLOWED_ROOTS, workspace.parent), ROOT)
+    # The open workspace's parent counts only outside the allowed roots (a test's copy): inside one,
+    # shortening it to its name would turn data/demo/x into demo/x, a folder the visitor cannot type.
+    parent = Path(st.session_state.get("workspace_root", DEFAULT_WORKSPACE)).resolve().parent
+    inside = any(parent == root or root in parent.parents for root in ALLOWED_ROOTS)
+    return without_server_paths(str(message), (*ALLOWED_ROOTS, *(() if inside else (parent,))), ROOT)
 
 
 def _workspace_typed() -> None:

@@ -50,6 +50,12 @@ def colour_key(words, extra: dict[str, str] | None = None) -> None:
     st.markdown(" &nbsp; ".join(keys), unsafe_allow_html=True)
 
 
+def class_axis() -> alt.Axis:
+    """The x axis of a chart with a column per class: every class named, vertically. Vega-Lite hides
+    labels that overlap by default, which left every other class (every fourth on a phone) unnamed."""
+    return alt.Axis(labelAngle=-90, labelOverlap=False)
+
+
 def signed_bars(table: pd.DataFrame, value: str, tooltip: list) -> alt.Chart:
     """Horizontal bars per concept, largest first, coloured by what ``value`` does to the score."""
     table = table.assign(direction=direction(table[value]))

@@ -54,8 +54,14 @@ if state:
     ]
     if rows:
         st.dataframe(pd.DataFrame(rows), hide_index=True, column_config=EDIT_COLUMNS)
+        # Keyed by where the session is: after Undo, Redo or a revert the box offers that point, not
+        # the number it kept from before (a widget keeps its value while its key stays).
         point = st.number_input(
-            "Revert to after edit # (0 = before any edit)", 0, len(rows), session.cursor, key="revert_to"
+            "Revert to after edit # (0 = before any edit)",
+            0,
+            len(rows),
+            session.cursor,
+            key=f"revert_to_{session.session_id}_{session.cursor}_{len(rows)}",
         )
         if st.button("Revert"):
             session.revert(int(point))

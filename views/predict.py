@@ -12,7 +12,7 @@ from conceptkd_core.overlays import contribution_overlay
 from conceptkd_core.predict import PredictError, prediction_waterfall, score_table, segment_shares
 from conceptkd_core.students.metrics import DECISION_THRESHOLD
 from views.common import current, get_predictor, get_teacher, selected_class, shown
-from views.draw import waterfall
+from views.draw import class_axis, fitted, waterfall
 
 UPLOAD, PICK = "Upload an image", "Pick a workspace image"
 
@@ -39,7 +39,7 @@ def score_chart(table, threshold: float) -> alt.Chart:
         alt.Chart(table)
         .mark_bar()
         .encode(
-            x=alt.X("class:N", title=None),
+            x=alt.X("class:N", title=None, axis=class_axis()),
             xOffset=alt.XOffset("model:N", sort=list(palette.TEACHER_STUDENT)),
             y=alt.Y("probability:Q", scale=alt.Scale(domain=[0, 1])),
             color=alt.Color("model:N", title=None, scale=models, legend=alt.Legend(orient="top")),
@@ -72,7 +72,9 @@ def explain(explorer, session, prediction, c: int, pixels: np.ndarray) -> None:
     with left:
         waterfall(wf, float(prediction.student_probs[c]))
     overlay = contribution_overlay(pixels, prediction.segment_map, segment_shares(prediction, session.bank, c))
-    right.image(overlay, caption=f"segments by how much they push the score for “{explorer.classes[c]}” up or down")
+    right.image(
+        fitted(overlay), caption=f"segments by how much they push the score for “{explorer.classes[c]}” up or down"
+    )
 
 
 st.title("Predict")
@@ -100,7 +102,8 @@ if state:
         table = score_table(prediction, explorer.classes)
         st.subheader(name)
         top, chart = st.columns([1, 3])
-        top.image(np.asarray(image), width="stretch")
+        # Letterboxed: a 1-pixel strip must not become an image of height 0 (or thousands of px).
+        top.image(fitted(np.asarray(image)), width="stretch")
         chart.altair_chart(score_chart(table, DECISION_THRESHOLD), width="stretch")
         chart.caption(f"Probability per class; dashed line: the decision threshold ({DECISION_THRESHOLD:.0%}).")
         yes = [explorer.classes[c] for c in np.flatnonzero(prediction.student_probs > DECISION_THRESHOLD)]

@@ -74,6 +74,13 @@ def plain(text: object) -> str:
     return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$])", r"\\\1", str(text))
 
 
+def change_words(words: list[str], verb: str) -> str:
+    """ "2 added (cat, dog)", or "none removed" (not "0 removed ()"): the vocabulary editor's diff."""
+    if not words:
+        return f"none {verb}"
+    return f"{len(words)} {verb} ({plain(', '.join(words[:8]))}{'…' if len(words) > 8 else ''})"
+
+
 def image_adder(explorer) -> None:
     ws = explorer.workspace
     st.subheader("Add images")
@@ -169,10 +176,7 @@ def vocabulary_editor(explorer) -> None:
     if not added and not removed:
         st.caption(f"{len(words)} concepts.")
         return
-    st.write(
-        f"{len(added)} added ({plain(', '.join(added[:8]))}{'…' if len(added) > 8 else ''}), "
-        f"{len(removed)} removed ({plain(', '.join(removed[:8]))}{'…' if len(removed) > 8 else ''})."
-    )
+    st.write(f"{change_words(added, 'added')}, {change_words(removed, 'removed')}.")
     found = workspace_clip(ws)
     if found is None:
         model = ws.meta["model"]

@@ -7,7 +7,7 @@ import streamlit as st
 from conceptkd_core import palette
 from conceptkd_core.explorer import budget_table, disagreement_table, metrics_summary, metrics_table
 from views.common import current, get_predictor, selected_class, shown
-from views.draw import number_column, score_column, teacher_student, thumbnail_uri
+from views.draw import class_axis, number_column, score_column, teacher_student, thumbnail_uri
 
 METRIC_COLUMNS = {  # metrics_table column -> how the table shows it
     "class": st.column_config.TextColumn("Class", pinned=True),
@@ -59,7 +59,7 @@ def ap_chart(table: pd.DataFrame) -> alt.Chart:
         alt.Chart(long)
         .mark_bar()
         .encode(
-            x=alt.X("class:N", title=None),
+            x=alt.X("class:N", title=None, axis=class_axis()),
             xOffset=alt.XOffset("model:N", sort=list(palette.TEACHER_STUDENT)),
             y=alt.Y("AP:Q", scale=alt.Scale(domain=[0, 1]), title="held-out AP"),
             color=alt.Color("model:N", title=None, scale=models, legend=alt.Legend(orient="top")),

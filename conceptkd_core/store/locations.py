@@ -52,8 +52,11 @@ def resolve_typed_path(text: str, roots: Sequence[Path]) -> Path:
     if longest > MAX_NAME_CHARS:
         raise PathRefused(f"a folder name in the path has {longest:,} characters; the limit is {MAX_NAME_CHARS}")
     text = text.strip()
+    # The typed text is quoted (shortened), never what it resolves to: the refusal reads the same for
+    # an existing and a missing server folder. Worded for any folder box, not only the workspace's.
+    quoted = repr(text if len(text) <= 80 else text[:79] + "…")
     refused = PathRefused(
-        f"workspaces can be opened from these folders only: {', '.join(root.name + '/' for root in roots)} "
+        f"{quoted} is outside the folders this server allows: {', '.join(root.name + '/' for root in roots)} "
         f"(the server's {ROOTS_VARIABLE} sets them)"
     )
     if not text:

@@ -1,0 +1,43 @@
+"""The History page's revert box follows the session: after Undo, Redo or a revert it offers the
+edit the session is at now, not the number it showed before (which, pressed, undid the undo)."""
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from demo_subset import make_demo_subset
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    return make_demo_subset(tmp_path_factory.mktemp("history") / "demo", per_split=5)
+
+
+def revert_box(at):
+    return next(n for n in at.number_input if n.label.startswith("Revert to after edit"))
+
+
+def test_the_revert_box_shows_where_the_session_is_after_undo_redo_and_revert(demo):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.session_state["workspace_root"] = str(demo)
+    at.run()
+    session = at.session_state["tuning"]
+    session.apply("remove", 0, 0)
+    session.apply("remove", 0, 1)
+    session.apply("remove", 0, 2)
+    at.switch_page("views/history.py").run()
+    assert not at.exception, at.exception
+    assert revert_box(at).value == 3
+    next(b for b in at.button if b.label == "Undo").click().run()
+    assert session.cursor == 2 and revert_box(at).value == 2
+    next(b for b in at.button if b.label == "Undo").click().run()
+    assert session.cursor == 1 and revert_box(at).value == 1
+    next(b for b in at.button if b.label == "Redo").click().run()
+    assert session.cursor == 2 and revert_box(at).value == 2
+    revert_box(at).set_value(0).run()
+    next(b for b in at.button if b.label == "Revert").click().run()
+    assert session.cursor == 0 and revert_box(at).value == 0
+    assert not at.exception, at.exception
