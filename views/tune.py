@@ -118,7 +118,7 @@ def tools(session, c: int) -> None:
             "Add a slider for any concept",
             session.vocabulary,
             index=None,
-            placeholder="Type to search the whole vocabulary…",
+            placeholder="Search…",  # a phone leaves the box ~90 px: a longer hint was cut
             key=f"pick_{c}",
             on_change=pick,
             args=(session, c),
