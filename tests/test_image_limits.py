@@ -5,11 +5,14 @@ The files are tiny PNGs that only declare their size, so no test decodes a huge 
 
 import struct
 import zlib
+from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from conceptkd_core.images import MAX_PIXELS, ImageError, load_rgb, load_rgb_bytes
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def declared_png(width: int, height: int) -> bytes:
@@ -44,3 +47,23 @@ def test_an_image_at_the_limit_is_read(tmp_path):
     path = tmp_path / "wide.png"
     Image.new("L", (MAX_PIXELS // 2000, 2000)).save(path)  # exactly the limit, 50 MB of grey
     assert load_rgb(path).size == (MAX_PIXELS // 2000, 2000)
+
+
+def test_setup_and_predict_name_the_size_and_the_limit(tmp_path):
+    """Setup's upload check and the Predict page (AppTest, on a small demo copy) say it in one line."""
+    from streamlit.testing.v1 import AppTest
+
+    from conceptkd_core.extract.add_images import check_uploads
+
+    from demo_subset import make_demo_subset
+
+    data = declared_png(12000, 12000)
+    limit = f"declared size 12000x12000 (144,000,000 pixels) is over the {MAX_PIXELS:,}-pixel limit"
+    assert check_uploads([("big.png", data)]).refused == [("big.png", limit)]
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.session_state["workspace_root"] = str(make_demo_subset(tmp_path / "demo", per_split=5))
+    at.run()
+    at.switch_page("views/predict.py").run()
+    at.file_uploader(key="predict_upload").set_value(("big.png", data, "image/png")).run()
+    assert not at.exception, at.exception
+    assert [e.value for e in at.error] == [f"big.png: {limit}"]
