@@ -6,9 +6,11 @@ conceptkd_core.
 
 import streamlit as st
 
-from views.common import navigation_sections, sidebar
+from views.common import ROOT, navigation_sections, sidebar
 
-st.set_page_config(page_title="ConceptKD", page_icon=":material/hub:", layout="wide")
+# The tab icon is a file of the repository (conceptkd_tools/app_icon.py draws it): a Material icon here
+# makes the browser fetch it from fonts.gstatic.com, off the machine, on every load.
+st.set_page_config(page_title="ConceptKD", page_icon=str(ROOT / "data" / "app_icon.png"), layout="wide")
 
 navigation = st.navigation(navigation_sections(), position="sidebar")
 sidebar()

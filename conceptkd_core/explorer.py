@@ -323,37 +323,59 @@ def saved_sessions(explorer: Explorer, owner: str | None = None) -> pd.DataFrame
     return pd.DataFrame(rows, columns=["path", "session_id", "name", "modified", "edits", "applied", "problem"])
 
 
+def own_session_id(owner: str, nonce: str | None = None) -> str:
+    """A new session id for the browser of ``owner`` (``owner_of``): 10 random hex digits, then 6 of
+    a digest of them with the owner. A session is saved from its first edit on, so before it the id
+    in the address names no file: the digest tells a reload of this browser's own unsaved session
+    (nothing to restore, nothing to say) from an id this workspace never saved (said so)."""
+    nonce = nonce or uuid.uuid4().hex[:10]
+    return nonce + hashlib.sha256(f"conceptkd-session:{owner}:{nonce}".encode()).hexdigest()[:6]
+
+
+def is_own_session_id(session_id: str, owner: str) -> bool:
+    """Whether ``own_session_id`` made ``session_id`` for the browser of ``owner``."""
+    return len(session_id) == 16 and own_session_id(owner, session_id[:10]) == session_id
+
+
 def session_for_link(explorer: Explorer, session_id: str | None, owner: str) -> tuple[TuningSession, str | None]:
     """The session a page address names (``?session=<id>``), for the browser of ``owner``, and what
-    went wrong if it could not be opened (None if nothing did).
+    went wrong if it could not be opened, in one line (None if nothing did).
 
     An autosaved session of this browser is resumed (its next edits are saved to the same file);
     another browser's (a shared link) is copied into a new session of this browser, so that two
-    visitors never write one file; an unknown or damaged one gives a new session and says why."""
+    visitors never write one file; this browser's own session not saved yet (a reload before the
+    first edit) starts again under its id; an unknown or damaged one gives a new session and says
+    why."""
 
-    def fresh() -> TuningSession:
-        session = new_session(explorer)
-        session.owner = owner
-        return session
+    def fresh(session_id: str | None = None) -> TuningSession:
+        return _owned_by(explorer, new_session(explorer), owner, session_id)
 
     if not session_id:
         return fresh(), None
     try:
         path = side_files.session_file(explorer.workspace, session_id)
     except ValueError as exc:
-        return fresh(), f"The address names no session: {exc}"
+        return fresh(), f"The address names no session ({exc}); a new one was started"
     if not path.is_file():
-        return fresh(), None  # a session is saved from its first edit on: before it, there is nothing to restore
+        if is_own_session_id(session_id, owner):
+            return fresh(session_id), None
+        return fresh(), f"No saved session {session_id!r} in this workspace; a new one was started"
     try:
         session = resume_session(explorer, path)
     except (TuningError, ValueError, OSError) as exc:
-        return fresh(), f"Session {session_id} could not be restored: {exc}"
+        return fresh(), f"Session {session_id} could not be restored ({exc}); a new one was started"
     if session.owner != owner:
         session.name = f"Copy of {session.name or session_id}"[: session_file.MAX_TEXT]
-        session.session_id, session.owner = uuid.uuid4().hex[:16], owner
-        session.autosave_path = side_files.session_file(explorer.workspace, session.session_id)
+        _owned_by(explorer, session, owner)
         session.autosave()  # the copy exists from now on: a reload of its address restores it
     return session, None
+
+
+def _owned_by(explorer: Explorer, session: TuningSession, owner: str, session_id: str | None = None) -> TuningSession:
+    """``session`` made the browser of ``owner``'s, under ``session_id`` or a new id of its own."""
+    session.owner, session.session_id = owner, session_id or own_session_id(owner)
+    session.autosave_path = side_files.session_file(explorer.workspace, session.session_id)
+    return session
 
 
 def import_session(

@@ -4,7 +4,7 @@ turning them into a model's input (made square by a resize mode, then per-channe
 from __future__ import annotations
 
 import os
-import warnings
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,23 +41,39 @@ def load_rgb(path: str | os.PathLike, max_pixels: int = MAX_PIXELS, max_bytes: i
     if size > max_bytes:
         raise ImageError(f"{path}: file is {size / 2**20:.0f} MiB, over the {max_bytes / 2**20:.0f} MiB limit")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                width, height = image.size
-                if width * height > max_pixels:
-                    raise ImageError(f"{path}: declared size {width}x{height} is over the {max_pixels:,}-pixel limit")
-                image.load()
-                image = ImageOps.exif_transpose(image)
-                return _to_rgb(image)
+        with _open_unchecked(path) as image:
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ImageError(
+                    f"{path}: declared size {width}x{height} ({width * height:,} pixels) is over the "
+                    f"{max_pixels:,}-pixel limit"
+                )
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            return _to_rgb(image)
     except ImageError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(f"{path}: refused as a decompression bomb (declared size too large)") from None
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image file (unrecognised format)") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"{path}: corrupt or truncated image ({exc})") from None
+
+
+# PIL's decompression-bomb check is a process-wide setting; it is switched off only while a header
+# is read, one thread at a time, so that no other opener sees it off for longer than that.
+_PIL_LIMIT = threading.Lock()
+
+
+def _open_unchecked(path: Path) -> Image.Image:
+    """``Image.open`` (the header only; nothing is decoded) without PIL's decompression-bomb check:
+    PIL raises before the declared size can be read, so its refusal names neither the size nor our
+    limit. ``load_rgb`` checks the size itself before decoding."""
+    with _PIL_LIMIT:
+        pil_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            return Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = pil_limit
 
 
 def load_rgb_bytes(data: bytes, name: str) -> Image.Image:

@@ -65,6 +65,18 @@ def slider_span(session: TuningSession, c: int, concepts: list[int]) -> float:
     return max(1.0, round(1.5 * float(largest), 1))
 
 
+def nice_axis(largest: float, per_side: int = 3) -> tuple[float, list[float]]:
+    """A symmetric axis -span..span that holds ``largest`` (> 0), and its ticks: multiples of a
+    round step (1, 2 or 5 times a power of ten), about ``per_side`` on each side of 0. A span taken
+    from the data (14.8) put ticks at odd values (±7.4, ±14.8); a reader compares bars against
+    round ones (±5, ±10, ±15)."""
+    rough = largest / per_side
+    power = 10.0 ** math.floor(math.log10(rough))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= rough * (1 - 1e-9))
+    steps = math.ceil(largest / step - 1e-9)
+    return round(steps * step, 10), [round(k * step, 10) for k in range(-steps, steps + 1)]
+
+
 def board_data(session: TuningSession, c: int, picked=(), factor: float = 2.0) -> dict[str, Any]:
     """Everything the board draws for class ``c`` now, as plain JSON values."""
     concepts = slider_concepts(session, c, picked)
@@ -98,8 +110,8 @@ def board_data(session: TuningSession, c: int, picked=(), factor: float = 2.0) -
     chance = chance_levels(session, c)
     scope_of, metric_of = {s: i for i, s in enumerate(SCOPES)}, {m: i for i, m in enumerate(TRACKED.values())}
     weights = top_concepts(session, c)
-    bar_span = max(
-        1.0, float(np.abs(session.base.coef[c]).max()), float(np.abs(weights["weight"].to_numpy()).max(initial=0))
+    bar_span, bar_ticks = nice_axis(
+        max(1.0, float(np.abs(session.base.coef[c]).max()), float(np.abs(weights["weight"].to_numpy()).max(initial=0)))
     )
     return {
         "class": session.classes[c],
@@ -129,6 +141,7 @@ def board_data(session: TuningSession, c: int, picked=(), factor: float = 2.0) -
         },
         "weights": {
             "span": bar_span,
+            "ticks": bar_ticks,
             "bars": [
                 {"concept": w, "weight": float(x), "lower": _number(lo), "upper": _number(hi)}
                 for w, x, lo, hi in weights[["concept", "weight", "lower", "upper"]].itertuples(index=False)

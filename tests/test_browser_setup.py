@@ -113,7 +113,7 @@ def test_a_refused_path_and_bad_tuning_logs_change_nothing(app_page, demo, shots
         ("crafted.json", "edit 1 (set) does not replay on this workspace"),
     ):
         page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(tmp_path / name))
-        error = page.locator('[data-testid="stAlertContentError"]', has_text="Not imported")
+        error = page.locator('[data-testid="stAlertContentError"]', has_text=f"{name}: not imported")
         error.filter(has_text=message).wait_for(timeout=60000)
         settle(page)
         page.screenshot(path=str(shots / f"history-import-{name}.png"), full_page=True)

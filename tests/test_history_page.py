@@ -1,5 +1,6 @@
 """The History page's revert box follows the session: after Undo, Redo or a revert it offers the
-edit the session is at now, not the number it showed before (which, pressed, undid the undo)."""
+edit the session is at now, not the number it showed before (which, pressed, undid the undo). A
+refused log import names the file (the reader may have several saved logs)."""
 
 from pathlib import Path
 
@@ -41,3 +42,18 @@ def test_the_revert_box_shows_where_the_session_is_after_undo_redo_and_revert(de
     next(b for b in at.button if b.label == "Revert").click().run()
     assert session.cursor == 0 and revert_box(at).value == 0
     assert not at.exception, at.exception
+
+
+@pytest.mark.parametrize(
+    "data, reason",
+    [(b"{", "Not a valid tuning file: malformed or truncated JSON"), (b"[]", "Not a ConceptKD tuning file")],
+)
+def test_a_refused_log_import_names_the_file(demo, data, reason):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.session_state["workspace_root"] = str(demo)
+    at.run()
+    at.switch_page("views/history.py").run()
+    at.file_uploader(key="import_log").set_value(("monday log.json", data, "application/json")).run()
+    assert not at.exception, at.exception
+    (message,) = [e.value for e in at.error]
+    assert message.startswith(f"monday log.json: not imported. {reason}") and "\n" not in message, message

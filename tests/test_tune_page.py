@@ -101,8 +101,8 @@ def test_a_picked_concept_never_edited_comes_back_from_the_address(demo):
     assert at.query_params["picked"] in (f"0:{j}", [f"0:{j}"])
     again = tune(demo, {"session": session.session_id, "picked": f"0:{j}"})  # a reload of that address
     assert board(again)["rows"][-1]["j"] == j and not again.session_state["tuning"].events
-    bad = tune(demo, {"picked": "0:99999"})
-    assert "concepts 0.." in bad.toast[0].value and not bad.exception
+    bad = tune(demo, {"picked": "0:99999"})  # more in test_tune_links
+    assert "concepts 0.." in bad.warning[0].value and not bad.exception
 
 
 def test_a_batch_removal_is_one_undo_step(demo):

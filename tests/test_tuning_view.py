@@ -163,8 +163,9 @@ def test_sessions_are_listed_per_browser_and_restored_from_their_address(explore
     np.testing.assert_array_equal(copy.bank.coef_, session.bank.coef_)
     assert session.session_id not in set(saved_sessions(explorer, theirs)["session_id"])
     # a missing or bad address: a new session, and a line saying what was wrong for a bad one
-    fresh, problem = session_for_link(explorer, "0123456789abcdef", mine)
-    assert problem is None and not fresh.events
+    fresh, problem = session_for_link(explorer, "0123456789abcdef", mine)  # more in test_tune_links
+    assert problem == "No saved session '0123456789abcdef' in this workspace; a new one was started"
+    assert not fresh.events and fresh.session_id != "0123456789abcdef"
     fresh, problem = session_for_link(explorer, "../etc", mine)
     assert "names no session" in problem and not fresh.events
     (session.autosave_path.parent / "broken.json").write_text("{")

@@ -6,7 +6,7 @@ import streamlit as st
 from conceptkd_core import palette
 from conceptkd_core.explorer import heatmap_table, rows_where_concept_fires, top_concepts
 from views.common import current, selected_class
-from views.draw import class_axis, colour_key, direction, image_tile, signed_bars
+from views.draw import LABEL_ROOM, class_axis, colour_key, concept_axis, direction, image_tile, signed_bars
 
 TILES = 6
 
@@ -59,10 +59,11 @@ def heatmap(session) -> alt.Chart:
         .mark_rect()
         .encode(
             x=alt.X("class:N", title=None, axis=class_axis()),
-            y=alt.Y("concept:N", title=None, axis=alt.Axis(labelLimit=140)),
+            y=alt.Y("concept:N", title=None, axis=concept_axis()),
             color=colour,
             tooltip=["class", "concept", alt.Tooltip("weight:Q", format="+.3f")],
         )
+        .properties(padding=LABEL_ROOM)
     )
 
 

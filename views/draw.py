@@ -56,6 +56,17 @@ def class_axis() -> alt.Axis:
     return alt.Axis(labelAngle=-90, labelOverlap=False)
 
 
+def concept_axis() -> alt.Axis:
+    """The y axis of a chart with a row per concept: names up to 140 px (a longer one ends in "…";
+    the tooltip has it whole)."""
+    return alt.Axis(labelLimit=140)
+
+
+# A chart's room beyond its axes: Vega sizes the concept axis to the longest name exactly, so with no
+# padding that name began at the chart's very edge, and a glyph overhanging by a pixel was cut.
+LABEL_ROOM = {"left": 8, "top": 5, "right": 5, "bottom": 5}
+
+
 def signed_bars(table: pd.DataFrame, value: str, tooltip: list) -> alt.Chart:
     """Horizontal bars per concept, largest first, coloured by what ``value`` does to the score."""
     table = table.assign(direction=direction(table[value]))
@@ -64,10 +75,11 @@ def signed_bars(table: pd.DataFrame, value: str, tooltip: list) -> alt.Chart:
         .mark_bar()
         .encode(
             x=alt.X(f"{value}:Q", title=value.replace("_", " ")),
-            y=alt.Y("concept:N", sort="-x", title=None, axis=alt.Axis(labelLimit=140)),
+            y=alt.Y("concept:N", sort="-x", title=None, axis=concept_axis()),
             color=direction_colour(table["direction"]),
             tooltip=tooltip,
         )
+        .properties(padding=LABEL_ROOM)
     )
 
 
@@ -164,7 +176,7 @@ def waterfall_chart(steps: pd.DataFrame, threshold: float) -> alt.Chart:
         alt.Chart(steps)
         .mark_bar()
         .encode(
-            y=alt.Y("label:N", sort=list(steps["label"]), title=None, axis=alt.Axis(labelLimit=140)),
+            y=alt.Y("label:N", sort=list(steps["label"]), title=None, axis=concept_axis()),
             x=alt.X("start:Q", title="student score"),
             x2="end:Q",
             color=direction_colour(steps["colour"], SCORE_COLOUR),
@@ -176,7 +188,7 @@ def waterfall_chart(steps: pd.DataFrame, threshold: float) -> alt.Chart:
     label = rule.mark_text(align="left", dx=4, dy=-6, color=palette.NEUTRAL, baseline="bottom").encode(
         y=alt.value(0), text="text:N"
     )
-    return bars + rule + label
+    return (bars + rule + label).properties(padding=LABEL_ROOM)
 
 
 def waterfall_steps(steps: pd.DataFrame) -> pd.DataFrame:

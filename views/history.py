@@ -84,7 +84,9 @@ if state:
             st.session_state["tuning"] = restored
             st.session_state["import_outcome"] = ("success", f"Imported {len(restored.events)} edits.")
         except (TuningError, ValueError) as exc:
-            st.session_state["import_outcome"] = ("error", f"Not imported: {shown(exc)}")
+            # Named: the reader may have picked the wrong one of several saved logs.
+            name = " ".join(upload.name.split())[:120]
+            st.session_state["import_outcome"] = ("error", f"{name}: not imported. {shown(exc)}")
     if upload is not None and "import_outcome" in st.session_state:
         kind, message = st.session_state["import_outcome"]
         (st.success if kind == "success" else st.error)(message)

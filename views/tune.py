@@ -55,18 +55,22 @@ def picked_key(session, c: int) -> str:
 
 def restore_picked(session) -> None:
     """Once per session in this browser tab: the concepts picked before a reload (or in a shared
-    link) come back from the page address (``?picked=``); edited ones come back with the edits."""
+    link) come back from the page address (``?picked=``); edited ones come back with the edits. An
+    unreadable value is dropped from the address and named in a line shown until the first edit."""
     flag = f"picked_read_{session.session_id}"
-    if st.session_state.get(flag):
-        return
-    st.session_state[flag] = True
-    try:
-        picked = picked_from_text(st.query_params.get("picked"), len(session.classes), len(session.vocabulary))
-    except TuningError as exc:
-        say(str(exc))
-        return
-    for c, js in picked.items():
-        st.session_state[picked_key(session, c)] = js
+    if not st.session_state.get(flag):
+        st.session_state[flag] = True
+        try:
+            picked = picked_from_text(st.query_params.get("picked"), len(session.classes), len(session.vocabulary))
+        except TuningError as exc:
+            st.session_state[f"picked_problem_{session.session_id}"] = f"{exc}; no slider was added for them"
+            del st.query_params["picked"]
+            picked = {}
+        for c, js in picked.items():
+            st.session_state[picked_key(session, c)] = js
+    problem = st.session_state.get(f"picked_problem_{session.session_id}")
+    if problem and not session.events:
+        st.warning(problem, icon=":material/link_off:")
 
 
 def pick(session, c: int) -> None:
@@ -114,7 +118,7 @@ def tools(session, c: int) -> None:
             "Add a slider for any concept",
             session.vocabulary,
             index=None,
-            placeholder="Type to search the whole vocabulary…",
+            placeholder="Search…",  # a phone leaves the box ~90 px: a longer hint was cut
             key=f"pick_{c}",
             on_change=pick,
             args=(session, c),

@@ -190,7 +190,8 @@ function drawTrack(chart, data) {
   });
 }
 
-// The class's largest weights as signed bars on a fixed axis (-span..span), largest first.
+// The class's largest weights as signed bars on a fixed axis (-span..span, round ticks from
+// tuning_board.nice_axis), largest first.
 function drawWeights(chart, data) {
   const bars = data.weights.bars, span = data.weights.span;
   const W = 480, L = 130, R = 10, T = 22, row = 17, H = T + row * Math.max(bars.length, 1) + 22;
@@ -211,7 +212,7 @@ function drawWeights(chart, data) {
   });
   const axis = T + row * Math.max(bars.length, 1) + 2;
   chart.appendChild(svg("line", { x1: x(0), x2: x(0), y1: T, y2: axis, class: "ckd-zero" }));
-  for (const v of [-span, -span / 2, 0, span / 2, span]) {
+  for (const v of data.weights.ticks) {
     chart.appendChild(svg("text", { x: x(v), y: axis + 13, "text-anchor": "middle", class: "ckd-tick" })).textContent = +v.toFixed(2);
   }
 }
