@@ -148,3 +148,15 @@ def test_jobs_that_cannot_start_say_why_before_anything_is_written(inputs, tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["full"]
     assert jobs.read_status(tmp_path / "a") is None
     assert Path(tmp_path / "full" / "notes.txt").read_text() == "mine"
+
+
+def test_a_job_that_finished_lately_is_still_listed_then_not():
+    """Setup lists a job finished in the last RECENT_S seconds with a button that opens it: the tab
+    that watched it may have been reloaded while it finished."""
+    import dataclasses
+
+    done = jobs.JobStatus("done", 40, 40, updated=1_000_000.0)
+    assert jobs.finished_recently(done, now=1_000_000.0 + jobs.RECENT_S)
+    assert not jobs.finished_recently(done, now=1_000_000.0 + jobs.RECENT_S + 1)
+    assert not jobs.finished_recently(dataclasses.replace(done, state="failed"), now=1_000_000.0)
+    assert not jobs.finished_recently(None)

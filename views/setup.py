@@ -388,6 +388,11 @@ def job_panel(out: str) -> None:
             watched.remove(out)
             st.session_state["workspace_root"] = out
             st.switch_page("views/students.py")
+        skipped = f", {status.skipped:,} skipped" if status.skipped else ""
+        st.success(f"{name}: done, {status.done - status.skipped:,} images extracted{skipped}")
+        if st.button("Open it", key=f"open_{out}", help="Open the new workspace on the Students page"):
+            st.session_state["workspace_root"] = out
+            st.switch_page("views/students.py")
         return
     what = {"cancelled": "cancelled", "interrupted": "interrupted (the server restarted)", "failed": "failed"}
     shown_message = f": {shown(status.message)}" if status.state == "failed" else ""
@@ -403,14 +408,16 @@ def job_panel(out: str) -> None:
 
 
 def job_list() -> None:
-    """The jobs of this server that are not finished (found on disk: a reload finds them again)."""
+    """The jobs of this server that are not finished or finished lately (found on disk: a reload
+    finds them again, also one that finished while the page reloaded)."""
     found = {str(p.resolve()) for p in jobs.find_jobs(ALLOWED_ROOTS)} | set(st.session_state.get("watched_jobs", []))
     for out in sorted(found):
         try:
             status = jobs.read_status(out)
         except jobs.JobError:
             status = None
-        if status is not None and (status.state != "done" or out in st.session_state.get("watched_jobs", [])):
+        watched = out in st.session_state.get("watched_jobs", [])
+        if status is not None and (status.state != "done" or watched or jobs.finished_recently(status)):
             job_panel(out)
 
 

@@ -40,6 +40,9 @@ SPEC_FILE, STATUS_FILE = "spec.json", "status.json"
 SPEC_FORMAT, STATUS_FORMAT, VERSION = "conceptkd.extract-job", "conceptkd.extract-status", 1
 STATES = ("running", "done", "failed", "cancelled", "interrupted")
 ACTIVE = "running"
+# A job that finished this recently is still listed on Setup, to open: the tab that watched it may
+# have been reloaded (a new session) or closed while it finished.
+RECENT_S = 15 * 60
 CLIP_ZERO_SHOT = "clip-zero-shot"  # as teacher_registry names it (not imported: it would load torch)
 
 
@@ -164,6 +167,12 @@ class JobStatus:
     @property
     def active(self) -> bool:
         return self.state == ACTIVE
+
+
+def finished_recently(status: JobStatus | None, now: float | None = None) -> bool:
+    """Whether ``status`` is a job that finished (done) at most ``RECENT_S`` seconds ago."""
+    now = time.time() if now is None else now
+    return status is not None and status.state == "done" and 0 <= now - status.updated <= RECENT_S
 
 
 def job_folder(out: str | os.PathLike) -> Path:
