@@ -74,7 +74,7 @@ def test_create_a_workspace_with_a_torchscript_teacher_and_see_its_students(app_
     assert jobs.read_status(demo.parent / "created") is not None
     # Done: the page that watched it opens the new workspace on the Students page; had it finished
     # while the page reloaded, the page lists it, done, with a button that opens it.
-    opened = page.get_by_role("heading", name="Students")
+    opened = page.get_by_role("heading", name="Students", exact=True)
     finished = page.get_by_role("button", name="Open it")
     opened.or_(finished).or_(page.get_by_text(", failed")).first.wait_for(timeout=300000)
     if not opened.is_visible() and finished.is_visible():
@@ -102,5 +102,5 @@ def test_create_a_workspace_with_a_torchscript_teacher_and_see_its_students(app_
     page.get_by_text("demo/created: done, 40 images extracted").wait_for(timeout=60000)
     page.screenshot(path=str(shots / "create-done-listed.png"), full_page=True)
     page.get_by_role("button", name="Open it").click()
-    page.get_by_role("heading", name="Students").wait_for(timeout=60000)
+    page.get_by_role("heading", name="Students", exact=True).wait_for(timeout=60000)
     no_exception(page)

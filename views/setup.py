@@ -388,11 +388,7 @@ def job_panel(out: str) -> None:
             watched.remove(out)
             st.session_state["workspace_root"] = out
             st.switch_page("views/students.py")
-        skipped = f", {status.skipped:,} skipped" if status.skipped else ""
-        st.success(f"{name}: done, {status.done - status.skipped:,} images extracted{skipped}")
-        if st.button("Open it", key=f"open_{out}", help="Open the new workspace on the Students page"):
-            st.session_state["workspace_root"] = out
-            st.switch_page("views/students.py")
+        finished_job(out, status)
         return
     what = {"cancelled": "cancelled", "interrupted": "interrupted (the server restarted)", "failed": "failed"}
     shown_message = f": {shown(status.message)}" if status.state == "failed" else ""
@@ -407,6 +403,15 @@ def job_panel(out: str) -> None:
         st.rerun(scope="fragment")
 
 
+def finished_job(out: str, status: jobs.JobStatus) -> None:
+    """A job that finished while no page of this session watched it, and a button that opens it."""
+    skipped = f", {status.skipped:,} skipped" if status.skipped else ""
+    st.success(f"{display_path(out, ALLOWED_ROOTS)}: done, {status.done - status.skipped:,} images extracted{skipped}")
+    if st.button("Open it", key=f"open_{out}", help="Open the new workspace on the Students page"):
+        st.session_state["workspace_root"] = out
+        st.switch_page("views/students.py")
+
+
 def job_list() -> None:
     """The jobs of this server that are not finished or finished lately (found on disk: a reload
     finds them again, also one that finished while the page reloaded)."""
@@ -417,7 +422,11 @@ def job_list() -> None:
         except jobs.JobError:
             status = None
         watched = out in st.session_state.get("watched_jobs", [])
-        if status is not None and (status.state != "done" or watched or jobs.finished_recently(status)):
+        if status is None or (status.state == "done" and not watched and not jobs.finished_recently(status)):
+            continue
+        if status.state == "done" and not watched:  # drawn once, not polled: nothing changes any more
+            finished_job(out, status)
+        else:
             job_panel(out)
 
 
