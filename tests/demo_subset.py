@@ -51,8 +51,11 @@ def make_demo_subset(
     return root
 
 
-def copy_demo_workspace(folder: Path) -> Path:
-    """``folder``/workspace: the whole shipped demo workspace, without the sessions saved beside it."""
+def copy_demo_workspace(folder: Path, with_images: bool = False) -> Path:
+    """``folder``/workspace: the whole shipped demo workspace, without the sessions saved beside it;
+    ``with_images``: its images too, in ``folder``/images, where the copy looks for them."""
+    if with_images:
+        shutil.copytree(DEMO_DIR / "images", folder / "images")
     copy = folder / "workspace"
     shutil.copytree(DEMO_DIR / "workspace", copy, ignore=shutil.ignore_patterns("sessions"))
     return copy

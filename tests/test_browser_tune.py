@@ -8,7 +8,6 @@ screenshots folder are ``tests/conftest.py``'s."""
 
 import json
 import re
-import shutil
 import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -20,6 +19,7 @@ from conceptkd_core.explorer import new_session, open_explorer
 from conceptkd_tools.screenshots import chromium_path, settle
 
 from browser_app import app_on
+from demo_subset import copy_demo_workspace
 
 ROOT = Path(__file__).resolve().parent.parent
 VIEWPORT = {"width": 1400, "height": 1000}
@@ -29,11 +29,7 @@ pytestmark = pytest.mark.skipif(chromium_path() is None, reason="needs Debian's 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tune")
-    shutil.copytree(ROOT / "data" / "demo" / "images", folder / "images")
-    shutil.copytree(
-        ROOT / "data" / "demo" / "workspace", folder / "workspace", ignore=shutil.ignore_patterns("sessions")
-    )
-    return folder / "workspace"
+    return copy_demo_workspace(folder, with_images=True)
 
 
 @pytest.fixture(scope="module")

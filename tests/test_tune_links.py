@@ -3,7 +3,6 @@ workspace): an unknown ``?session=`` id, or garbage in ``?picked=``, used to sta
 with no word and leave the value in the address. A reload before the first edit, whose id has no
 file yet, is this browser's own session: it starts again under that id, with nothing to say."""
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,8 @@ from streamlit.testing.v1 import AppTest
 from conceptkd_core.explorer import is_own_session_id, open_explorer, own_session_id, owner_of, session_for_link
 from conceptkd_tools.tune_board_driver import board, send_edit
 
+from demo_subset import copy_demo_workspace
+
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "link-test-browser-a-00000000"
 
@@ -19,11 +20,7 @@ KEY = "link-test-browser-a-00000000"
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tunelinks")
-    shutil.copytree(ROOT / "data" / "demo" / "images", folder / "images")
-    shutil.copytree(
-        ROOT / "data" / "demo" / "workspace", folder / "workspace", ignore=shutil.ignore_patterns("sessions")
-    )
-    return folder / "workspace"
+    return copy_demo_workspace(folder, with_images=True)
 
 
 def tune(demo, query: dict, key: str = KEY) -> AppTest:

@@ -4,7 +4,6 @@ board or a bad one changes nothing, any concept can be picked and brought in, re
 edits are one undo step, suggestions apply, disagreement images open, and the session follows the
 page address; a wrong workspace path keeps the session."""
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,17 +12,15 @@ from streamlit.testing.v1 import AppTest
 
 from conceptkd_tools.tune_board_driver import board, send_edit
 
+from demo_subset import copy_demo_workspace
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tunepage")
-    shutil.copytree(ROOT / "data" / "demo" / "images", folder / "images")
-    shutil.copytree(
-        ROOT / "data" / "demo" / "workspace", folder / "workspace", ignore=shutil.ignore_patterns("sessions")
-    )
-    return folder / "workspace"
+    return copy_demo_workspace(folder, with_images=True)
 
 
 def tune(demo, query: dict | None = None, browser: str = "a") -> AppTest:
