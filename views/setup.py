@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from conceptkd_core.datasets import DatasetError, unpack_zip
+from conceptkd_core.datasets import DatasetError
 from conceptkd_core.defaults import IMAGENET_MEAN, IMAGENET_STD, N_SEGMENTS, TEACHER_IMAGE_SIZE
 from conceptkd_core.extract import jobs
 from conceptkd_core.extract.add_images import (
@@ -328,11 +328,8 @@ def create_workspace(state) -> None:
     if not st.button("Start extraction", type="primary", disabled=not ready, key="new_start"):
         return
     try:
-        if archive is not None:
-            folder = jobs.job_folder(out) / "images"
-            unpack_zip(archive, folder)
         spec = jobs.JobSpec(
-            images=str(folder),
+            images=str(folder or jobs.job_folder(out) / jobs.ARCHIVE_DIR),
             labels=str(labels) if labels else None,
             classes=classes,
             teacher=teacher[0],
@@ -343,7 +340,7 @@ def create_workspace(state) -> None:
             pretrained=clip[2] or None,
             n_segments=int(segments),
         )
-        jobs.start(out, spec, get_clip(*clip))
+        jobs.start(out, spec, get_clip(*clip), archive=archive)
     except (jobs.JobError, DatasetError, ValueError, OSError, RuntimeError) as exc:
         st.error(f"Could not start: {shown(exc)}")
         return
