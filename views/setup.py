@@ -307,7 +307,11 @@ def create_workspace(state) -> None:
     if source == "a folder on this server":
         folder = typed_path("Image folder", "new_images", "As <allowed folder>/<path>, e.g. data/my-images")
     else:
-        archive = st.file_uploader("Zip of images", type=["zip"], key="new_zip")
+        archive = st.file_uploader(
+            f"Zip of images (up to {MAX_UPLOAD_BYTES // 2**20} MiB; a larger set: a folder on this server)",
+            type=["zip"],
+            key="new_zip",
+        )
     labels = typed_path(
         "Labels CSV (optional)",
         "new_labels",
@@ -324,8 +328,11 @@ def create_workspace(state) -> None:
     clip = clip_fields(state)
     out = typed_path("Folder for the new workspace", "new_out", "As <allowed folder>/<name>: a new or empty folder")
     segments = st.number_input("Segments per image", 1, 255, N_SEGMENTS, key="new_segments")
-    ready = (folder or archive) and teacher and words and clip and out
-    if not st.button("Start extraction", type="primary", disabled=not ready, key="new_start"):
+    needed = {"the images": folder or archive, "the teacher": teacher, "concept words": words, "a CLIP": clip}
+    missing = [what for what, given in (needed | {"the folder for the new workspace": out}).items() if not given]
+    if missing:  # a greyed-out button alone does not say what it waits for
+        st.caption(f"To start, give {', '.join(missing)}.")
+    if not st.button("Start extraction", type="primary", disabled=bool(missing), key="new_start"):
         return
     try:
         spec = jobs.JobSpec(
