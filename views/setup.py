@@ -332,6 +332,9 @@ def create_workspace(state) -> None:
     missing = [what for what, given in (needed | {"the folder for the new workspace": out}).items() if not given]
     if missing:  # a greyed-out button alone does not say what it waits for
         st.caption(f"To start, give {', '.join(missing)}.")
+    started = st.session_state.pop("started_job", None)
+    if started:  # the form is where the analyst looks; the progress is at the top of the page
+        st.success(f"Started {display_path(started, ALLOWED_ROOTS)}: its progress is at the top of this page.")
     if not st.button("Start extraction", type="primary", disabled=bool(missing), key="new_start"):
         return
     try:
@@ -352,6 +355,7 @@ def create_workspace(state) -> None:
         st.error(f"Could not start: {shown(exc)}")
         return
     st.session_state.setdefault("watched_jobs", []).append(str(out))
+    st.session_state["started_job"] = str(out)
     st.rerun()
 
 
@@ -438,8 +442,12 @@ st.title("Setup")
 if "setup_notice" in st.session_state:  # set by switch_to before its rerun
     st.success(st.session_state.pop("setup_notice"))
 state = current()
-job_list()
-with st.expander("Create a workspace", expanded=not state, icon=":material/add:"):
+# The job list is drawn in a container that is always there: a job appearing above the form (this
+# tab's, or one another tab started) must not shift the form's place on the page, which re-created
+# it closed and hid the refusal it had just shown.
+with st.container():
+    job_list()
+with st.expander("Create a workspace", expanded=not state, icon=":material/add:", key="create_workspace"):
     create_workspace(state)
 if state:
     explorer, _ = state
