@@ -392,10 +392,12 @@ def job_panel(out: str) -> None:
             jobs.cancel(out)
         return
     if status.state == "done":
-        if out in watched:  # finished while this session watched it: open it on the Students page
+        if out in watched and not status.skipped:  # finished while this session watched it: open it on Students
             watched.remove(out)
             st.session_state["workspace_root"] = out
             st.switch_page("views/students.py")
+        if out in watched:
+            watched.remove(out)  # drawn once more below, with the images it skipped, not polled
         finished_job(out, status)
         return
     what = {"cancelled": "cancelled", "interrupted": "interrupted (the server restarted)", "failed": "failed"}
@@ -413,7 +415,7 @@ def job_panel(out: str) -> None:
 
 def finished_job(out: str, status: jobs.JobStatus) -> None:
     """A job that finished while no page of this session watched it, and a button that opens it."""
-    skipped = f", {status.skipped:,} skipped" if status.skipped else ""
+    skipped = f", {status.skipped:,} skipped ({shown(status.message)})" if status.skipped else ""
     st.success(f"{display_path(out, ALLOWED_ROOTS)}: done, {status.done - status.skipped:,} images extracted{skipped}")
     if st.button("Open it", key=f"open_{out}", help="Open the new workspace on the Students page"):
         st.session_state["workspace_root"] = out

@@ -383,7 +383,12 @@ def _run(out: Path, spec: JobSpec, images: ImageSet, clip, status: JobStatus, st
             progress=progress,
         )
         status = dataclasses.replace(
-            status, state="done", done=len(images), skipped=len(result.failures), eta_s=0.0, message=""
+            status,
+            state="done",
+            done=len(images),
+            skipped=len(result.failures),
+            eta_s=0.0,
+            message=skipped_summary(result.failures),
         )
     except JobCancelled:
         status = dataclasses.replace(status, state="cancelled", eta_s=None, message="cancelled; resume to continue")
@@ -392,6 +397,18 @@ def _run(out: Path, spec: JobSpec, images: ImageSet, clip, status: JobStatus, st
     except Exception as exc:  # noqa: BLE001 - a thread's crash must reach the page as a status, not vanish
         status = dataclasses.replace(status, state="failed", eta_s=None, message=f"internal error: {exc!r}"[:500])
     _write_status(out, status)
+
+
+def skipped_summary(failures: Sequence[dict], shown: int = 3) -> str:
+    """The images a job skipped, each with why, in one line: "a.png: cannot read (No such file or
+    directory); b.png: not an image file (unrecognised format); and 4 more" ('' when none)."""
+
+    def why(failure: dict) -> str:
+        path, error = str(failure.get("path", "?")), str(failure.get("error", "?"))
+        return f"{path}: {error.split(f'{Path(path).name}: ', 1)[-1]}"[:200]  # the error names the server's path
+
+    named = "; ".join(why(f) for f in failures[:shown])
+    return named + (f"; and {len(failures) - shown:,} more" if len(failures) > shown else "")
 
 
 def find_jobs(folders: Sequence[str | os.PathLike]) -> list[Path]:
