@@ -79,14 +79,29 @@ def test_a_job_in_a_sub_folder_is_listed_again(inputs, tmp_path):  # noqa: F811
 
 
 def test_a_job_that_failed_before_extracting_anything_may_be_started_over(inputs, tmp_path):  # noqa: F811
-    """A logits file missing a row fails the job at once: the corrected file goes into the same folder."""
-    logits = tmp_path / "logits.csv"
-    rows = ["image_id,cat,dog"] + [f"img{i},{i},{-i}" for i in range(8)]
-    logits.write_text("\n".join(rows[:-1]) + "\n")  # img7 has no row
+    """A teacher file that is no TorchScript fails the job at once: the right file goes into the same folder."""
+    broken = tmp_path / "teacher.pt"
+    broken.write_bytes(b"not a model")
     out = tmp_path / "ws"
-    jobs.start(out, spec_of(inputs, teacher=str(logits), preprocessing=None), inputs[-1])
+    jobs.start(out, spec_of(inputs, teacher=str(broken)), inputs[-1])
     failed = jobs.wait(out, timeout=120)
-    assert failed.state == "failed" and failed.done == 0 and "no logits for 1 images" in failed.message
-    logits.write_text("\n".join(rows) + "\n")
-    jobs.start(out, spec_of(inputs, teacher=str(logits), preprocessing=None), inputs[-1])
+    assert failed.state == "failed" and failed.done == 0 and "not a TorchScript model" in failed.message
+    jobs.start(out, spec_of(inputs), inputs[-1])
     assert jobs.wait(out, timeout=120).state == "done"
+
+
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        (7, "no logits for 1 images, e.g. \\['img7'\\]"),
+        (9, "logits for 1 images the labels do not list, e.g. \\['img8'\\]"),
+    ],
+)
+def test_a_logits_file_that_does_not_fit_the_images_is_refused_at_start(inputs, tmp_path, rows, message):  # noqa: F811
+    """A logits file is cheap to read: one missing a row, or with a row too many, is refused where
+    the page can say so, not as a failed job a moment later."""
+    logits = tmp_path / "logits.csv"
+    logits.write_text("\n".join(["image_id,cat,dog"] + [f"img{i},{i},{-i}" for i in range(rows)]) + "\n")
+    with pytest.raises(jobs.JobError, match=f"teacher: .*logits.csv: {message}"):
+        jobs.start(tmp_path / "ws", spec_of(inputs, teacher=str(logits), preprocessing=None), inputs[-1])
+    assert not (tmp_path / "ws").exists()

@@ -293,14 +293,14 @@ def start(
     if not spec.vocabulary:
         raise JobError("the vocabulary is empty; give at least one concept word")
     if archive is None:
-        spec.image_set()  # refuse bad images or labels now, where the page can say so
+        _check_inputs(spec)  # refuse bad images, labels or logits now, where the page can say so
     else:
         unpacked = job_folder(out) / ARCHIVE_DIR
         shutil.rmtree(unpacked, ignore_errors=True)  # images of an earlier start that was refused
         spec = dataclasses.replace(spec, images=str(unpacked))
         try:
             unpack_zip(archive, unpacked)
-            spec.image_set()
+            _check_inputs(spec)
         except BaseException:
             shutil.rmtree(job_folder(out), ignore_errors=True)  # no spec there: nothing else of ours
             if made:
@@ -309,6 +309,24 @@ def start(
     job_folder(out).mkdir(parents=True, exist_ok=True)
     atomic_write_json(job_folder(out) / SPEC_FILE, spec.to_json(job_folder(out)))
     return _launch(out, spec, clip)
+
+
+def _check_inputs(spec: JobSpec) -> None:
+    """The images and labels, and a logits file (cheap to read, unlike a model): one with a row
+    missing, a NaN or a wrong column is refused here instead of failing the job a moment later."""
+    from .teacher_registry import teacher_kind
+    from .teachers import LogitsFileTeacher, TeacherError
+
+    images = spec.image_set()
+    if spec.teacher == CLIP_ZERO_SHOT:
+        return
+    try:
+        if teacher_kind(spec.teacher) == "logits-file":
+            teacher = LogitsFileTeacher(spec.teacher, images.classes, image_ids=images.image_ids)
+            teacher.check_covers(images.image_ids)
+            teacher.check_known(images.image_ids)
+    except TeacherError as exc:
+        raise JobError(f"teacher: {exc}") from None
 
 
 def resume(out: str | os.PathLike, clip) -> JobStatus:
