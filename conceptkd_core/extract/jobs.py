@@ -46,6 +46,7 @@ ACTIVE = "running"
 # A job that finished this recently is still listed on Setup, to open: the tab that watched it may
 # have been reloaded (a new session) or closed while it finished.
 RECENT_S = 15 * 60
+CANCELLING = "cancelling after the batch in flight"
 CLIP_ZERO_SHOT = "clip-zero-shot"  # as teacher_registry names it (not imported: it would load torch)
 
 
@@ -245,6 +246,8 @@ def read_status(out: str | os.PathLike) -> JobStatus | None:
     running = _running(out)
     if status.active and (running is None or running[0] != status.run):
         return dataclasses.replace(status, state="interrupted", eta_s=None)
+    if status.active and running[2].is_set():  # a Cancel click shows at once, not after the batch in flight
+        return dataclasses.replace(status, message=CANCELLING)
     return status
 
 
