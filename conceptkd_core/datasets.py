@@ -243,7 +243,10 @@ def load_unlabelled(images_dir: str | os.PathLike, classes: Sequence[str]) -> Im
     if not classes:
         raise DatasetError("no class names given; name the teacher's classes, in its output order")
     if len(set(classes)) != len(classes):
-        raise DatasetError(f"class names repeat: {sorted({c for c in classes if classes.count(c) > 1})[:5]}")
+        repeated = next(c for c in classes if classes.count(c) > 1)
+        raise DatasetError(
+            f"class name {repeated[:40]!r} is given twice; expected each class once, in the teacher's order"
+        )
     _check_classes(classes, "class names")
     paths = sorted(
         p.relative_to(root).as_posix()

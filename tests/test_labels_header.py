@@ -30,3 +30,15 @@ def test_a_header_with_a_byte_order_mark_reads(tmp_path):
     write_scene(tmp_path / "im" / "a.png", 0)
     (tmp_path / "labels.csv").write_bytes("\ufeffimage,cat,dog\na.png,1,0\n".encode())
     assert load_folder(tmp_path / "im", tmp_path / "labels.csv").classes == ("cat", "dog")
+
+
+def test_a_class_name_given_twice_is_named(tmp_path):
+    """Setup's 'Class names' box: it said "class names repeat: ['a']", not what is expected."""
+    from conceptkd_core.datasets import load_unlabelled
+
+    (tmp_path / "im").mkdir()
+    write_scene(tmp_path / "im" / "a.png", 0)
+    with pytest.raises(
+        DatasetError, match="^class name 'cat' is given twice; expected each class once, in the teacher's order$"
+    ):
+        load_unlabelled(tmp_path / "im", ["cat", "dog", " cat "])
