@@ -59,3 +59,17 @@ def test_the_students_page_shows_no_nan(workspace):
     assert 0 <= float(shown["Student AP vs teacher"]) <= 1 and 0 < float(shown["Chance"]) < 1
     assert any("No held-out image has a label" in i.value for i in at.info)
     assert any("the share of the teacher's yes images" in c.value for c in at.caption)
+
+
+def test_the_chart_without_labels_draws_and_names_only_the_student(workspace):
+    import json
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.session_state["workspace_root"] = str(workspace)
+    at.run()
+    at.switch_page("views/students.py").run()
+    spec = json.loads(at.get("vega_lite_chart")[0].proto.spec)
+    bars, ticks = spec["layer"]
+    assert bars["encoding"]["color"]["scale"]["domain"] == ["student"]  # no legend entry for teacher bars not drawn
+    assert bars["encoding"]["y"]["title"] == "held-out AP vs teacher"
+    assert ticks["encoding"]["y"]["field"] == "teacher_yes_share"  # the chance line

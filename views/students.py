@@ -80,7 +80,8 @@ def ap_chart(table: pd.DataFrame, labelled: bool = True) -> alt.Chart:
         columns, chance, title = {"fidelity_ap": "student"}, "teacher_yes_share", "held-out AP vs teacher"
     long = table.melt(id_vars="class", value_vars=list(columns), var_name="model", value_name="AP")
     long["model"] = long["model"].map(columns)
-    models = alt.Scale(domain=list(palette.TEACHER_STUDENT), range=list(palette.TEACHER_STUDENT.values()))
+    shown_models = list(columns.values())  # the legend names only the bars drawn
+    models = alt.Scale(domain=shown_models, range=[palette.TEACHER_STUDENT[m] for m in shown_models])
     bars = (
         alt.Chart(long)
         .mark_bar()
