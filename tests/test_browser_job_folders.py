@@ -15,7 +15,7 @@ import pytest
 from conceptkd_core.extract import jobs
 from conceptkd_tools.screenshots import OVERFLOW_JS
 
-from browser_app import app_on, chromium_path, no_exception, settle
+from browser_app import app_on, chromium_path, folder_box, no_exception, settle
 from demo_subset import make_demo_subset
 
 pytestmark = pytest.mark.skipif(chromium_path() is None, reason="needs Debian's chromium (apt-get install chromium)")
@@ -93,3 +93,12 @@ def test_a_second_tab_starting_into_the_same_folder_sees_why_not(app_page, demo,
     main = first.locator('[data-testid="stMain"]').inner_text()
     assert "nan" not in main.replace("\n", " ").split(), main[:1500]
     assert jobs.read_status(demo.parent / "shared").state == "done"
+
+    # A reload (a new Streamlit session) opens the same workspace again, from the page address; it
+    # silently showed the default workspace instead.
+    first.reload()
+    settle(first)
+    first.get_by_text("No held-out image has a label").wait_for(timeout=60000)
+    assert folder_box(first).input_value() == "demo/shared"
+    assert "workspace=demo%2Fshared" in first.url or "workspace=demo/shared" in first.url, first.url
+    no_exception(first)
