@@ -73,3 +73,12 @@ def test_the_chart_without_labels_draws_and_names_only_the_student(workspace):
     assert bars["encoding"]["color"]["scale"]["domain"] == ["student"]  # no legend entry for teacher bars not drawn
     assert bars["encoding"]["y"]["title"] == "held-out AP vs teacher"
     assert ticks["encoding"]["y"]["field"] == "teacher_yes_share"  # the chance line
+
+
+def test_the_table_without_labels_leaves_out_the_columns_measured_against_labels(workspace):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.session_state["workspace_root"] = str(workspace)
+    at.run()
+    at.switch_page("views/students.py").run()
+    order = list(at.dataframe[0].proto.column_order)
+    assert order[:2] == ["class", "fidelity_ap"] and not {"teacher_ap", "student_ap", "chance_ap"} & set(order)

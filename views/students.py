@@ -25,6 +25,8 @@ METRIC_COLUMNS = {  # metrics_table column -> how the table shows it
     ),
 }
 
+LABEL_COLUMNS = ("positives", "teacher_ap", "student_ap", "chance_ap", "student_ap_in_sample")
+
 
 def headline(overall: dict) -> None:
     st.caption(
@@ -211,7 +213,9 @@ if state:
         else "Bars: the student's AP at finding the teacher's yes images, on held-out images; grey ticks: chance "
         "(the share of the teacher's yes images)."
     )
-    st.dataframe(table, hide_index=True, column_order=list(METRIC_COLUMNS), column_config=METRIC_COLUMNS)
+    # without labels, the columns measured against labels are empty (or 0): not shown
+    shown_columns = [c for c in METRIC_COLUMNS if overall["labelled"] or c not in LABEL_COLUMNS]
+    st.dataframe(table, hide_index=True, column_order=shown_columns, column_config=METRIC_COLUMNS)
     budgets(explorer, session)
     disagreements(explorer, session)
     export_section(explorer, session)
