@@ -134,6 +134,7 @@ def load_folder(images_dir: str | os.PathLike, labels_csv: str | os.PathLike) ->
         raise DatasetError(f"Labels file not found: {labels_csv}") from None
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
         raise DatasetError(f"{labels_csv}: not a readable CSV ({' '.join(str(exc).split())[:300]})") from None
+    _check_header(labels_csv)
     if "image" not in frame.columns:
         raise DatasetError(
             f"{labels_csv}: missing column 'image' (paths relative to {root}); has {list(frame.columns)}"
@@ -186,6 +187,23 @@ def load_folder(images_dir: str | os.PathLike, labels_csv: str | os.PathLike) ->
     return ImageSet(root, ids, paths, splits, labels, classes)
 
 
+def _check_header(labels_csv: str | os.PathLike) -> None:
+    """Every column named, once. pandas would read a blank header as a class 'Unnamed: 2' and a
+    repeated one as 'cat.1': classes the teacher does not have, taken silently."""
+    import csv
+
+    with open(labels_csv, encoding="utf-8-sig", newline="") as handle:
+        header = [name.strip() for name in next(csv.reader(handle), [])]
+    blank = next((i for i, name in enumerate(header, 1) if not name), None)
+    if blank is not None:
+        raise DatasetError(
+            f"{labels_csv}: column {blank} has no name; expected a name in the first row for every column"
+        )
+    repeated = next((name for name in header if header.count(name) > 1), None)
+    if repeated is not None:
+        raise DatasetError(f"{labels_csv}: column {repeated[:40]!r} appears more than once; expected each column once")
+
+
 def _check_classes(classes: Sequence[str], source: str | os.PathLike) -> None:
     """Class names a workspace can hold: at most ``MAX_CLASSES``, each 1..``MAX_NAME_LENGTH`` characters."""
     if len(classes) > MAX_CLASSES:
@@ -225,7 +243,10 @@ def load_unlabelled(images_dir: str | os.PathLike, classes: Sequence[str]) -> Im
     if not classes:
         raise DatasetError("no class names given; name the teacher's classes, in its output order")
     if len(set(classes)) != len(classes):
-        raise DatasetError(f"class names repeat: {sorted({c for c in classes if classes.count(c) > 1})[:5]}")
+        repeated = next(c for c in classes if classes.count(c) > 1)
+        raise DatasetError(
+            f"class name {repeated[:40]!r} is given twice; expected each class once, in the teacher's order"
+        )
     _check_classes(classes, "class names")
     paths = sorted(
         p.relative_to(root).as_posix()

@@ -26,7 +26,7 @@ from .students.bank import StudentBank
 from .students.budget import budget_bank
 from .students.events import TuningError
 from .students.gram import GramStats
-from .students.metrics import DECISION_THRESHOLD, average_precision, disagreements, summary
+from .students.metrics import DECISION_THRESHOLD, average_precision, disagreements, mean_ap, summary
 from .students.scores import SharedScores
 from .students.session import TuningSession
 from .students.session_file import session_summary
@@ -162,8 +162,9 @@ def metrics_table(explorer: Explorer, session: TuningSession) -> pd.DataFrame:
     """One row per class, measured on the held-out images (the students never saw them).
 
     Columns: class; positives and chance_ap (the AP of a random ranking: the share of positives)
-    among the held-out images; teacher_ap; the students' figures (``STUDENT_COLUMNS``, see
-    ``students.metrics``), from the session's cache so only classes changed since are recomputed;
+    among the held-out images; teacher_yes_share (the same chance for fidelity_ap); teacher_ap; the
+    students' figures (``STUDENT_COLUMNS``, see ``students.metrics``), from the session's cache so
+    only classes changed since are recomputed;
     student_ap_in_sample (on the images the students were fit on, for comparison only) and
     concepts_used (non-zero weights).
     """
@@ -176,6 +177,10 @@ def metrics_table(explorer: Explorer, session: TuningSession) -> pd.DataFrame:
             "class": session.classes,
             "positives": positives,
             "chance_ap": positives / max(rows.size, 1),
+            # the chance of "Student AP vs teacher": the share of held-out images the teacher says yes to
+            "teacher_yes_share": (session.teacher_probs[rows] > DECISION_THRESHOLD).mean(axis=0)
+            if rows.size
+            else np.zeros(len(session.classes)),
             "teacher_ap": explorer.teacher_ap,
             **{
                 name: np.array([np.nan if r[name] is None else r[name] for r in held_out], dtype=np.float64)
@@ -191,8 +196,14 @@ def metrics_summary(explorer: Explorer, session: TuningSession) -> dict:
     """Bank-level held-out figures (``students.metrics.summary``) plus the split sizes and chance mAP."""
     table = metrics_table(explorer, session)
     return summary(table) | {
-        "chance_map": float(np.nanmean(table["chance_ap"].where(table["positives"] > 0))),
-        "student_map_in_sample": float(np.nanmean(table["student_ap_in_sample"])),
+        # no held-out image labelled (a workspace made from class names only): AP against labels is
+        # undefined, and the page measures the students against the teacher instead
+        "labelled": bool(table["positives"].sum() > 0),
+        "chance_map": float(np.nanmean(table["chance_ap"].where(table["positives"] > 0)))
+        if (table["positives"] > 0).any()
+        else float("nan"),
+        "fidelity_chance": float(table["teacher_yes_share"].where(table["teacher_yes_share"] > 0).mean()),
+        "student_map_in_sample": mean_ap(table["student_ap_in_sample"]),
         "concepts_per_class_median": float(np.median(table["concepts_used"])),
         "n_fit": explorer.split.n_fit,
         "n_held_out": explorer.split.n_held_out,

@@ -151,7 +151,31 @@ def _workspace_typed() -> None:
     st.session_state["workspace_shown"] = display_path(path, ALLOWED_ROOTS)
 
 
+WORKSPACE_PARAM = "workspace"
+
+
+def _workspace_from_address() -> None:
+    """A reload starts a new Streamlit session, which knew only the default workspace (a workspace
+    just created, re-scored or typed was silently swapped for the demo): the page address names the
+    open one (``?workspace=<allowed root>/<path>``, as the box shows it), so a reload opens it again.
+    Refused like a typed folder."""
+    named = st.query_params.get(WORKSPACE_PARAM)
+    if "workspace_root" in st.session_state or not named:
+        return
+    try:
+        path = resolve_typed_path(named, ALLOWED_ROOTS)
+        get_explorer(str(path))
+    except PathRefused as exc:
+        st.session_state["workspace_refused"] = f"The page address's workspace: {exc}"
+        return
+    except (WorkspaceError, OSError) as exc:
+        st.session_state["workspace_refused"] = f"The page address's workspace was not opened: {shown(exc)}"
+        return
+    st.session_state["workspace_root"] = str(path)
+
+
 def sidebar() -> None:
+    _workspace_from_address()
     with st.sidebar:
         # The box shows the open workspace as <allowed root>/<path>. When code switched the workspace
         # (at start, after adding images or re-scoring), the box is set here, before it is drawn:
@@ -229,6 +253,12 @@ def current(notices: bool = True) -> tuple[Explorer, TuningSession] | None:
         st.warning(st.session_state["link_problem"])
     if st.query_params.get("session") != session.session_id:
         st.query_params["session"] = session.session_id
+    named = None if Path(root).resolve() == DEFAULT_WORKSPACE.resolve() else display_path(root, ALLOWED_ROOTS)
+    if st.query_params.get(WORKSPACE_PARAM) != named:  # a reload opens this workspace again
+        if named is None:
+            del st.query_params[WORKSPACE_PARAM]
+        else:
+            st.query_params[WORKSPACE_PARAM] = named
     return explorer, session
 
 

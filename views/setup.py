@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from conceptkd_core.datasets import DatasetError, unpack_zip
+from conceptkd_core.datasets import DatasetError
 from conceptkd_core.defaults import IMAGENET_MEAN, IMAGENET_STD, N_SEGMENTS, TEACHER_IMAGE_SIZE
 from conceptkd_core.extract import jobs
 from conceptkd_core.extract.add_images import (
@@ -307,7 +307,11 @@ def create_workspace(state) -> None:
     if source == "a folder on this server":
         folder = typed_path("Image folder", "new_images", "As <allowed folder>/<path>, e.g. data/my-images")
     else:
-        archive = st.file_uploader("Zip of images", type=["zip"], key="new_zip")
+        archive = st.file_uploader(
+            f"Zip of images (up to {MAX_UPLOAD_BYTES // 2**20} MiB; a larger set: a folder on this server)",
+            type=["zip"],
+            key="new_zip",
+        )
     labels = typed_path(
         "Labels CSV (optional)",
         "new_labels",
@@ -324,15 +328,18 @@ def create_workspace(state) -> None:
     clip = clip_fields(state)
     out = typed_path("Folder for the new workspace", "new_out", "As <allowed folder>/<name>: a new or empty folder")
     segments = st.number_input("Segments per image", 1, 255, N_SEGMENTS, key="new_segments")
-    ready = (folder or archive) and teacher and words and clip and out
-    if not st.button("Start extraction", type="primary", disabled=not ready, key="new_start"):
+    needed = {"the images": folder or archive, "the teacher": teacher, "concept words": words, "a CLIP": clip}
+    missing = [what for what, given in (needed | {"the folder for the new workspace": out}).items() if not given]
+    if missing:  # a greyed-out button alone does not say what it waits for
+        st.caption(f"To start, give {', '.join(missing)}.")
+    started = st.session_state.pop("started_job", None)
+    if started:  # the form is where the analyst looks; the progress is at the top of the page
+        st.success(f"Started {display_path(started, ALLOWED_ROOTS)}: its progress is at the top of this page.")
+    if not st.button("Start extraction", type="primary", disabled=bool(missing), key="new_start"):
         return
     try:
-        if archive is not None:
-            folder = jobs.job_folder(out) / "images"
-            unpack_zip(archive, folder)
         spec = jobs.JobSpec(
-            images=str(folder),
+            images=str(folder or jobs.job_folder(out) / jobs.ARCHIVE_DIR),
             labels=str(labels) if labels else None,
             classes=classes,
             teacher=teacher[0],
@@ -343,11 +350,12 @@ def create_workspace(state) -> None:
             pretrained=clip[2] or None,
             n_segments=int(segments),
         )
-        jobs.start(out, spec, get_clip(*clip))
+        jobs.start(out, spec, get_clip(*clip), archive=archive)
     except (jobs.JobError, DatasetError, ValueError, OSError, RuntimeError) as exc:
         st.error(f"Could not start: {shown(exc)}")
         return
     st.session_state.setdefault("watched_jobs", []).append(str(out))
+    st.session_state["started_job"] = str(out)
     st.rerun()
 
 
@@ -384,10 +392,12 @@ def job_panel(out: str) -> None:
             jobs.cancel(out)
         return
     if status.state == "done":
-        if out in watched:  # finished while this session watched it: open it on the Students page
+        if out in watched and not status.skipped:  # finished while this session watched it: open it on Students
             watched.remove(out)
             st.session_state["workspace_root"] = out
             st.switch_page("views/students.py")
+        if out in watched:
+            watched.remove(out)  # drawn once more below, with the images it skipped, not polled
         finished_job(out, status)
         return
     what = {"cancelled": "cancelled", "interrupted": "interrupted (the server restarted)", "failed": "failed"}
@@ -405,7 +415,7 @@ def job_panel(out: str) -> None:
 
 def finished_job(out: str, status: jobs.JobStatus) -> None:
     """A job that finished while no page of this session watched it, and a button that opens it."""
-    skipped = f", {status.skipped:,} skipped" if status.skipped else ""
+    skipped = f", {status.skipped:,} skipped ({shown(status.message)})" if status.skipped else ""
     st.success(f"{display_path(out, ALLOWED_ROOTS)}: done, {status.done - status.skipped:,} images extracted{skipped}")
     if st.button("Open it", key=f"open_{out}", help="Open the new workspace on the Students page"):
         st.session_state["workspace_root"] = out
@@ -434,8 +444,12 @@ st.title("Setup")
 if "setup_notice" in st.session_state:  # set by switch_to before its rerun
     st.success(st.session_state.pop("setup_notice"))
 state = current()
-job_list()
-with st.expander("Create a workspace", expanded=not state, icon=":material/add:"):
+# The job list is drawn in a container that is always there: a job appearing above the form (this
+# tab's, or one another tab started) must not shift the form's place on the page, which re-created
+# it closed and hid the refusal it had just shown.
+with st.container():
+    job_list()
+with st.expander("Create a workspace", expanded=not state, icon=":material/add:", key="create_workspace"):
     create_workspace(state)
 if state:
     explorer, _ = state

@@ -25,6 +25,8 @@ METRIC_COLUMNS = {  # metrics_table column -> how the table shows it
     ),
 }
 
+LABEL_COLUMNS = ("positives", "teacher_ap", "student_ap", "chance_ap", "student_ap_in_sample")
+
 
 def headline(overall: dict) -> None:
     st.caption(
@@ -32,14 +34,28 @@ def headline(overall: dict) -> None:
         f"({overall['n_fit']:,} fit images; {overall['split_rule']})."
     )
     cols = st.columns(5)
-    cols[0].metric("Teacher mAP", f"{overall['teacher_map']:.3f}")
-    cols[1].metric(
-        "Student mAP",
-        f"{overall['student_map']:.3f}",
-        f"{overall['student_map'] - overall['teacher_map']:+.3f} vs teacher",
-        delta_color="off",
-    )
-    cols[2].metric("Chance mAP", f"{overall['chance_map']:.3f}", help="A random ranking: the share of positives.")
+    if overall["labelled"]:
+        cols[0].metric("Teacher mAP", f"{overall['teacher_map']:.3f}")
+        cols[1].metric(
+            "Student mAP",
+            f"{overall['student_map']:.3f}",
+            f"{overall['student_map'] - overall['teacher_map']:+.3f} vs teacher",
+            delta_color="off",
+        )
+        cols[2].metric("Chance mAP", f"{overall['chance_map']:.3f}", help="A random ranking: the share of positives.")
+    else:  # no labels to measure AP against: the students are measured against the teacher
+        st.info(UNLABELLED, icon=":material/label_off:")
+        cols[0].metric("Teacher mAP", "no labels", help="AP needs labels; this workspace has none.")
+        cols[1].metric(
+            "Student AP vs teacher",
+            f"{overall['fidelity_ap']:.3f}",
+            help="Mean over classes of the AP of the student at finding the teacher's yes images.",
+        )
+        cols[2].metric(
+            "Chance",
+            f"{overall['fidelity_chance']:.3f}",
+            help="A random ranking: the share of the teacher's yes images.",
+        )
     cols[3].metric(
         "Balanced agreement",
         f"{overall['balanced_agreement']:.3f}",
@@ -50,30 +66,43 @@ def headline(overall: dict) -> None:
     )
 
 
-def ap_chart(table: pd.DataFrame) -> alt.Chart:
-    """Teacher vs student AP per class on held-out images, with each class's chance AP as a tick."""
-    long = table.melt(id_vars="class", value_vars=["teacher_ap", "student_ap"], var_name="model", value_name="AP")
-    long["model"] = long["model"].map({"teacher_ap": "teacher", "student_ap": "student"})
-    models = alt.Scale(domain=list(palette.TEACHER_STUDENT), range=list(palette.TEACHER_STUDENT.values()))
+UNLABELLED = (
+    "No held-out image has a label (the workspace was made from class names only), so AP against labels "
+    "cannot be measured. The students are measured against the teacher instead: how well each finds the "
+    "images the teacher says yes to."
+)
+
+
+def ap_chart(table: pd.DataFrame, labelled: bool = True) -> alt.Chart:
+    """Teacher vs student AP per class on held-out images, with each class's chance AP as a tick;
+    without labels, the student's AP at finding the teacher's yes images, and its chance."""
+    if labelled:
+        columns, chance, title = {"teacher_ap": "teacher", "student_ap": "student"}, "chance_ap", "held-out AP"
+    else:
+        columns, chance, title = {"fidelity_ap": "student"}, "teacher_yes_share", "held-out AP vs teacher"
+    long = table.melt(id_vars="class", value_vars=list(columns), var_name="model", value_name="AP")
+    long["model"] = long["model"].map(columns)
+    shown_models = list(columns.values())  # the legend names only the bars drawn
+    models = alt.Scale(domain=shown_models, range=[palette.TEACHER_STUDENT[m] for m in shown_models])
     bars = (
         alt.Chart(long)
         .mark_bar()
         .encode(
             x=alt.X("class:N", title=None, axis=class_axis()),
             xOffset=alt.XOffset("model:N", sort=list(palette.TEACHER_STUDENT)),
-            y=alt.Y("AP:Q", scale=alt.Scale(domain=[0, 1]), title="held-out AP"),
+            y=alt.Y("AP:Q", scale=alt.Scale(domain=[0, 1]), title=title),
             color=alt.Color("model:N", title=None, scale=models, legend=alt.Legend(orient="top")),
             tooltip=["class", "model", alt.Tooltip("AP:Q", format=".3f")],
         )
     )
-    chance = (
+    ticks = (
         alt.Chart(table)
         .mark_tick(color=palette.NEUTRAL, thickness=2)
         .encode(
-            x="class:N", y="chance_ap:Q", tooltip=["class", alt.Tooltip("chance_ap:Q", title="chance AP", format=".3f")]
+            x="class:N", y=f"{chance}:Q", tooltip=["class", alt.Tooltip(f"{chance}:Q", title="chance AP", format=".3f")]
         )
     )
-    return bars + chance
+    return bars + ticks
 
 
 def budgets(explorer, session) -> None:
@@ -174,13 +203,19 @@ state = current()
 if state:
     explorer, session = state
     table = metrics_table(explorer, session)
-    headline(metrics_summary(explorer, session))
-    st.altair_chart(ap_chart(table), width="stretch")
+    overall = metrics_summary(explorer, session)
+    headline(overall)
+    st.altair_chart(ap_chart(table, overall["labelled"]), width="stretch")
     st.caption(
         "Bars: AP on held-out images; grey ticks: chance (a random ranking). The in-sample AP "
         "(on the images the students were fit on) is in the table for comparison only."
+        if overall["labelled"]
+        else "Bars: the student's AP at finding the teacher's yes images, on held-out images; grey ticks: chance "
+        "(the share of the teacher's yes images)."
     )
-    st.dataframe(table, hide_index=True, column_order=list(METRIC_COLUMNS), column_config=METRIC_COLUMNS)
+    # without labels, the columns measured against labels are empty (or 0): not shown
+    shown_columns = [c for c in METRIC_COLUMNS if overall["labelled"] or c not in LABEL_COLUMNS]
+    st.dataframe(table, hide_index=True, column_order=shown_columns, column_config=METRIC_COLUMNS)
     budgets(explorer, session)
     disagreements(explorer, session)
     export_section(explorer, session)

@@ -20,14 +20,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import threading
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
-from ..datasets import DatasetError, ImageSet, load_folder, load_unlabelled
+from ..datasets import DatasetError, ImageSet, load_folder, load_unlabelled, unpack_zip
 from ..defaults import N_SEGMENTS
 from ..images import Preprocessing
 from ..store.atomic_io import atomic_write_json
@@ -36,6 +38,7 @@ from ..store.strict_json import StrictJSONError, loads_strict
 from ..vocabulary import VocabularyError, read_words
 
 JOB_DIR = ".job"
+ARCHIVE_DIR = "images"  # an uploaded zip's images, inside JOB_DIR
 SPEC_FILE, STATUS_FILE = "spec.json", "status.json"
 SPEC_FORMAT, STATUS_FORMAT, VERSION = "conceptkd.extract-job", "conceptkd.extract-status", 1
 STATES = ("running", "done", "failed", "cancelled", "interrupted")
@@ -43,6 +46,7 @@ ACTIVE = "running"
 # A job that finished this recently is still listed on Setup, to open: the tab that watched it may
 # have been reloaded (a new session) or closed while it finished.
 RECENT_S = 15 * 60
+CANCELLING = "cancelling after the batch in flight"
 CLIP_ZERO_SHOT = "clip-zero-shot"  # as teacher_registry names it (not imported: it would load torch)
 
 
@@ -242,6 +246,8 @@ def read_status(out: str | os.PathLike) -> JobStatus | None:
     running = _running(out)
     if status.active and (running is None or running[0] != status.run):
         return dataclasses.replace(status, state="interrupted", eta_s=None)
+    if status.active and running[2].is_set():  # a Cancel click shows at once, not after the batch in flight
+        return dataclasses.replace(status, message=CANCELLING)
     return status
 
 
@@ -250,35 +256,80 @@ def _write_status(out: Path, status: JobStatus) -> None:
     atomic_write_json(job_folder(out) / STATUS_FILE, document | {"updated": time.time()})
 
 
-def _check_out(out: Path) -> None:
-    """A job fills a new or empty folder, or resumes its own."""
+def check_out(out: str | os.PathLike) -> None:
+    """A job fills a new or empty folder. One that holds a job is refused (starting over it would
+    replace the spec that job's Resume needs, or a finished workspace), unless that job failed
+    before it extracted anything (a bad teacher file, say): then a corrected start may take its place."""
+    out = Path(out)
     if out.exists() and not out.is_dir():
         raise JobError(f"{out.name} is a file; choose a folder for the new workspace")
     if (job_folder(out) / SPEC_FILE).is_file():
-        return
+        status = read_status(out)
+        if status is not None and status.state == "failed" and status.done == 0:
+            return
+        if status is not None and status.active:
+            raise JobError(f"{out.name}: a job is already running there; choose a new folder")
+        if status is not None and status.state == "done":
+            raise JobError(f"{out.name} holds a finished workspace; open it, or choose a new folder")
+        what = f"a {status.state} job ({status.done:,}/{status.total:,} images)" if status else "a job"
+        raise JobError(f"{out.name} holds {what}; resume it from the job list, or choose a new folder")
     strangers = sorted(p.name for p in out.iterdir() if p.name != JOB_DIR) if out.is_dir() else []
     if strangers:
         raise JobError(f"{out.name} is not empty (e.g. {strangers[0][:60]!r}); choose a new or empty folder")
 
 
-def start(out: str | os.PathLike, spec: JobSpec, clip) -> JobStatus:
+def start(
+    out: str | os.PathLike, spec: JobSpec, clip, archive: str | os.PathLike | IO[bytes] | None = None
+) -> JobStatus:
     """Check ``spec`` (its images, labels, vocabulary), record it in ``out`` and extract there in
     the background with ``clip`` (loaded by the caller from ``spec.model`` …, e.g. cached by the
-    app). Raises JobError / DatasetError, one line, when the job cannot start."""
+    app). ``archive``: a zip of the images, unpacked into ``OUT/.job/images`` (``spec.images`` is
+    then ignored) once ``out`` is known to be free, and removed again if the job cannot start.
+    Raises JobError / DatasetError, one line, when the job cannot start."""
     out = Path(out)
-    _check_out(out)
-    if _running(out):
-        raise JobError(f"{out.name}: a job is already running there")
+    check_out(out)
+    made = not out.exists()
     try:
         read_words(spec.vocabulary)
     except VocabularyError as exc:
         raise JobError(f"vocabulary: {exc}") from None
     if not spec.vocabulary:
         raise JobError("the vocabulary is empty; give at least one concept word")
-    spec.image_set()  # refuse bad images or labels now, where the page can say so
+    if archive is None:
+        _check_inputs(spec)  # refuse bad images, labels or logits now, where the page can say so
+    else:
+        unpacked = job_folder(out) / ARCHIVE_DIR
+        shutil.rmtree(unpacked, ignore_errors=True)  # images of an earlier start that was refused
+        spec = dataclasses.replace(spec, images=str(unpacked))
+        try:
+            unpack_zip(archive, unpacked)
+            _check_inputs(spec)
+        except BaseException:
+            shutil.rmtree(job_folder(out), ignore_errors=True)  # no spec there: nothing else of ours
+            if made:
+                shutil.rmtree(out, ignore_errors=True)
+            raise
     job_folder(out).mkdir(parents=True, exist_ok=True)
     atomic_write_json(job_folder(out) / SPEC_FILE, spec.to_json(job_folder(out)))
     return _launch(out, spec, clip)
+
+
+def _check_inputs(spec: JobSpec) -> None:
+    """The images and labels, and a logits file (cheap to read, unlike a model): one with a row
+    missing, a NaN or a wrong column is refused here instead of failing the job a moment later."""
+    from .teacher_registry import teacher_kind
+    from .teachers import LogitsFileTeacher, TeacherError
+
+    images = spec.image_set()
+    if spec.teacher == CLIP_ZERO_SHOT:
+        return
+    try:
+        if teacher_kind(spec.teacher) == "logits-file":
+            teacher = LogitsFileTeacher(spec.teacher, images.classes, image_ids=images.image_ids)
+            teacher.check_covers(images.image_ids)
+            teacher.check_known(images.image_ids)
+    except TeacherError as exc:
+        raise JobError(f"teacher: {exc}") from None
 
 
 def resume(out: str | os.PathLike, clip) -> JobStatus:
@@ -353,7 +404,12 @@ def _run(out: Path, spec: JobSpec, images: ImageSet, clip, status: JobStatus, st
             progress=progress,
         )
         status = dataclasses.replace(
-            status, state="done", done=len(images), skipped=len(result.failures), eta_s=0.0, message=""
+            status,
+            state="done",
+            done=len(images),
+            skipped=len(result.failures),
+            eta_s=0.0,
+            message=skipped_summary(result.failures),
         )
     except JobCancelled:
         status = dataclasses.replace(status, state="cancelled", eta_s=None, message="cancelled; resume to continue")
@@ -364,10 +420,27 @@ def _run(out: Path, spec: JobSpec, images: ImageSet, clip, status: JobStatus, st
     _write_status(out, status)
 
 
+def skipped_summary(failures: Sequence[dict], shown: int = 3) -> str:
+    """The images a job skipped, each with why, in one line: "a.png: cannot read (No such file or
+    directory); b.png: not an image file (unrecognised format); and 4 more" ('' when none)."""
+
+    def why(failure: dict) -> str:
+        path, error = str(failure.get("path", "?")), str(failure.get("error", "?"))
+        return f"{path}: {error.split(f'{Path(path).name}: ', 1)[-1]}"[:200]  # the error names the server's path
+
+    named = "; ".join(why(f) for f in failures[:shown])
+    return named + (f"; and {len(failures) - shown:,} more" if len(failures) > shown else "")
+
+
 def find_jobs(folders: Sequence[str | os.PathLike]) -> list[Path]:
-    """The workspace folders directly inside ``folders`` that hold a job (for the page's list)."""
+    """The workspace folders that hold a job, for the page's list: those directly inside ``folders``,
+    and those of the jobs this process started, wherever they are (a job typed as a sub-folder,
+    e.g. data/runs/april, is found again after a reload)."""
     found = []
     for folder in folders:
         if Path(folder).is_dir():
             found += sorted(p for p in Path(folder).iterdir() if (job_folder(p) / SPEC_FILE).is_file())
-    return found
+    with _LOCK:
+        started = sorted(Path(key) for key in _RUNNING)
+    known = {p.resolve() for p in found}
+    return found + [p for p in started if p not in known and (job_folder(p) / SPEC_FILE).is_file()]

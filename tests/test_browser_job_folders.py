@@ -1,0 +1,104 @@
+"""Two tabs start a workspace from an uploaded zip into the same folder, in a real browser (headless
+Chromium over `streamlit run`, on a small copy of the demo): the second tab's refusal shows where
+its Start button is (the job the first tab started appeared above the form, which re-created the
+form closed and hid the refusal), nothing of the second zip is written, and the first tab's job
+opens on Students, measured against the teacher since a zip with class names has no labels.
+
+Screenshots land in $CONCEPTKD_SCREENSHOTS (default: the test's temporary folder).
+"""
+
+import zipfile
+from urllib.parse import urlparse
+
+import pytest
+
+from conceptkd_core.extract import jobs
+from conceptkd_tools.screenshots import OVERFLOW_JS
+
+from browser_app import app_on, chromium_path, folder_box, no_exception, settle
+from demo_subset import make_demo_subset
+
+pytestmark = pytest.mark.skipif(chromium_path() is None, reason="needs Debian's chromium (apt-get install chromium)")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """A small copy of the demo and two zips of its scenes: all 40 (in a folder, with a stray text
+    file), and 5 others under other names."""
+    root = make_demo_subset(tmp_path_factory.mktemp("browser-job-folders") / "demo")
+    images = sorted((root.parent / "images").iterdir())
+    with zipfile.ZipFile(root.parent / "scenes.zip", "w") as bundle:
+        for path in images:
+            bundle.write(path, f"scenes/{path.name}")
+        bundle.writestr("README.txt", "not an image")
+    with zipfile.ZipFile(root.parent / "other.zip", "w") as bundle:
+        for path in images[:5]:
+            bundle.write(path, f"other-{path.name}")
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(demo):
+    with app_on(demo) as url:
+        yield url
+
+
+def fill(page, label: str, value: str) -> None:
+    box = page.get_by_label(label, exact=True)
+    box.fill(value)
+    box.press("Enter")
+    settle(page)
+
+
+def create_form(page, archive, classes: str, out: str) -> None:
+    page.get_by_text("Create a workspace").click()
+    settle(page)
+    page.get_by_text("a zip I upload").click()
+    settle(page)
+    page.locator('[data-testid="stExpander"] [data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(archive))
+    settle(page)
+    page.get_by_text(archive.name).wait_for(timeout=30000)
+    fill(page, "Class names, in the teacher's output order (comma-separated)", classes)
+    fill(page, "Folder for the new workspace", out)
+    fill(page, "Segments per image", "8")
+
+
+def test_a_second_tab_starting_into_the_same_folder_sees_why_not(app_page, demo, shots):
+    first, second = app_page("setup", 1280, 900), app_page("setup", 390, 844)
+    create_form(first, demo.parent / "scenes.zip", "person, car, dog, cat, bird", "demo/shared")
+    create_form(second, demo.parent / "other.zip", "tree, sky", "demo/shared")
+    first.get_by_role("button", name="Start extraction").click()
+    first.get_by_text("Started demo/shared: its progress is at the top of this page.").wait_for(timeout=120000)
+    settle(first)
+    first.screenshot(path=str(shots / "job-folders-started.png"), full_page=True)
+
+    second.get_by_role("button", name="Start extraction").click()
+    settle(second)
+    refusal = second.get_by_text("Could not start: shared", exact=False)
+    refusal.wait_for(state="visible", timeout=60000)  # not hidden in a form re-created closed
+    second.screenshot(path=str(shots / "job-folders-refused-390.png"), full_page=True)
+    no_exception(second)
+    assert refusal.inner_text().endswith("choose a new folder"), refusal.inner_text()
+    assert second.evaluate(OVERFLOW_JS) == []
+    unpacked = sorted(p.name for p in (demo.parent / "shared" / jobs.JOB_DIR / jobs.ARCHIVE_DIR / "scenes").iterdir())
+    assert len(unpacked) == 40 and not any(name.startswith("other-") for name in unpacked)
+
+    # The first tab's job opens the new workspace on Students: no labels, so measured against the teacher.
+    first.get_by_role("heading", name="Students", exact=True).wait_for(timeout=300000)
+    settle(first)
+    assert urlparse(first.url).path.endswith("/students")
+    no_exception(first)
+    first.get_by_text("No held-out image has a label").wait_for(timeout=60000)
+    first.screenshot(path=str(shots / "job-folders-students.png"), full_page=True)
+    main = first.locator('[data-testid="stMain"]').inner_text()
+    assert "nan" not in main.replace("\n", " ").split(), main[:1500]
+    assert jobs.read_status(demo.parent / "shared").state == "done"
+
+    # A reload (a new Streamlit session) opens the same workspace again, from the page address; it
+    # silently showed the default workspace instead.
+    first.reload()
+    settle(first)
+    first.get_by_text("No held-out image has a label").wait_for(timeout=60000)
+    assert folder_box(first).input_value() == "demo/shared"
+    assert "workspace=demo%2Fshared" in first.url or "workspace=demo/shared" in first.url, first.url
+    no_exception(first)
