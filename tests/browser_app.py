@@ -70,3 +70,11 @@ def open_folder(page, folder: str, shown: str, timeout: int = 30000) -> None:
             if attempt == 2:
                 raise
             settle(page)
+
+
+def fill(page, label: str, value: str) -> None:
+    """Type ``value`` into the text box labelled ``label`` and press Enter, then let the app settle."""
+    box = page.get_by_label(label, exact=True)
+    box.fill(value)
+    box.press("Enter")
+    settle(page)

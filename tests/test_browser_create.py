@@ -15,7 +15,7 @@ from conceptkd_core.extract import jobs
 from conceptkd_core.store.workspace import load_workspace
 from conceptkd_tools.demo import TEACHER_PREPROCESSING
 
-from browser_app import app_on, chromium_path, folder_box, no_exception, settle
+from browser_app import app_on, chromium_path, fill, folder_box, no_exception, settle
 from demo_subset import make_demo_subset
 
 pytestmark = pytest.mark.skipif(chromium_path() is None, reason="needs Debian's chromium (apt-get install chromium)")
@@ -38,13 +38,6 @@ def demo(tmp_path_factory):
 def server(demo):
     with app_on(demo) as url:
         yield url
-
-
-def fill(page, label: str, value: str) -> None:
-    box = page.get_by_label(label, exact=True)
-    box.fill(value)
-    box.press("Enter")
-    settle(page)
 
 
 def test_create_a_workspace_with_a_torchscript_teacher_and_see_its_students(app_page, demo, shots):

@@ -15,7 +15,7 @@ import pytest
 from conceptkd_core.extract import jobs
 from conceptkd_tools.screenshots import OVERFLOW_JS
 
-from browser_app import app_on, chromium_path, folder_box, no_exception, settle
+from browser_app import app_on, chromium_path, fill, folder_box, no_exception, settle
 from demo_subset import make_demo_subset
 
 pytestmark = pytest.mark.skipif(chromium_path() is None, reason="needs Debian's chromium (apt-get install chromium)")
@@ -41,13 +41,6 @@ def demo(tmp_path_factory):
 def server(demo):
     with app_on(demo) as url:
         yield url
-
-
-def fill(page, label: str, value: str) -> None:
-    box = page.get_by_label(label, exact=True)
-    box.fill(value)
-    box.press("Enter")
-    settle(page)
 
 
 def create_form(page, archive, classes: str, out: str) -> None:
