@@ -392,12 +392,10 @@ def job_panel(out: str) -> None:
             jobs.cancel(out)
         return
     if status.state == "done":
-        if out in watched and not status.skipped:  # finished while this session watched it: open it on Students
-            watched.remove(out)
-            st.session_state["workspace_root"] = out
-            st.switch_page("views/students.py")
-        if out in watched:
-            watched.remove(out)  # drawn once more below, with the images it skipped, not polled
+        if out in watched:  # finished while this session watched it: open it on Students
+            watched.remove(out)  # (one that skipped images is drawn below, with them, and no longer polled)
+            if not status.skipped:
+                open_on_students(out)
         finished_job(out, status)
         return
     what = {"cancelled": "cancelled", "interrupted": "interrupted (the server restarted)", "failed": "failed"}
@@ -418,8 +416,13 @@ def finished_job(out: str, status: jobs.JobStatus) -> None:
     skipped = f", {status.skipped:,} skipped ({shown(status.message)})" if status.skipped else ""
     st.success(f"{display_path(out, ALLOWED_ROOTS)}: done, {status.done - status.skipped:,} images extracted{skipped}")
     if st.button("Open it", key=f"open_{out}", help="Open the new workspace on the Students page"):
-        st.session_state["workspace_root"] = out
-        st.switch_page("views/students.py")
+        open_on_students(out)
+
+
+def open_on_students(out: str) -> None:
+    """Make the workspace a job made in ``out`` the open one, and show it on the Students page."""
+    st.session_state["workspace_root"] = out
+    st.switch_page("views/students.py")
 
 
 def job_list() -> None:

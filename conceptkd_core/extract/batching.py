@@ -47,7 +47,7 @@ class PreparedImage:
 
     row: int
     pixels: np.ndarray | None = None  # (S, S, 3) uint8, squared to the model's input size
-    small: np.ndarray | None = None  # (C, C, 3) uint8, shrunk for torch-slic when C < S (None: pixels)
+    small: np.ndarray | None = None  # (C, C, 3) uint8 torch-slic cuts: shrunk, or pixels itself when C = S
     coverage: np.ndarray | None = None  # (K, grid * grid) float32: share of each patch each segment covers
     segment_map: np.ndarray | None = None  # (SEGMENT_MAP_SIZE, SEGMENT_MAP_SIZE) uint8
     original: np.ndarray | None = None  # (H, W, 3) uint8 as decoded, for a teacher that reads pixels
@@ -89,8 +89,7 @@ class Preparation:
         pixels = square_resize(image, self.image_size)
         original = np.asarray(image) if self.keep_original else None
         if self.segmenter != "slic":
-            small = shrink(pixels, self.superpixel_size)
-            return PreparedImage(row, pixels, small if small is not pixels else None, original=original)
+            return PreparedImage(row, pixels, shrink(pixels, self.superpixel_size), original=original)
         labels = superpixels(pixels, self.n_segments, cut_size=self.superpixel_size)
         return PreparedImage(
             row,
@@ -301,9 +300,9 @@ def launch_shard(
         weights, counts = stacked_coverages([p.coverage for p in ok], clip.device)
         segment_maps = np.stack([p.segment_map for p in ok])
     else:
-        cut = np.stack([p.pixels if p.small is None else p.small for p in ok])
+        small = torch.from_numpy(np.stack([p.small for p in ok])).to(clip.device)
         weights, counts, on_device["segment_maps"] = torch_slic.segment_batch(
-            torch.from_numpy(cut).to(clip.device), clip.grid_size, n_segments, clip.image_size
+            small, clip.grid_size, n_segments, clip.image_size
         )
     batch = to_model_input(clip, [p.pixels for p in ok])
     if _same_pass(clip, teacher):
