@@ -95,3 +95,54 @@ def test_a_second_tab_starting_into_the_same_folder_sees_why_not(app_page, demo,
     assert folder_box(first).input_value() == "demo/shared"
     assert "workspace=demo%2Fshared" in first.url or "workspace=demo/shared" in first.url, first.url
     no_exception(first)
+
+
+def test_a_job_is_cancelled_resumed_and_discarded(app_page, demo, shots):
+    """Cancel stops after the batch in flight and the job stays listed with Resume and Discard;
+    Resume continues it; Discard, once confirmed, deletes its folder and what it extracted, and the
+    images it read stay where they are."""
+    many = demo.parent / "many"
+    if not many.exists():  # 600 images (the subset's 40, copied): a job that runs long enough to cancel
+        many.mkdir()
+        for i, path in enumerate(p for _ in range(15) for p in sorted((demo.parent / "images").iterdir())):
+            (many / f"{i:04d}-{path.name}").write_bytes(path.read_bytes())
+    page = app_page("setup", 1280, 900)
+    page.get_by_text("Create a workspace").click()
+    settle(page)
+    fill(page, "Image folder", "demo/many")
+    fill(page, "Class names, in the teacher's output order (comma-separated)", "person, car, dog, cat, bird")
+    fill(page, "Folder for the new workspace", "demo/stopped")
+    fill(page, "Segments per image", "8")
+    page.get_by_role("button", name="Start extraction").click()
+
+    def cancel_and_wait() -> str:
+        page.get_by_role("button", name="Cancel").click(timeout=120000)
+        warning = page.get_by_text("demo/stopped: ", exact=False).filter(has_text="cancelled")
+        warning.first.wait_for(timeout=120000)
+        settle(page)
+        return warning.first.inner_text()
+
+    first = cancel_and_wait()
+    assert jobs.read_status(demo.parent / "stopped").state == "cancelled"
+    page.screenshot(path=str(shots / "job-cancelled.png"), full_page=True)
+    no_exception(page)
+    done = jobs.read_status(demo.parent / "stopped").done
+    assert 0 < done < 600 and f"{done:,}/600 images, cancelled" in first, first
+
+    page.get_by_role("button", name="Resume").click()
+    second = cancel_and_wait()
+    assert jobs.read_status(demo.parent / "stopped").done > done, second
+
+    page.get_by_role("button", name="Discard").click()
+    confirm = page.get_by_text("Delete the folder demo/stopped and the ", exact=False)
+    confirm.wait_for(timeout=30000)
+    assert confirm.inner_text().endswith("images extracted so far? This cannot be undone."), confirm.inner_text()
+    page.screenshot(path=str(shots / "job-discard-confirm.png"), full_page=True)
+    page.get_by_role("button", name="Delete it").click()
+    page.get_by_text("Discarded demo/stopped: its folder is free again.").wait_for(timeout=60000)
+    settle(page)
+    page.screenshot(path=str(shots / "job-discarded.png"), full_page=True)
+    no_exception(page)
+    assert not (demo.parent / "stopped").exists() and len(list(many.iterdir())) == 600
+    assert page.get_by_role("button", name="Resume").count() == 0
+    assert page.evaluate(OVERFLOW_JS) == []

@@ -4,9 +4,11 @@ Resume would lose its spec, or a finished workspace its files), and a job typed 
 is listed again after a reload."""
 
 import io
+import json
 import zipfile
 
 import pytest
+import torch
 from test_jobs import inputs, spec_of  # noqa: F401 - the module's fixture: eight scenes, a tiny CLIP, a teacher
 
 from conceptkd_core.datasets import DatasetError
@@ -58,7 +60,8 @@ def test_a_folder_that_holds_a_job_is_not_started_over(inputs, tmp_path):  # noq
     stopped = jobs.wait(out, timeout=120)
     assert stopped.state == "cancelled"
     other = unlabelled(inputs, teacher="clip-zero-shot", preprocessing=None)
-    with pytest.raises(jobs.JobError, match=f"ws holds a cancelled job \\({stopped.done}/8 images\\); resume it"):
+    refused = f"ws holds a cancelled job \\({stopped.done}/8 images\\); resume or discard it"
+    with pytest.raises(jobs.JobError, match=refused):
         jobs.start(out, other, inputs[-1])
     assert jobs.read_spec(out) == first  # the cancelled job's Resume still has its settings
     jobs.resume(out, inputs[-1])
@@ -78,16 +81,101 @@ def test_a_job_in_a_sub_folder_is_listed_again(inputs, tmp_path):  # noqa: F811
     assert (root / "runs" / "april").resolve() in [p.resolve() for p in jobs.find_jobs([root])]
 
 
+class GreyOnly(torch.nn.Module):
+    """A teacher that runs on a flat grey image (the check at start) and fails on any real one."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert bool(x.std() < 1e-3), "this teacher reads grey images only"
+        return x.mean(dim=(2, 3))[:, :2]
+
+
 def test_a_job_that_failed_before_extracting_anything_may_be_started_over(inputs, tmp_path):  # noqa: F811
-    """A teacher file that is no TorchScript fails the job at once: the right file goes into the same folder."""
-    broken = tmp_path / "teacher.pt"
-    broken.write_bytes(b"not a model")
+    """A teacher that fails on the first batch fails the job at once: the right file goes into the same folder."""
+    grey_only = tmp_path / "grey_only.pt"
+    torch.jit.save(torch.jit.script(GreyOnly()), str(grey_only))
     out = tmp_path / "ws"
-    jobs.start(out, spec_of(inputs, teacher=str(broken)), inputs[-1])
+    jobs.start(out, spec_of(inputs, teacher=str(grey_only)), inputs[-1])
     failed = jobs.wait(out, timeout=120)
-    assert failed.state == "failed" and failed.done == 0 and "not a TorchScript model" in failed.message
+    assert failed.state == "failed" and failed.done == 0
+    assert failed.message.startswith("grey_only.pt fails on 2 images of 32x32: ")  # one line, no traceback
+    assert failed.message.endswith("AssertionError: this teacher reads grey images only")
+    assert str(tmp_path) not in failed.message and "Traceback" not in failed.message
     jobs.start(out, spec_of(inputs), inputs[-1])
     assert jobs.wait(out, timeout=120).state == "done"
+
+
+class ThreeOutputs(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3))  # three columns (R, G, B) for two classes
+
+
+class OneChannel(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 2, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x).mean(dim=(2, 3))
+
+
+@pytest.mark.parametrize(
+    "teacher, message",
+    [
+        (b"not a model", "teacher.pt: not a TorchScript model"),
+        (ThreeOutputs(), "teacher model output: logits have shape \\(1, 3\\); expected \\(1, 2\\)"),
+        (OneChannel(), "teacher.pt fails on 1 images of 32x32: RuntimeError: Given groups=1, .*channels"),
+    ],
+)
+def test_a_torchscript_teacher_that_cannot_score_the_images_is_refused_at_start(inputs, tmp_path, teacher, message):  # noqa: F811
+    """A model file is loaded and run on one grey image before the job starts: a broken file, or one
+    whose outputs do not fit the classes, is refused where the page can say so, with nothing written."""
+    path = tmp_path / "teacher.pt"
+    if isinstance(teacher, bytes):
+        path.write_bytes(teacher)
+    else:
+        torch.jit.save(torch.jit.script(teacher), str(path))
+    with pytest.raises(jobs.JobError, match=f"^teacher: .*{message}"):
+        jobs.start(tmp_path / "ws", spec_of(inputs, teacher=str(path)), inputs[-1])
+    assert not (tmp_path / "ws").exists()
+
+
+def test_a_stopped_job_is_discarded_with_what_it_extracted_and_nothing_else(inputs, tmp_path):  # noqa: F811
+    images = sorted((inputs[0] / "images").glob("*.png"))
+    out = tmp_path / "ws"
+    jobs.start(out, unlabelled(inputs, batch_size=1), inputs[-1], archive=zip_of(images))
+    with pytest.raises(jobs.JobError, match="ws: the job is running; cancel it first"):
+        jobs.discard(out)
+    assert jobs.cancel(out)
+    assert jobs.wait(out, timeout=120).state == "cancelled"
+    with pytest.raises(jobs.JobError, match="ws holds a cancelled job"):
+        jobs.start(out, unlabelled(inputs), inputs[-1], archive=zip_of(images))
+    (out / "notes.txt").write_text("the analyst's")  # something no job writes: nothing is deleted
+    with pytest.raises(jobs.JobError, match="ws also holds 'notes.txt', which no job writes; nothing was deleted"):
+        jobs.discard(out)
+    assert (out / jobs.JOB_DIR / jobs.SPEC_FILE).is_file() and jobs.read_status(out).state == "cancelled"
+    (out / "notes.txt").unlink()
+    jobs.discard(out)  # its finished batches and the zip's images go with it; the images' sources stay
+    assert not out.exists() and all(p.is_file() for p in images)
+    assert out.resolve() not in [p.resolve() for p in jobs.find_jobs([tmp_path])]
+    jobs.start(out, unlabelled(inputs), inputs[-1], archive=zip_of(images[:4]))  # the folder is free again
+    assert jobs.wait(out, timeout=120).state == "done"
+    with pytest.raises(jobs.JobError, match="ws: the job finished; the workspace is kept"):
+        jobs.discard(out)
+    with pytest.raises(jobs.JobError, match="elsewhere: no job to discard there"):
+        jobs.discard(tmp_path / "elsewhere")
+
+
+def test_a_folder_holding_an_interrupted_job_is_named_with_the_right_article(inputs, tmp_path):  # noqa: F811
+    out = tmp_path / "ws"
+    (out / jobs.JOB_DIR).mkdir(parents=True)
+    spec = unlabelled(inputs, teacher="clip-zero-shot", preprocessing=None)
+    (out / jobs.JOB_DIR / jobs.SPEC_FILE).write_text(json.dumps(spec.to_json(out / jobs.JOB_DIR)))
+    status = {"format": jobs.STATUS_FORMAT, "version": 1, "state": "running", "done": 2, "total": 8, "run": "gone"}
+    (out / jobs.JOB_DIR / jobs.STATUS_FILE).write_text(json.dumps(status))
+    with pytest.raises(jobs.JobError, match="ws holds an interrupted job \\(2/8 images\\); resume or discard it"):
+        jobs.start(out, spec, inputs[-1])
+    jobs.discard(out)
+    assert not out.exists()
 
 
 @pytest.mark.parametrize(

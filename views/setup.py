@@ -398,17 +398,39 @@ def job_panel(out: str) -> None:
                 open_on_students(out)
         finished_job(out, status)
         return
-    what = {"cancelled": "cancelled", "interrupted": "interrupted (the server restarted)", "failed": "failed"}
+    if out in watched:  # stopped while watched: drawn once, outside this poll, where a click cannot be lost
+        watched.remove(out)
+    st.rerun()
+
+
+STOPPED = {"cancelled": "cancelled", "interrupted": "interrupted (the server restarted)", "failed": "failed"}
+
+
+def stopped_job(out: str, status: jobs.JobStatus) -> None:
+    """A cancelled, failed or interrupted job: what it did, Resume, and Discard (after a confirmation)."""
+    name = display_path(out, ALLOWED_ROOTS)
     shown_message = f": {shown(status.message)}" if status.state == "failed" else ""
-    st.warning(f"{name}: {status.done:,}/{status.total:,} images, {what[status.state]}{shown_message}")
-    if st.button("Resume", key=f"resume_{out}", help="Continue where it stopped; finished batches are kept"):
+    st.warning(f"{name}: {status.done:,}/{status.total:,} images, {STOPPED[status.state]}{shown_message}")
+    actions = st.container(horizontal=True)
+    if actions.button("Resume", key=f"resume_{out}", help="Continue where it stopped; finished batches are kept"):
         try:
             jobs.resume(out, get_clip(*clip_of(jobs.read_spec(out))))
         except (jobs.JobError, DatasetError, ValueError, OSError, RuntimeError) as exc:
             st.error(f"Could not resume: {shown(exc)}")
             return
-        watched.append(out)
-        st.rerun(scope="fragment")
+        st.session_state.setdefault("watched_jobs", []).append(out)
+        st.rerun()
+    with actions.popover("Discard", help="Delete this job and what it extracted, to free its folder"):
+        extracted = f" and the {status.done:,} images extracted so far" if status.done else ""
+        st.markdown(f"Delete the folder {plain(name)}{extracted}? This cannot be undone.")
+        if st.button("Delete it", type="primary", key=f"discard_{out}"):
+            try:
+                jobs.discard(out)
+            except jobs.JobError as exc:
+                st.error(f"Could not discard: {shown(exc)}")
+                return
+            st.session_state["setup_notice"] = f"Discarded {name}: its folder is free again."
+            st.rerun()
 
 
 def finished_job(out: str, status: jobs.JobStatus) -> None:
@@ -439,6 +461,8 @@ def job_list() -> None:
             continue
         if status.state == "done" and not watched:  # drawn once, not polled: nothing changes any more
             finished_job(out, status)
+        elif status.state in STOPPED and not watched:  # changes only on a click here (or in another tab)
+            stopped_job(out, status)
         else:
             job_panel(out)
 

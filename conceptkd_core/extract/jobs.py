@@ -271,8 +271,10 @@ def check_out(out: str | os.PathLike) -> None:
             raise JobError(f"{out.name}: a job is already running there; choose a new folder")
         if status is not None and status.state == "done":
             raise JobError(f"{out.name} holds a finished workspace; open it, or choose a new folder")
-        what = f"a {status.state} job ({status.done:,}/{status.total:,} images)" if status else "a job"
-        raise JobError(f"{out.name} holds {what}; resume it from the job list, or choose a new folder")
+        what = "a job"
+        if status is not None:
+            what = f"{_article(status.state)} {status.state} job ({status.done:,}/{status.total:,} images)"
+        raise JobError(f"{out.name} holds {what}; resume or discard it in the job list, or choose a new folder")
     strangers = sorted(p.name for p in out.iterdir() if p.name != JOB_DIR) if out.is_dir() else []
     if strangers:
         raise JobError(f"{out.name} is not empty (e.g. {strangers[0][:60]!r}); choose a new or empty folder")
@@ -309,6 +311,10 @@ def start(
             if made:
                 shutil.rmtree(out, ignore_errors=True)
             raise
+    if (job_folder(out) / STATUS_FILE).is_file():  # ``check_out`` let it: a job that failed before extracting
+        from .pipeline import PARTIAL_DIR  # anything; its plan records the settings this start replaces
+
+        shutil.rmtree(out / PARTIAL_DIR, ignore_errors=True)
     job_folder(out).mkdir(parents=True, exist_ok=True)
     atomic_write_json(job_folder(out) / SPEC_FILE, spec.to_json(job_folder(out)))
     return _launch(out, spec, clip)
@@ -328,8 +334,24 @@ def _check_inputs(spec: JobSpec) -> None:
             teacher = LogitsFileTeacher(spec.teacher, images.classes, image_ids=images.image_ids)
             teacher.check_covers(images.image_ids)
             teacher.check_known(images.image_ids)
+        else:
+            _check_model_teacher(spec, images.classes)
     except TeacherError as exc:
         raise JobError(f"teacher: {exc}") from None
+
+
+def _check_model_teacher(spec: JobSpec, classes: Sequence[str]) -> None:
+    """Load a TorchScript teacher and run it on one grey image at its input size: a file that is no
+    TorchScript model, that fails on its input, or whose output is not one finite logit per class
+    is refused at start (the job loads it again on its thread; a load costs far less than a job
+    that fails a moment later). Raises TeacherError."""
+    import numpy as np
+
+    from .teacher_registry import create_teacher
+
+    teacher = create_teacher(spec.teacher, classes, preprocessing=spec.preprocessing, device="cpu")
+    size = teacher.preprocessing.image_size
+    teacher.logits([np.full((size, size, 3), 128, dtype=np.uint8)])
 
 
 def resume(out: str | os.PathLike, clip) -> JobStatus:
@@ -347,6 +369,35 @@ def cancel(out: str | os.PathLike) -> bool:
     if running:
         running[2].set()
     return running is not None
+
+
+def discard(out: str | os.PathLike) -> None:
+    """Delete a stopped job (cancelled, failed or interrupted) and what it extracted: the folder
+    ``out`` it was filling, its finished batches and an uploaded zip's images with it, so the folder
+    can be used afresh. A running job, a finished workspace, and a folder holding anything that
+    no job writes are refused (JobError naming why): nothing but a job's own files is deleted."""
+    from ..store.side_files import foreign_entries
+
+    out = Path(out)
+    status = read_status(out) if (job_folder(out) / SPEC_FILE).is_file() else None
+    if status is None:
+        raise JobError(f"{out.name}: no job to discard there")
+    if status.active:
+        raise JobError(f"{out.name}: the job is running; cancel it first")
+    if status.state == "done":
+        raise JobError(f"{out.name}: the job finished; the workspace is kept (delete its folder by hand if unwanted)")
+    strangers = foreign_entries(out)
+    if strangers:
+        raise JobError(
+            f"{out.name} also holds {strangers[0][:60]!r}, which no job writes; nothing was deleted (remove it by hand)"
+        )
+    with _LOCK:
+        _RUNNING.pop(_key(out), None)
+    shutil.rmtree(out)
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
 
 
 def wait(out: str | os.PathLike, timeout: float | None = None) -> JobStatus | None:

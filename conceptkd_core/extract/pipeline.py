@@ -41,9 +41,8 @@ from ..datasets import ImageSet
 from ..defaults import DEFAULT_SEGMENTER, DEFAULT_TEACHER, MAX_SEGMENTS, N_SEGMENTS, SEGMENTERS
 from ..images import Preprocessing
 from ..store.atomic_io import atomic_write, atomic_write_json, atomic_write_npy_rows
-from ..store.side_files import REPORT_FILE, SEGMENT_ARRAYS, SESSIONS_DIR, clear_workspace, segment_file
+from ..store.side_files import REPORT_FILE, SEGMENT_ARRAYS, clear_workspace, foreign_entries, segment_file
 from ..store.strict_json import StrictJSONError, canonical_sha256, loads_strict
-from ..store.validation import UPLOADS_DIR
 from ..store.workspace import META_FILE, Workspace, WorkspaceError, load_workspace, read_meta, write_workspace
 from ..vocabulary import vocabulary_hash
 from . import segments
@@ -290,11 +289,7 @@ def _prepare_output(out: Path, settings: dict, plan: dict, overwrite: bool) -> W
     start, or with ``overwrite`` a rebuild), or raises ExtractionError saying why it will not."""
     if out.exists() and not out.is_dir():
         raise ExtractionError(f"{out} is a file; expected a folder for the workspace")
-    known = {META_FILE, PARTIAL_DIR, REPORT_FILE, SESSIONS_DIR, "segments", "students.json", "gram.npz"}
-    known |= {"manifest.parquet", "vocabulary.txt", "concepts.npy", "teacher_logits.npy", UPLOADS_DIR}
-    # Names starting with "." are ours too: the shards' folder and temporary files of atomic writes.
-    names = [p.name for p in out.iterdir()] if out.is_dir() else []
-    strangers = sorted(name for name in names if name not in known and not name.startswith("."))
+    strangers = foreign_entries(out)
     if strangers:
         raise ExtractionError(
             f"{out} is not empty and holds no workspace (e.g. {strangers[0]!r}); choose a new or empty folder"

@@ -37,6 +37,16 @@ class Teacher(Protocol):
         """Logits of shape (len(images), n_classes)."""
 
 
+def error_line(exc: BaseException) -> str:
+    """One line saying what went wrong inside a model: a TorchScript error's message is the
+    interpreter's traceback (file paths included), whose last line is the error itself."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    line = lines[-1] if lines[0].startswith("The following operation failed") else lines[0]
+    return line.removeprefix("builtins.")[:300]
+
+
 def _finite_logits(values: np.ndarray, n_rows: int, k: int, source: str) -> np.ndarray:
     values = np.asarray(values, dtype=np.float32)
     if values.shape != (n_rows, k):
@@ -105,8 +115,13 @@ class TorchTeacher:
         import torch
 
         batch = self.preprocessing.to_tensor(images, device=self.device)
-        with torch.inference_mode():
-            out = self.model(batch).float().cpu().numpy()
+        try:
+            with torch.inference_mode():
+                out = self.model(batch).float().cpu().numpy()
+        except Exception as exc:  # noqa: BLE001 - whatever the model raises on its input is the model's fault
+            name = Path(self.source).name if self.source else "the teacher model"
+            size = self.preprocessing.image_size
+            raise TeacherError(f"{name} fails on {len(images)} images of {size}x{size}: {error_line(exc)}") from None
         if self.columns is not None:
             if out.ndim != 2 or out.shape[1] != len(self.output_classes):
                 raise TeacherError(

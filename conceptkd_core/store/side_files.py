@@ -43,7 +43,7 @@ from ..defaults import MAX_SEGMENTS, SEGMENT_MAP_SIZE, TOP_CONCEPTS_PER_SEGMENT
 from .atomic_io import atomic_write_bytes, atomic_write_json
 from .metadata import DATA_FILES, SCHEMA_VERSION, SUPPORTED_SCHEMA_VERSIONS
 from .strict_json import StrictJSONError, canonical_sha256, loads_strict
-from .validation import META_FILE, SEGMENT_ARRAYS, SEGMENT_FILES, SEGMENTS_DIR, check
+from .validation import META_FILE, SEGMENT_ARRAYS, SEGMENT_FILES, SEGMENTS_DIR, UPLOADS_DIR, check
 from .workspace import Workspace, WorkspaceError, verify_recorded_file
 
 STUDENTS_FILE = "students.json"
@@ -315,6 +315,15 @@ def session_files(workspace: Workspace) -> list[Path]:
 
 
 # ----------------------------------------------------------------------------- replacing a workspace
+def foreign_entries(root: str | os.PathLike) -> list[str]:
+    """The names in folder ``root`` that neither a workspace nor its extraction writes, sorted.
+    Names starting with "." are ours too: the shards' folder, a job's folder, temporary files of
+    atomic writes. An extraction starts only in a folder without them; a job is discarded only so."""
+    ours = {META_FILE, *DATA_FILES, SEGMENTS_DIR, STUDENTS_FILE, GRAM_FILE, REPORT_FILE, SESSIONS_DIR, UPLOADS_DIR}
+    names = [p.name for p in Path(root).iterdir()] if Path(root).is_dir() else []
+    return sorted(name for name in names if name not in ours and not name.startswith("."))
+
+
 def clear_workspace(root: str | os.PathLike) -> None:
     """Remove the workspace in ``root`` before it is rebuilt in place: the metadata first (so a
     crash part-way leaves no loadable half), then the data files, segments and caches. Tuning
