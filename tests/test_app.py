@@ -7,6 +7,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from conceptkd_core.datasets import load_folder
+from conceptkd_core.extract import jobs
 from conceptkd_core.extract.clip_backend import load_clip
 from conceptkd_core.extract.pipeline import extract
 from conceptkd_core.extract.teachers import ClipZeroShotTeacher
@@ -247,9 +248,14 @@ def test_vocabulary_edit_rescores_into_a_new_workspace(workspace, tmp_path):
     area.set_value(area.value + "\nunicorn\n").run()
     assert not at.exception
     button = next(b for b in at.button if b.label.startswith("Re-score"))
-    button.click().run()
+    button.click().run()  # starts a background job, listed at the top of the page
+    assert not at.exception, at.exception
+    (target,) = at.session_state["watched_jobs"]
+    assert jobs.wait(target, timeout=120).state == "done"
+    at.run()  # the job's panel sees it done and opens the new workspace
     assert not at.exception, at.exception
     new_root = at.session_state["workspace_root"]
+    assert Path(new_root).resolve() == Path(target).resolve()
     new = load_workspace(new_root)
     assert new.n_concepts == ws.n_concepts + 1 and new.vocabulary[-1] == "unicorn"
     assert new.n_images == ws.n_images

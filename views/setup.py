@@ -19,7 +19,7 @@ from conceptkd_core.extract.add_images import (
     skip_duplicates,
     uploaded_logits_teacher,
 )
-from conceptkd_core.extract.rescore import rescore, rescored_folder
+from conceptkd_core.extract.rescore import rescored_already, rescored_folder
 from conceptkd_core.extract.teachers import TeacherError
 from conceptkd_core.images import RESIZE_MODES, Preprocessing
 from conceptkd_core.predict import PredictError, clip_source
@@ -189,18 +189,31 @@ def vocabulary_editor(explorer) -> None:
         return
     target = rescored_folder(ws, words)
     if st.button(f"Re-score {ws.n_images} images with this vocabulary → {target.name}"):
-        bar, update = progress_bar()
-        try:
-            result = rescore(ws, words, get_clip(*found), update)
-        except (ValueError, OSError, RuntimeError) as exc:
-            st.error(f"Could not re-score: {shown(exc)}")
-            return
-        bar.progress(1.0, text="Done")
-        switch_to(
-            result.workspace,
-            f"New workspace {result.workspace.root.name} with {result.workspace.n_concepts} "
-            "concepts; it is now the open workspace (the original is unchanged).",
-        )
+        rescore_in_background(ws, words, found, target)
+
+
+def rescore_in_background(ws, words: list[str], found: tuple[str, str, str], target: Path) -> None:
+    """Start re-scoring ``ws`` with ``words`` into ``target`` as a job (listed at the top of the page,
+    found again after a reload, opened on Students when done); a workspace already re-scored so is opened."""
+    done = rescored_already(ws, words)
+    if done is not None:
+        switch_to(done, f"{target.name} holds these words' scores already; it is now the open workspace.")
+    try:
+        status = jobs.read_status(target)
+    except jobs.JobError:
+        status = None
+    if status is not None and status.state != "done":
+        st.info(f"{target.name} has a re-scoring job with these words ({status.state}): see the top of this page.")
+        return
+    model, checkpoint, pretrained = found
+    spec = jobs.RescoreSpec(str(ws.root), tuple(words), model, pretrained or None, checkpoint or None)
+    try:
+        jobs.start(target, spec, get_clip(*found))
+    except (jobs.JobError, ValueError, OSError, RuntimeError) as exc:
+        st.error(f"Could not re-score: {shown(exc)}")
+        return
+    st.session_state.setdefault("watched_jobs", []).append(str(target.resolve()))
+    st.rerun()
 
 
 TEACHER_KINDS = {

@@ -41,6 +41,7 @@ JOB_DIR = ".job"
 ARCHIVE_DIR = "images"  # an uploaded zip's images, inside JOB_DIR
 SPEC_FILE, STATUS_FILE = "spec.json", "status.json"
 SPEC_FORMAT, STATUS_FORMAT, VERSION = "conceptkd.extract-job", "conceptkd.extract-status", 1
+RESCORE_FORMAT = "conceptkd.rescore-job"
 STATES = ("running", "done", "failed", "cancelled", "interrupted")
 ACTIVE = "running"
 # A job that finished this recently is still listed on Setup, to open: the tab that watched it may
@@ -56,6 +57,56 @@ class JobError(ValueError):
 
 class JobCancelled(Exception):
     """Raised inside the pipeline's progress callback to stop after the batch in flight."""
+
+
+def _relative(path: str | None, base: Path) -> str | None:
+    return None if path is None else os.path.relpath(Path(path).resolve(), base.resolve())
+
+
+class _Fields:
+    """The fields of a spec document read from ``base / SPEC_FILE``, each checked, with JobError naming a bad one."""
+
+    def __init__(self, document: object, base: Path, kind: str, what: str):
+        self.base, self.where = base, base / SPEC_FILE
+        if not isinstance(document, dict) or document.get("format") != kind:
+            raise JobError(f"{self.where}: not {what} (format is not {kind!r})")
+        if document.get("version") != VERSION:
+            raise JobError(f"{self.where}: version {document.get('version')!r}; this ConceptKD reads version {VERSION}")
+        self.document = document
+
+    def __call__(self, name: str, kinds: tuple[type, ...]):
+        value = self.document.get(name)
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            raise JobError(f"{self.where}: field {name!r} is {str(value)[:60]!r}; expected {kinds[0].__name__}")
+        return value
+
+    def path(self, name: str, optional: bool = False) -> str | None:
+        value = self(name, (str, type(None)) if optional else (str,))
+        return None if value is None else str((self.base / value).resolve())
+
+    def words(self, name: str) -> tuple[str, ...]:
+        words = self(name, (list,))
+        if not all(isinstance(w, str) for w in words):
+            raise JobError(f"{self.where}: {name!r} must be a list of words")
+        return tuple(words)
+
+    def clip(self) -> dict:
+        """The CLIP's fields, as ``_clip_json`` writes them."""
+        return {
+            "model": self.path("model") if self("model_is_file", (bool,)) else self("model", (str,)),
+            "pretrained": self("pretrained", (str, type(None))),
+            "checkpoint": self.path("checkpoint", optional=True),
+        }
+
+
+def _clip_json(spec: JobSpec | RescoreSpec, base: Path) -> dict:
+    model_is_file = spec.model.endswith(".json")
+    return {
+        "model": _relative(spec.model, base) if model_is_file else spec.model,
+        "model_is_file": model_is_file,
+        "pretrained": spec.pretrained,
+        "checkpoint": _relative(spec.checkpoint, base),
+    }
 
 
 @dataclass(frozen=True)
@@ -81,29 +132,24 @@ class JobSpec:
     n_segments: int = N_SEGMENTS
     batch_size: int = 16
 
+    doing = "extracting"  # what its status says while it runs
+
     def image_set(self) -> ImageSet:
         """The images with labels and the split the students are fit and measured on. Raises DatasetError."""
         images = load_folder(self.images, self.labels) if self.labels else load_unlabelled(self.images, self.classes)
         return dataclasses.replace(images, splits=assign_heldout(images.splits, images.labels))
 
     def to_json(self, base: Path) -> dict:
-        def rel(path: str | None) -> str | None:
-            return None if path is None else os.path.relpath(Path(path).resolve(), base.resolve())
-
-        model_is_file = self.model.endswith(".json")
         return {
             "format": SPEC_FORMAT,
             "version": VERSION,
-            "images": rel(self.images),
-            "labels": rel(self.labels),
+            "images": _relative(self.images, base),
+            "labels": _relative(self.labels, base),
             "classes": list(self.classes),
-            "teacher": self.teacher if self.teacher == CLIP_ZERO_SHOT else rel(self.teacher),
+            "teacher": self.teacher if self.teacher == CLIP_ZERO_SHOT else _relative(self.teacher, base),
             "preprocessing": self.preprocessing.identity if self.preprocessing else None,
             "vocabulary": list(self.vocabulary),
-            "model": rel(self.model) if model_is_file else self.model,
-            "model_is_file": model_is_file,
-            "pretrained": self.pretrained,
-            "checkpoint": rel(self.checkpoint),
+            **_clip_json(self, base),
             "n_segments": self.n_segments,
             "batch_size": self.batch_size,
         }
@@ -111,44 +157,70 @@ class JobSpec:
     @classmethod
     def from_json(cls, document: object, base: Path) -> JobSpec:
         """The spec ``document`` holds, paths resolved against ``base``; raises JobError naming a bad field."""
-        where = base / SPEC_FILE
-        if not isinstance(document, dict) or document.get("format") != SPEC_FORMAT:
-            raise JobError(f"{where}: not an extraction job (format is not {SPEC_FORMAT!r})")
-        if document.get("version") != VERSION:
-            raise JobError(f"{where}: version {document.get('version')!r}; this ConceptKD reads version {VERSION}")
-
-        def field(name: str, kinds: tuple[type, ...]):
-            value = document.get(name)
-            if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-                raise JobError(f"{where}: field {name!r} is {str(value)[:60]!r}; expected {kinds[0].__name__}")
-            return value
-
-        def path(name: str, optional: bool = False) -> str | None:
-            value = field(name, (str, type(None)) if optional else (str,))
-            return None if value is None else str((base / value).resolve())
-
-        words, classes = field("vocabulary", (list,)), field("classes", (list,))
-        if not all(isinstance(w, str) for w in words + classes):
-            raise JobError(f"{where}: 'vocabulary' and 'classes' must be lists of words")
+        field = _Fields(document, base, SPEC_FORMAT, "an extraction job")
         recorded = field("preprocessing", (dict, type(None)))
         try:
             preprocessing = Preprocessing(**recorded) if recorded is not None else None
         except (TypeError, ValueError) as exc:
-            raise JobError(f"{where}: field 'preprocessing': {exc}") from None
+            raise JobError(f"{field.where}: field 'preprocessing': {exc}") from None
         teacher = field("teacher", (str,))
         return cls(
-            images=path("images"),
+            images=field.path("images"),
             teacher=teacher if teacher == CLIP_ZERO_SHOT else str((base / teacher).resolve()),
-            vocabulary=tuple(words),
-            model=path("model") if field("model_is_file", (bool,)) else field("model", (str,)),
-            pretrained=field("pretrained", (str, type(None))),
-            checkpoint=path("checkpoint", optional=True),
-            labels=path("labels", optional=True),
-            classes=tuple(classes),
+            vocabulary=field.words("vocabulary"),
+            **field.clip(),
+            labels=field.path("labels", optional=True),
+            classes=field.words("classes"),
             preprocessing=preprocessing,
             n_segments=field("n_segments", (int,)),
             batch_size=field("batch_size", (int,)),
         )
+
+
+@dataclass(frozen=True)
+class RescoreSpec:
+    """A workspace's images scored again with another vocabulary (``rescore.rescore``): the images,
+    labels, split, segments and teacher logits are those of the workspace in ``source``. Paths are
+    absolute here and relative to ``spec.json`` on disk."""
+
+    source: str
+    vocabulary: tuple[str, ...]
+    model: str
+    pretrained: str | None = None
+    checkpoint: str | None = None
+    batch_size: int = 16
+
+    doing = "re-scoring"
+
+    def workspace(self):
+        """The source workspace; raises JobError (one line) when it cannot be read."""
+        from ..store.workspace import WorkspaceError, load_workspace
+
+        try:
+            return load_workspace(self.source)
+        except WorkspaceError as exc:
+            raise JobError(f"the workspace to re-score: {exc}") from None
+
+    def image_set(self) -> ImageSet:
+        from .rescore import workspace_images
+
+        return workspace_images(self.workspace())
+
+    def to_json(self, base: Path) -> dict:
+        return {
+            "format": RESCORE_FORMAT,
+            "version": VERSION,
+            "source": _relative(self.source, base),
+            "vocabulary": list(self.vocabulary),
+            **_clip_json(self, base),
+            "batch_size": self.batch_size,
+        }
+
+    @classmethod
+    def from_json(cls, document: object, base: Path) -> RescoreSpec:
+        field = _Fields(document, base, RESCORE_FORMAT, "a re-scoring job")
+        words, batch_size = field.words("vocabulary"), field("batch_size", (int,))
+        return cls(source=field.path("source"), vocabulary=words, **field.clip(), batch_size=batch_size)
 
 
 @dataclass(frozen=True)
@@ -198,7 +270,8 @@ def _running(out: str | os.PathLike) -> tuple[str, threading.Thread, threading.E
     return entry if entry and entry[1].is_alive() else None
 
 
-def read_spec(out: str | os.PathLike) -> JobSpec:
+def read_spec(out: str | os.PathLike) -> JobSpec | RescoreSpec:
+    """The spec of the job in workspace folder ``out``; raises JobError, one line, if it cannot be read."""
     folder = job_folder(out)
     try:
         document = loads_strict((folder / SPEC_FILE).read_bytes(), 16 * 2**20)
@@ -206,6 +279,8 @@ def read_spec(out: str | os.PathLike) -> JobSpec:
         raise JobError(f"{folder / SPEC_FILE}: cannot read ({exc.strerror or exc})") from None
     except StrictJSONError as exc:
         raise JobError(f"{folder / SPEC_FILE}: {exc}") from None
+    if isinstance(document, dict) and document.get("format") == RESCORE_FORMAT:
+        return RescoreSpec.from_json(document, folder)
     return JobSpec.from_json(document, folder)
 
 
@@ -281,7 +356,10 @@ def check_out(out: str | os.PathLike) -> None:
 
 
 def start(
-    out: str | os.PathLike, spec: JobSpec, clip, archive: str | os.PathLike | IO[bytes] | None = None
+    out: str | os.PathLike,
+    spec: JobSpec | RescoreSpec,
+    clip,
+    archive: str | os.PathLike | IO[bytes] | None = None,
 ) -> JobStatus:
     """Check ``spec`` (its images, labels, vocabulary), record it in ``out`` and extract there in
     the background with ``clip`` (loaded by the caller from ``spec.model`` …, e.g. cached by the
@@ -327,7 +405,7 @@ def _check_inputs(spec: JobSpec) -> None:
     from .teachers import LogitsFileTeacher, TeacherError
 
     images = spec.image_set()
-    if spec.teacher == CLIP_ZERO_SHOT:
+    if isinstance(spec, RescoreSpec) or spec.teacher == CLIP_ZERO_SHOT:  # re-scoring: the recorded logits
         return
     try:
         if teacher_kind(spec.teacher) == "logits-file":
@@ -420,40 +498,34 @@ def _launch(out: Path, spec: JobSpec, clip) -> JobStatus:
     return status
 
 
-def _run(out: Path, spec: JobSpec, images: ImageSet, clip, status: JobStatus, stop: threading.Event) -> None:
+def _run(
+    out: Path, spec: JobSpec | RescoreSpec, images: ImageSet, clip, status: JobStatus, stop: threading.Event
+) -> None:
     """The job's thread: the pipeline, with a progress callback that records the status and stops on cancel."""
-    from .pipeline import ExtractionError, extract
-    from .teacher_registry import create_teacher
     from .teachers import TeacherError
 
     def progress(p) -> None:
         nonlocal status
         eta = p.eta_s if p.eta_s != float("inf") else None
         status = dataclasses.replace(
-            status, done=p.done, skipped=p.skipped, images_per_s=p.images_per_s, eta_s=eta, message="extracting"
+            status, done=p.done, skipped=p.skipped, images_per_s=p.images_per_s, eta_s=eta, message=spec.doing
         )
         _write_status(out, status)
         if stop.is_set():
             raise JobCancelled
 
+    def say(message: str) -> None:
+        nonlocal status
+        _write_status(out, status := dataclasses.replace(status, message=message))
+
     try:
-        _write_status(out, status := dataclasses.replace(status, message="loading the teacher"))
-        teacher = create_teacher(
-            spec.teacher, images.classes, clip=clip, image_ids=images.image_ids, preprocessing=spec.preprocessing
-        )
-        if hasattr(teacher, "check_known"):  # a logits file: refuse rows for images the labels do not list
-            teacher.check_known(images.image_ids)
-        _write_status(out, status := dataclasses.replace(status, message="encoding the vocabulary"))
-        result = extract(
-            images,
-            out,
-            clip,
-            teacher,
-            list(spec.vocabulary),
-            batch_size=spec.batch_size,
-            n_segments=spec.n_segments,
-            progress=progress,
-        )
+        if isinstance(spec, RescoreSpec):
+            from .rescore import rescore
+
+            say("encoding the vocabulary")
+            result = rescore(spec.workspace(), spec.vocabulary, clip, progress, out=out, batch_size=spec.batch_size)
+        else:
+            result = _extract(out, spec, images, clip, progress, say)
         status = dataclasses.replace(
             status,
             state="done",
@@ -464,11 +536,34 @@ def _run(out: Path, spec: JobSpec, images: ImageSet, clip, status: JobStatus, st
         )
     except JobCancelled:
         status = dataclasses.replace(status, state="cancelled", eta_s=None, message="cancelled; resume to continue")
-    except (ExtractionError, TeacherError, DatasetError, ValueError, OSError, RuntimeError) as exc:
+    except (TeacherError, DatasetError, ValueError, OSError, RuntimeError) as exc:  # ExtractionError too
         status = dataclasses.replace(status, state="failed", eta_s=None, message=" ".join(str(exc).split())[:500])
     except Exception as exc:  # noqa: BLE001 - a thread's crash must reach the page as a status, not vanish
         status = dataclasses.replace(status, state="failed", eta_s=None, message=f"internal error: {exc!r}"[:500])
     _write_status(out, status)
+
+
+def _extract(out: Path, spec: JobSpec, images: ImageSet, clip, progress, say):
+    from .pipeline import extract
+    from .teacher_registry import create_teacher
+
+    say("loading the teacher")
+    teacher = create_teacher(
+        spec.teacher, images.classes, clip=clip, image_ids=images.image_ids, preprocessing=spec.preprocessing
+    )
+    if hasattr(teacher, "check_known"):  # a logits file: refuse rows for images the labels do not list
+        teacher.check_known(images.image_ids)
+    say("encoding the vocabulary")
+    return extract(
+        images,
+        out,
+        clip,
+        teacher,
+        list(spec.vocabulary),
+        batch_size=spec.batch_size,
+        n_segments=spec.n_segments,
+        progress=progress,
+    )
 
 
 def skipped_summary(failures: Sequence[dict], shown: int = 3) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 from ..datasets import ImageSet
 from ..store.atomic_io import find_by_sha256
 from ..store.validation import UPLOADS_DIR
-from ..store.workspace import TEACHER_LOGITS_FILE, Workspace
+from ..store.workspace import META_FILE, TEACHER_LOGITS_FILE, Workspace, WorkspaceError, load_workspace
 from ..vocabulary import normalise_words, vocabulary_hash
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
@@ -61,8 +61,29 @@ def rescored_folder(workspace: Workspace, words: Sequence[str]) -> Path:
     return workspace.root.with_name(f"{workspace.root.name}-vocab-{vocabulary_hash(words)[:8]}")
 
 
-def rescore(workspace: Workspace, words: Sequence[str], clip, progress: Callable | None = None):
-    """Extract the workspace's images again with ``words`` into ``rescored_folder``; returns the result."""
+def rescored_already(workspace: Workspace, words: Sequence[str]) -> Workspace | None:
+    """The finished workspace ``rescore`` made of ``workspace`` with ``words`` before, if there is one."""
+    folder = rescored_folder(workspace, words)
+    if not (folder / META_FILE).is_file():
+        return None
+    try:
+        done = load_workspace(folder)
+    except WorkspaceError:
+        return None
+    source = done.meta.get("extra", {}).get("rescored_from")
+    return done if list(done.vocabulary) == normalise_words(words) and source == workspace.workspace_id else None
+
+
+def rescore(
+    workspace: Workspace,
+    words: Sequence[str],
+    clip,
+    progress: Callable | None = None,
+    out: str | os.PathLike | None = None,
+    batch_size: int = 16,
+):
+    """Extract the workspace's images again with ``words`` into ``out`` (default ``rescored_folder``);
+    returns the result. Its images, labels, split, segments and teacher logits are the workspace's."""
     from .pipeline import extract
     from .segments import recorded_n_segments, recorded_segmenter, recorded_superpixel_size
     from .teacher_registry import create_teacher
@@ -72,13 +93,15 @@ def rescore(workspace: Workspace, words: Sequence[str], clip, progress: Callable
         workspace.root / TEACHER_LOGITS_FILE, workspace.classes, image_ids=list(workspace.image_ids)
     )
     extra = {k: v for k, v in workspace.meta.get("extra", {}).items() if k in ("demo",)}
-    copy_uploads(workspace, rescored_folder(workspace, words))
+    out = Path(out) if out is not None else rescored_folder(workspace, words)
+    copy_uploads(workspace, out)
     return extract(
         workspace_images(workspace),
-        rescored_folder(workspace, words),
+        out,
         clip,
         teacher,
         words,
+        batch_size=batch_size,
         n_segments=recorded_n_segments(workspace),
         segmenter=recorded_segmenter(workspace),
         superpixel_size=recorded_superpixel_size(workspace, clip.image_size),
