@@ -84,3 +84,35 @@ def test_bench_extract_reports_both_throughputs():
     )
     assert result["end_to_end_images_per_s"] > 0 and result["end_to_end_images"] == 4
     assert result["workers"] == 1
+    # The worker cuts the superpixels and lives through every round: its CPU is counted (it was not).
+    assert result["dense_workers_cpu_s_per_image"] > 0 and result["dense_main_cpu_s_per_image"] > 0
+    parts = result["dense_main_cpu_s_per_image"] + result["dense_workers_cpu_s_per_image"]
+    assert result["dense_cpu_s_per_image"] == pytest.approx(parts, abs=2e-3)
+
+
+def test_the_cpu_of_a_child_is_counted_while_it_lives():
+    import multiprocessing
+
+    from conceptkd_tools.bench_extract import children_cpu_s
+
+    context = multiprocessing.get_context("fork")
+    ready, stop = context.Event(), context.Event()
+    child = context.Process(target=_burn_then_wait, args=(0.5, ready, stop))
+    before = children_cpu_s()
+    child.start()
+    try:
+        assert ready.wait(60)
+        assert children_cpu_s() - before >= 0.3  # alive, not reaped: read from /proc
+    finally:
+        stop.set()
+        child.join(60)
+
+
+def _burn_then_wait(seconds, ready, stop):
+    import time
+
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+    ready.set()
+    stop.wait(60)

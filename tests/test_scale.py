@@ -202,6 +202,7 @@ def test_bench_scale_prints_the_table_and_plots(tmp_path):
     assert result["move_total_ms_p50_largest"] == large["move_total_ms_p50"]
     assert result["gram_peak_rss_mb_largest"] == large["gram_peak_rss_mb"]
     assert "refit_ratio_largest_vs_smallest" in result and "gram_time_per_row_ratio" in result
+    assert result["refit_ratio_largest_vs_smallest"] > 0 and "bank" not in json.dumps(result)  # printable, banks gone
     assert (tmp_path / "scale.png").stat().st_size > 10_000
 
 
