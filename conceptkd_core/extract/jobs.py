@@ -5,8 +5,10 @@ second browser tab must find the job again. So a job is a thread of the server p
 ``pipeline.extract`` on the CLIP the server keeps cached, and everything a page needs to know
 about it is on disk, in the workspace folder it fills:
 
-* ``OUT/.job/spec.json``: what to extract (images, labels, teacher and its preprocessing,
-  vocabulary, CLIP, segments), paths relative to that file; written once at start;
+* ``OUT/.job/spec.json``: what to extract (``JobSpec``: images, labels, teacher and its
+  preprocessing, vocabulary, CLIP, segments; or ``RescoreSpec``: a workspace whose images are
+  scored again with another vocabulary), paths relative to that file; written once at start.
+  Each kind checks its inputs at start (``check``) and does its work on the job's thread (``run``);
 * ``OUT/.job/status.json``: state, images done of total, speed, ETA, the last error, rewritten
   after every batch.
 
@@ -139,6 +141,49 @@ class JobSpec:
         images = load_folder(self.images, self.labels) if self.labels else load_unlabelled(self.images, self.classes)
         return dataclasses.replace(images, splits=assign_heldout(images.splits, images.labels))
 
+    def check(self) -> None:
+        """The images and labels, a logits file (cheap to read) and a TorchScript teacher (run once on
+        a grey image): one with a row missing, a NaN, a wrong column, or a model that fails is refused
+        here, where the page can say so, instead of failing the job a moment later."""
+        from .teacher_registry import teacher_kind
+        from .teachers import LogitsFileTeacher, TeacherError
+
+        images = self.image_set()
+        if self.teacher == CLIP_ZERO_SHOT:
+            return
+        try:
+            if teacher_kind(self.teacher) == "logits-file":
+                teacher = LogitsFileTeacher(self.teacher, images.classes, image_ids=images.image_ids)
+                teacher.check_covers(images.image_ids)
+                teacher.check_known(images.image_ids)
+            else:
+                _check_model_teacher(self, images.classes)
+        except TeacherError as exc:
+            raise JobError(f"teacher: {exc}") from None
+
+    def run(self, out: Path, images: ImageSet, clip, progress, say):
+        """Extract into ``out`` (on the job's thread); ``say`` records what is happening before the batches."""
+        from .pipeline import extract
+        from .teacher_registry import create_teacher
+
+        say("loading the teacher")
+        teacher = create_teacher(
+            self.teacher, images.classes, clip=clip, image_ids=images.image_ids, preprocessing=self.preprocessing
+        )
+        if hasattr(teacher, "check_known"):  # a logits file: refuse rows for images the labels do not list
+            teacher.check_known(images.image_ids)
+        say("encoding the vocabulary")
+        return extract(
+            images,
+            out,
+            clip,
+            teacher,
+            list(self.vocabulary),
+            batch_size=self.batch_size,
+            n_segments=self.n_segments,
+            progress=progress,
+        )
+
     def to_json(self, base: Path) -> dict:
         return {
             "format": SPEC_FORMAT,
@@ -205,6 +250,16 @@ class RescoreSpec:
         from .rescore import workspace_images
 
         return workspace_images(self.workspace())
+
+    def check(self) -> None:
+        """The workspace can be read (its teacher's logits are recorded in it: no teacher to check)."""
+        self.image_set()
+
+    def run(self, out: Path, images: ImageSet, clip, progress, say):
+        from .rescore import rescore
+
+        say("encoding the vocabulary")
+        return rescore(self.workspace(), self.vocabulary, clip, progress, out=out, batch_size=self.batch_size)
 
     def to_json(self, base: Path) -> dict:
         return {
@@ -376,14 +431,14 @@ def start(
     if not spec.vocabulary:
         raise JobError("the vocabulary is empty; give at least one concept word")
     if archive is None:
-        _check_inputs(spec)  # refuse bad images, labels or logits now, where the page can say so
+        spec.check()  # refuse bad images, labels or a bad teacher now, where the page can say so
     else:
         unpacked = job_folder(out) / ARCHIVE_DIR
         shutil.rmtree(unpacked, ignore_errors=True)  # images of an earlier start that was refused
         spec = dataclasses.replace(spec, images=str(unpacked))
         try:
             unpack_zip(archive, unpacked)
-            _check_inputs(spec)
+            spec.check()
         except BaseException:
             shutil.rmtree(job_folder(out), ignore_errors=True)  # no spec there: nothing else of ours
             if made:
@@ -396,26 +451,6 @@ def start(
     job_folder(out).mkdir(parents=True, exist_ok=True)
     atomic_write_json(job_folder(out) / SPEC_FILE, spec.to_json(job_folder(out)))
     return _launch(out, spec, clip)
-
-
-def _check_inputs(spec: JobSpec) -> None:
-    """The images and labels, and a logits file (cheap to read, unlike a model): one with a row
-    missing, a NaN or a wrong column is refused here instead of failing the job a moment later."""
-    from .teacher_registry import teacher_kind
-    from .teachers import LogitsFileTeacher, TeacherError
-
-    images = spec.image_set()
-    if isinstance(spec, RescoreSpec) or spec.teacher == CLIP_ZERO_SHOT:  # re-scoring: the recorded logits
-        return
-    try:
-        if teacher_kind(spec.teacher) == "logits-file":
-            teacher = LogitsFileTeacher(spec.teacher, images.classes, image_ids=images.image_ids)
-            teacher.check_covers(images.image_ids)
-            teacher.check_known(images.image_ids)
-        else:
-            _check_model_teacher(spec, images.classes)
-    except TeacherError as exc:
-        raise JobError(f"teacher: {exc}") from None
 
 
 def _check_model_teacher(spec: JobSpec, classes: Sequence[str]) -> None:
@@ -519,13 +554,7 @@ def _run(
         _write_status(out, status := dataclasses.replace(status, message=message))
 
     try:
-        if isinstance(spec, RescoreSpec):
-            from .rescore import rescore
-
-            say("encoding the vocabulary")
-            result = rescore(spec.workspace(), spec.vocabulary, clip, progress, out=out, batch_size=spec.batch_size)
-        else:
-            result = _extract(out, spec, images, clip, progress, say)
+        result = spec.run(out, images, clip, progress, say)
         status = dataclasses.replace(
             status,
             state="done",
@@ -541,29 +570,6 @@ def _run(
     except Exception as exc:  # noqa: BLE001 - a thread's crash must reach the page as a status, not vanish
         status = dataclasses.replace(status, state="failed", eta_s=None, message=f"internal error: {exc!r}"[:500])
     _write_status(out, status)
-
-
-def _extract(out: Path, spec: JobSpec, images: ImageSet, clip, progress, say):
-    from .pipeline import extract
-    from .teacher_registry import create_teacher
-
-    say("loading the teacher")
-    teacher = create_teacher(
-        spec.teacher, images.classes, clip=clip, image_ids=images.image_ids, preprocessing=spec.preprocessing
-    )
-    if hasattr(teacher, "check_known"):  # a logits file: refuse rows for images the labels do not list
-        teacher.check_known(images.image_ids)
-    say("encoding the vocabulary")
-    return extract(
-        images,
-        out,
-        clip,
-        teacher,
-        list(spec.vocabulary),
-        batch_size=spec.batch_size,
-        n_segments=spec.n_segments,
-        progress=progress,
-    )
 
 
 def skipped_summary(failures: Sequence[dict], shown: int = 3) -> str:
