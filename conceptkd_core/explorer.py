@@ -425,6 +425,17 @@ def import_session(
     return session
 
 
+def import_log(explorer: Explorer, data: str | bytes, into: TuningSession) -> TuningSession:
+    """An exported log imported in place of this browser's session ``into``: it takes that session's
+    id, owner and autosave file and is saved at once. The page address names ``into``'s id, so a
+    reload finds the imported edits; saved only from the next edit on, a reload reopened the session
+    as it was before the import (and a log from another session put that session's id in the address)."""
+    session = import_session(explorer, data)
+    session.session_id, session.owner, session.autosave_path = into.session_id, into.owner, into.autosave_path
+    session.autosave()
+    return session
+
+
 def resume_session(explorer: Explorer, path: str | os.PathLike) -> TuningSession:
     """Reopen an autosaved session (validated like an import); it keeps autosaving to the same file."""
     return import_session(explorer, Path(path).read_bytes(), path)

@@ -2,10 +2,16 @@
 edit the session is at now, not the number it showed before (which, pressed, undid the undo). A
 refused log import names the file (the reader may have several saved logs)."""
 
+import json
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
+
+from conceptkd_core.store.side_files import session_file
+from conceptkd_core.store.strict_json import canonical_sha256
+from conceptkd_core.store.workspace import load_workspace
+from conceptkd_core.students.session_file import session_summary
 
 from demo_subset import make_demo_subset
 
@@ -57,3 +63,28 @@ def test_a_refused_log_import_names_the_file(demo, data, reason):
     assert not at.exception, at.exception
     (message,) = [e.value for e in at.error]
     assert message.startswith(f"monday log.json: not imported. {reason}") and "\n" not in message, message
+
+
+def test_an_imported_log_is_saved_at_once_under_the_sessions_id(demo):
+    """A reload reopens the session the address names from its autosave: an import saved only from
+    the next edit on came back as the session before it (its edits undone), and a log exported from
+    another session put that session's id in the address."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.session_state["workspace_root"] = str(demo)
+    at.run()
+    session = at.session_state["tuning"]
+    session.apply("remove", 0, 0)
+    session.apply("remove", 0, 1)
+    log = json.loads(session.export_json())  # as if exported from another session of this workspace
+    log.pop("sha256")
+    log["session_id"] = "0123456789abcdef"
+    log["sha256"] = canonical_sha256(log)
+    session.undo()
+    session.undo()  # autosaved with both edits undone
+    at.switch_page("views/history.py").run()
+    at.file_uploader(key="import_log").set_value(("log.json", json.dumps(log).encode(), "application/json")).run()
+    assert not at.exception, at.exception
+    assert [s.value for s in at.success] == ["Imported 2 edits."]
+    assert at.query_params["session"] in (session.session_id, [session.session_id])
+    saved = session_summary(session_file(load_workspace(demo), session.session_id).read_bytes())
+    assert (saved.session_id, saved.edits, saved.cursor) == (session.session_id, 2, 2)

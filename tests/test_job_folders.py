@@ -121,9 +121,17 @@ class OneChannel(torch.nn.Module):
 @pytest.mark.parametrize(
     "teacher, message",
     [
-        (b"not a model", "teacher.pt: not a TorchScript model"),
-        (ThreeOutputs(), "teacher model output: logits have shape \\(1, 3\\); expected \\(1, 2\\)"),
-        (OneChannel(), "teacher.pt fails on 1 images of 32x32: RuntimeError: Given groups=1, .*channels"),
+        (b"not a model", "teacher.pt: not a TorchScript model \\(it is not the zip archive torch.jit.save writes\\)$"),
+        (
+            ThreeOutputs(),
+            "teacher.pt gives 3 outputs per image; expected 2, one per class \\(cat, dog\\), in the classes' order",
+        ),
+        (OneChannel(), "teacher.pt fails on 1 image of 32x32: RuntimeError: Given groups=1, .*channels"),
+        (
+            {"weights": torch.zeros(2)},
+            "teacher.pt: not a TorchScript model \\(it looks like weights saved with torch.save",
+        ),
+        (None, "teacher.pt: no such file; expected a TorchScript file \\(saved with torch.jit.save\\)$"),
     ],
 )
 def test_a_torchscript_teacher_that_cannot_score_the_images_is_refused_at_start(inputs, tmp_path, teacher, message):  # noqa: F811
@@ -132,7 +140,9 @@ def test_a_torchscript_teacher_that_cannot_score_the_images_is_refused_at_start(
     path = tmp_path / "teacher.pt"
     if isinstance(teacher, bytes):
         path.write_bytes(teacher)
-    else:
+    elif isinstance(teacher, dict):
+        torch.save(teacher, path)
+    elif teacher is not None:
         torch.jit.save(torch.jit.script(teacher), str(path))
     with pytest.raises(jobs.JobError, match=f"^teacher: .*{message}"):
         jobs.start(tmp_path / "ws", spec_of(inputs, teacher=str(path)), inputs[-1])

@@ -91,7 +91,8 @@ def test_cancel_stops_after_the_batch_in_flight_and_resume_finishes_the_same_wor
     shards = sorted((tmp_path / "ws" / PARTIAL_DIR).glob("shard-*.npz"))
     assert len(shards) == status.done  # finished batches are kept for the resume
     assert jobs.read_status(tmp_path / "ws").state == "cancelled"  # as a reloaded page reads it
-    jobs.resume(tmp_path / "ws", inputs[-1])
+    resumed = jobs.resume(tmp_path / "ws", inputs[-1])
+    assert resumed.done == status.done  # the bar goes on from the batches kept, not from 0
     assert jobs.wait(tmp_path / "ws", timeout=120).state == "done"
     jobs.start(tmp_path / "one-go", spec, inputs[-1])
     assert jobs.wait(tmp_path / "one-go", timeout=120).state == "done"

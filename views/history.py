@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from conceptkd_core.explorer import import_session, owner_of, resume_session, saved_sessions
+from conceptkd_core.explorer import import_log, owner_of, resume_session, saved_sessions
 from conceptkd_core.students.session import TuningError
 from views.common import browser_key, current, shown
 
@@ -80,7 +80,7 @@ if state:
     if upload is not None and st.session_state.get("imported_file") != upload.file_id:
         st.session_state["imported_file"] = upload.file_id
         try:
-            restored = import_session(explorer, upload.getvalue(), session.autosave_path)
+            restored = import_log(explorer, upload.getvalue(), session)
             st.session_state["tuning"] = restored
             st.session_state["import_outcome"] = ("success", f"Imported {len(restored.events)} edits.")
         except (TuningError, ValueError) as exc:

@@ -1,6 +1,5 @@
 """Configuration view: the workspace's images, classes, vocabulary, model and teacher."""
 
-import re
 from pathlib import Path
 
 import pandas as pd
@@ -22,6 +21,7 @@ from conceptkd_core.extract.add_images import (
 from conceptkd_core.extract.rescore import rescored_already, rescored_folder
 from conceptkd_core.extract.teachers import TeacherError
 from conceptkd_core.images import RESIZE_MODES, Preprocessing
+from conceptkd_core.markdown_text import literal
 from conceptkd_core.predict import PredictError, clip_source
 from conceptkd_core.store.locations import PathRefused, display_path, resolve_typed_path
 from conceptkd_core.vocabulary import (
@@ -69,16 +69,11 @@ def switch_to(workspace, message: str) -> None:
     st.rerun()
 
 
-def plain(text: object) -> str:
-    """``text`` with Markdown's special characters escaped: words and names from the data are shown, not rendered."""
-    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$])", r"\\\1", str(text))
-
-
 def change_words(words: list[str], verb: str) -> str:
     """ "2 added (cat, dog)", or "none removed" (not "0 removed ()"): the vocabulary editor's diff."""
     if not words:
         return f"none {verb}"
-    return f"{len(words)} {verb} ({plain(', '.join(words[:8]))}{'…' if len(words) > 8 else ''})"
+    return f"{len(words)} {verb} ({literal(', '.join(words[:8]))}{'…' if len(words) > 8 else ''})"
 
 
 def image_adder(explorer) -> None:
@@ -94,9 +89,9 @@ def image_adder(explorer) -> None:
         return
     checked = skip_duplicates(ws, check_uploads([(f.name, f.getvalue()) for f in files]))
     for name, reason in checked.refused:
-        st.error(f"{name}: {reason}")
+        st.error(f"{literal(name)}: {reason}")
     for name, existing in checked.duplicates:
-        st.warning(f"{plain(name)}: skipped, the same file as {plain(existing)}")
+        st.warning(f"{literal(name)}: skipped, the same file as {literal(existing)}")
     if not checked.accepted:
         return
     present = st.multiselect("Classes these images show (their labels)", list(ws.classes), key="upload_labels")
@@ -115,7 +110,7 @@ def image_adder(explorer) -> None:
         )
         return
     target = ws.root.with_name(f"{ws.root.name}-plus-{ws.n_images + len(checked.accepted)}")
-    if st.button(f"Add {len(checked.accepted)} images → {target.name}"):
+    if st.button(f"Add {len(checked.accepted)} images → {literal(target.name)}"):
         bar, update = progress_bar()
         try:
             clip = get_clip(*found)
@@ -129,7 +124,7 @@ def image_adder(explorer) -> None:
         bar.progress(1.0, text="Done")
         switch_to(
             merged,
-            f"New workspace {merged.root.name} with {merged.n_images} images; it is now open "
+            f"New workspace {literal(merged.root.name)} with {merged.n_images} images; it is now open "
             "(the original is unchanged).",
         )
 
@@ -170,7 +165,7 @@ def vocabulary_editor(explorer) -> None:
         st.error(str(exc))
         return
     if duplicates:
-        st.caption(f"{len(duplicates)} duplicate words dropped: {plain(', '.join(duplicates[:8]))}")
+        st.caption(f"{len(duplicates)} duplicate words dropped: {literal(', '.join(duplicates[:8]))}")
     added = [w for w in words if w not in ws.vocabulary]
     removed = [w for w in ws.vocabulary if w not in words]
     if not added and not removed:
@@ -181,14 +176,14 @@ def vocabulary_editor(explorer) -> None:
     if found is None:
         model = ws.meta["model"]
         st.info(
-            f"Concept scores need this workspace's CLIP ({plain(model.get('name'))}, "
-            f"{plain(model.get('pretrained') or 'a local checkpoint')}), "
+            f"Concept scores need this workspace's CLIP ({literal(model.get('name'))}, "
+            f"{literal(model.get('pretrained') or 'a local checkpoint')}), "
             "which this server cannot find, so they cannot be recomputed here. Save the words to a file and run "
             "`python -m conceptkd_core extract … --vocabulary FILE` (see README)."
         )
         return
     target = rescored_folder(ws, words)
-    if st.button(f"Re-score {ws.n_images} images with this vocabulary → {target.name}"):
+    if st.button(f"Re-score {ws.n_images} images with this vocabulary → {literal(target.name)}"):
         rescore_in_background(ws, words, found, target)
 
 
@@ -197,13 +192,15 @@ def rescore_in_background(ws, words: list[str], found: tuple[str, str, str], tar
     found again after a reload, opened on Students when done); a workspace already re-scored so is opened."""
     done = rescored_already(ws, words)
     if done is not None:
-        switch_to(done, f"{target.name} holds these words' scores already; it is now the open workspace.")
+        switch_to(done, f"{literal(target.name)} holds these words' scores already; it is now the open workspace.")
     try:
         status = jobs.read_status(target)
     except jobs.JobError:
         status = None
     if status is not None and status.state != "done":
-        st.info(f"{target.name} has a re-scoring job with these words ({status.state}): see the top of this page.")
+        st.info(
+            f"{literal(target.name)} has a re-scoring job with these words ({status.state}): see the top of this page."
+        )
         return
     model, checkpoint, pretrained = found
     spec = jobs.RescoreSpec(str(ws.root), tuple(words), model, pretrained or None, checkpoint or None)
@@ -347,7 +344,7 @@ def create_workspace(state) -> None:
         st.caption(f"To start, give {', '.join(missing)}.")
     started = st.session_state.pop("started_job", None)
     if started:  # the form is where the analyst looks; the progress is at the top of the page
-        st.success(f"Started {display_path(started, ALLOWED_ROOTS)}: its progress is at the top of this page.")
+        st.success(f"Started {literal(display_path(started, ALLOWED_ROOTS))}: its progress is at the top of this page.")
     if not st.button("Start extraction", type="primary", disabled=bool(missing), key="new_start"):
         return
     try:
@@ -391,7 +388,7 @@ def job_panel(out: str) -> None:
         return
     if status is None:
         return
-    name = display_path(out, ALLOWED_ROOTS)
+    name = literal(display_path(out, ALLOWED_ROOTS))
     watched = st.session_state.setdefault("watched_jobs", [])
     if status.active:
         if out not in watched:
@@ -421,7 +418,7 @@ STOPPED = {"cancelled": "cancelled", "interrupted": "interrupted (the server res
 
 def stopped_job(out: str, status: jobs.JobStatus) -> None:
     """A cancelled, failed or interrupted job: what it did, Resume, and Discard (after a confirmation)."""
-    name = display_path(out, ALLOWED_ROOTS)
+    name = literal(display_path(out, ALLOWED_ROOTS))
     shown_message = f": {shown(status.message)}" if status.state == "failed" else ""
     st.warning(f"{name}: {status.done:,}/{status.total:,} images, {STOPPED[status.state]}{shown_message}")
     actions = st.container(horizontal=True)
@@ -435,7 +432,7 @@ def stopped_job(out: str, status: jobs.JobStatus) -> None:
         st.rerun()
     with actions.popover("Discard", help="Delete this job and what it extracted, to free its folder"):
         extracted = f" and the {status.done:,} images extracted so far" if status.done else ""
-        st.markdown(f"Delete the folder {plain(name)}{extracted}? This cannot be undone.")
+        st.markdown(f"Delete the folder {name}{extracted}? This cannot be undone.")
         if st.button("Delete it", type="primary", key=f"discard_{out}"):
             try:
                 jobs.discard(out)
@@ -449,7 +446,9 @@ def stopped_job(out: str, status: jobs.JobStatus) -> None:
 def finished_job(out: str, status: jobs.JobStatus) -> None:
     """A job that finished while no page of this session watched it, and a button that opens it."""
     skipped = f", {status.skipped:,} skipped ({shown(status.message)})" if status.skipped else ""
-    st.success(f"{display_path(out, ALLOWED_ROOTS)}: done, {status.done - status.skipped:,} images extracted{skipped}")
+    st.success(
+        f"{literal(display_path(out, ALLOWED_ROOTS))}: done, {status.done - status.skipped:,} images extracted{skipped}"
+    )
     if st.button("Open it", key=f"open_{out}", help="Open the new workspace on the Students page"):
         open_on_students(out)
 
@@ -510,8 +509,8 @@ if state:
     cols[3].metric("Splits", ", ".join(sorted(set(ws.splits))))
     model = ws.meta["model"]
     st.markdown(
-        f"**CLIP:** {plain(model.get('name'))} · weights: {plain(model.get('pretrained') or 'local checkpoint')} · "
-        f"**teacher:** {plain(ws.meta['teacher'].get('kind'))}"
+        f"**CLIP:** {literal(model.get('name'))} · weights: {literal(model.get('pretrained') or 'local checkpoint')} · "
+        f"**teacher:** {literal(ws.meta['teacher'].get('kind'))}"
     )
     st.subheader("Classes")
     st.dataframe(

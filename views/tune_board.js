@@ -80,11 +80,18 @@ function build(root, data, send) {
     tile.appendChild(el("div", { class: "ckd-tile-delta" }));
   }
   right.appendChild(el("p", { class: "ckd-caption ckd-last" }));
-  right.appendChild(svg("svg", { class: "ckd-track", viewBox: "0 0 480 190", role: "img" }));
+  const track = right.appendChild(svg("svg", { class: "ckd-track", viewBox: "0 0 480 190", role: "img" }));
   right.appendChild(el("p", { class: "ckd-caption ckd-track-key" }));
   right.appendChild(svg("svg", { class: "ckd-weights", role: "img" }));
   right.appendChild(el("p", { class: "ckd-caption ckd-weights-key" }));
   right.appendChild(el("div", { class: "ckd-warning", role: "alert" }));
+  // A window turned or resized: the charts are drawn again at their new width.
+  new ResizeObserver(() => {
+    if (root.__data && Math.round(track.getBoundingClientRect().width) !== track.viewBox.baseVal.width) {
+      drawTrack(track, root.__data);
+      drawWeights(root.querySelector(".ckd-weights"), root.__data);
+    }
+  }).observe(track);
 }
 
 function update(root, data) {
@@ -153,12 +160,20 @@ function key(node, entries, words) {
   if (words) node.appendChild(document.createTextNode(` — ${words}`));
 }
 
+// A chart is drawn in the width it is shown at, one unit a CSS pixel, so that its 11 px text stays
+// 11 px: a fixed 480-unit drawing scaled down to a phone's 358 px column made it 8 px, unreadable.
+function drawnWidth(chart) {
+  const shown = Math.round(chart.getBoundingClientRect().width);
+  return shown > 0 ? Math.max(shown, 240) : 480;
+}
+
 // The figures after each edit on a fixed 0..1 axis: colour = this class / the mean, solid = AP,
 // dotted = balanced agreement; the chance lines dashed grey.
 function drawTrack(chart, data) {
-  const W = 480, H = 190, L = 34, R = 10, T = 8, B = 26;
+  const W = drawnWidth(chart), H = 190, L = 34, R = 10, T = 8, B = 26;
   const x = (e) => L + ((W - L - R) * e) / data.track.last;
   const y = (v) => T + (H - T - B) * (1 - v);
+  chart.setAttribute("viewBox", `0 0 ${W} ${H}`);
   chart.replaceChildren();
   chart.setAttribute("aria-label", `Held-out figures after each of the ${data.edits} edits`);
   for (const v of [0, 0.25, 0.5, 0.75, 1]) {
@@ -194,7 +209,7 @@ function drawTrack(chart, data) {
 // tuning_board.nice_axis), largest first.
 function drawWeights(chart, data) {
   const bars = data.weights.bars, span = data.weights.span;
-  const W = 480, L = 130, R = 10, T = 22, row = 17, H = T + row * Math.max(bars.length, 1) + 22;
+  const W = drawnWidth(chart), L = 130, R = 10, T = 22, row = 17, H = T + row * Math.max(bars.length, 1) + 22;
   const x = (v) => L + ((W - L - R) * (v + span)) / (2 * span);
   chart.setAttribute("viewBox", `0 0 ${W} ${H}`);
   chart.setAttribute("aria-label", `Weights now, the largest ${bars.length}`);

@@ -473,7 +473,9 @@ def resume(out: str | os.PathLike, clip) -> JobStatus:
     out = Path(out)
     if _running(out):
         raise JobError(f"{out.name}: the job is still running")
-    return _launch(out, read_spec(out), clip)
+    stopped = read_status(out)
+    # Its finished batches count from the start: the bar went back to 0 until the first new batch.
+    return _launch(out, read_spec(out), clip, done=stopped.done if stopped else 0)
 
 
 def cancel(out: str | os.PathLike) -> bool:
@@ -521,10 +523,10 @@ def wait(out: str | os.PathLike, timeout: float | None = None) -> JobStatus | No
     return read_status(out)
 
 
-def _launch(out: Path, spec: JobSpec, clip) -> JobStatus:
+def _launch(out: Path, spec: JobSpec, clip, done: int = 0) -> JobStatus:
     run, stop = uuid.uuid4().hex, threading.Event()
     images = spec.image_set()
-    status = JobStatus("running", 0, len(images), message="starting", started=time.time(), run=run)
+    status = JobStatus("running", done, len(images), message="starting", started=time.time(), run=run)
     _write_status(out, status)
     thread = threading.Thread(target=_run, args=(out, spec, images, clip, status, stop), daemon=True)
     with _LOCK:

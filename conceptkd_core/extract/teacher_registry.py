@@ -32,7 +32,7 @@ from ..images import Preprocessing
 from ..store.atomic_io import find_by_sha256
 from ..store.validation import is_absolute_path
 from ..store.workspace import Workspace
-from .teachers import ClipZeroShotTeacher, LogitsFileTeacher, Teacher, TeacherError, TorchTeacher
+from .teachers import ClipZeroShotTeacher, LogitsFileTeacher, Teacher, TeacherError, TorchTeacher, load_torchscript
 
 if TYPE_CHECKING:  # clip_backend imports torch, which the Setup page must not load to browse
     from .clip_backend import ClipModel
@@ -58,13 +58,8 @@ def preprocessing_in_file(spec: object) -> dict:
         return {}
     import json
 
-    import torch
-
     extra = {MODEL_EXTRA_FILE: ""}
-    try:
-        torch.jit.load(str(spec), map_location="cpu", _extra_files=extra)
-    except Exception as exc:
-        raise TeacherError(f"{spec}: not a TorchScript model ({str(exc).splitlines()[0][:200]})") from None
+    load_torchscript(spec, "cpu", _extra_files=extra)
     if not extra[MODEL_EXTRA_FILE]:
         return {}
     try:

@@ -47,6 +47,30 @@ def error_line(exc: BaseException) -> str:
     return line.removeprefix("builtins.")[:300]
 
 
+def load_torchscript(path: str | os.PathLike, device: str = "cpu", **kwargs):
+    """``torch.jit.load`` with a one-line TeacherError that says what the file is: missing, a folder,
+    not the zip ``torch.jit.save`` writes, or a ``torch.save`` checkpoint (weights without the code).
+    Torch's own messages said "not a TorchScript model (The provided filename … does not exist)" and,
+    for any other file, a paragraph about "an internal miniz error", cut off mid-word."""
+    import torch
+
+    if not os.path.exists(path):
+        raise TeacherError(f"{path}: no such file; expected a TorchScript file (saved with torch.jit.save)")
+    if os.path.isdir(path):
+        raise TeacherError(f"{path}: a folder; expected a TorchScript file (saved with torch.jit.save)")
+    try:
+        return torch.jit.load(str(path), map_location=device, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - whatever torch cannot read is no TorchScript model
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        if "constants.pkl" in first:  # a zip without TorchScript code: what torch.save writes
+            why = "it looks like weights saved with torch.save; save the model with torch.jit.save"
+        elif "zip archive" in first:
+            why = "it is not the zip archive torch.jit.save writes"
+        else:
+            why = first.split(". ")[0][:200]
+        raise TeacherError(f"{path}: not a TorchScript model ({why})") from None
+
+
 def _finite_logits(values: np.ndarray, n_rows: int, k: int, source: str) -> np.ndarray:
     values = np.asarray(values, dtype=np.float32)
     if values.shape != (n_rows, k):
@@ -73,15 +97,11 @@ class TorchTeacher:
         device: str = "cpu",
         output_classes: Sequence[str] | None = None,
     ):
-        import torch
 
         self.source = None
         if isinstance(model, (str, os.PathLike)):
             self.source = str(model)
-            try:
-                model = torch.jit.load(str(model), map_location=device)
-            except Exception as exc:
-                raise TeacherError(f"{model}: not a TorchScript model ({str(exc).splitlines()[0][:200]})") from None
+            model = load_torchscript(model, device)
         self.model = model.to(device).eval()
         self.classes = tuple(classes)
         self.preprocessing = preprocessing
@@ -121,7 +141,8 @@ class TorchTeacher:
         except Exception as exc:  # noqa: BLE001 - whatever the model raises on its input is the model's fault
             name = Path(self.source).name if self.source else "the teacher model"
             size = self.preprocessing.image_size
-            raise TeacherError(f"{name} fails on {len(images)} images of {size}x{size}: {error_line(exc)}") from None
+            images_n = f"{len(images)} image" + ("s" if len(images) != 1 else "")
+            raise TeacherError(f"{name} fails on {images_n} of {size}x{size}: {error_line(exc)}") from None
         if self.columns is not None:
             if out.ndim != 2 or out.shape[1] != len(self.output_classes):
                 raise TeacherError(
@@ -129,6 +150,13 @@ class TorchTeacher:
                     f"({len(images)}, {len(self.output_classes)}), one column per output class"
                 )
             out = out[:, self.columns]
+        elif out.ndim == 2 and out.shape[1] != len(self.classes):  # the usual mistake: said in class terms
+            name = Path(self.source).name if self.source else "the teacher model"
+            shown_classes = ", ".join(self.classes[:5]) + (", …" if len(self.classes) > 5 else "")
+            raise TeacherError(
+                f"{name} gives {out.shape[1]} outputs per image; expected {len(self.classes)}, "
+                f"one per class ({shown_classes}), in the classes' order"
+            )
         return _finite_logits(out, len(images), len(self.classes), "teacher model output")
 
 

@@ -1,0 +1,18 @@
+"""Names and words from the data written into Streamlit's Markdown (alerts, captions, progress
+texts and button labels all render it) so that they are shown as typed, never rendered: a folder
+``run_1_of_2`` read "run<em>1</em>of_2", ``[x](http://host)`` became a link to another host and
+``:material/bolt:`` an icon."""
+
+import re
+
+# The characters that start Markdown (emphasis, links, images, code, headings, lists, tables, maths,
+# HTML, entities), each escaped with a backslash as CommonMark allows.
+_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$&])")
+# Streamlit draws ":name:" and ":material/name:" as an emoji or an icon after Markdown has read
+# the text, so an escaped colon still makes one; a zero-width space after the colon does not.
+_SHORTCODE_START = re.compile(r":(?=[A-Za-z0-9_+\-/])")
+
+
+def literal(text: object) -> str:
+    """``text`` as Markdown that Streamlit shows character for character."""
+    return _SHORTCODE_START.sub(":\u200b", _SPECIAL.sub(r"\\\1", str(text)))
