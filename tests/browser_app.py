@@ -26,12 +26,27 @@ def app_on(workspace: Path):
     return app_server(env={"CONCEPTKD_WORKSPACE": str(workspace), "CONCEPTKD_WORKSPACE_ROOTS": str(workspace.parent)})
 
 
+# Streamlit's own word for the script's state, on the app's root element.
+SCRIPT_STATE = "document.querySelector('[data-testid=\"stApp\"]')?.getAttribute('data-test-script-state')"
+IDLE_JS = f"{SCRIPT_STATE} === 'notRunning' && !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+# A click's or an Enter's rerun shows only once the server has answered; until then the page still
+# says 'notRunning'. So settle waits for that run to start, but no longer than this.
+RERUN_START_MS = 500
+
+
 def settle(page, timeout: int = 60000) -> None:
-    """Wait until app.py has run (its sidebar is there) and Streamlit has finished the script."""
+    """Wait until app.py has run (its sidebar is there) and Streamlit has finished the script: the
+    rerun the last action asked for (seen starting, or given ``RERUN_START_MS`` to start), then
+    300 ms for one it chains (a page switch, a fragment)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     page.wait_for_selector('[data-testid="stApp"]', timeout=60000)
     page.get_by_text("Workspace folder").wait_for(timeout=60000)
-    page.wait_for_timeout(500)
-    page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout)
+    try:
+        page.wait_for_function(f"{SCRIPT_STATE} !== 'notRunning'", timeout=RERUN_START_MS)
+    except PlaywrightTimeout:
+        pass  # no run seen starting: as before, when this was a fixed wait
+    page.wait_for_function(IDLE_JS, timeout=timeout)
     page.wait_for_timeout(300)
 
 

@@ -1,7 +1,11 @@
-"""Fixtures the browser tests share: one headless Chromium per module, the screenshots folder, and
-a factory of settled pages on the module's ``server``. A browser module keeps only what is its own:
-its workspace copy and the server over it (``browser_app.app_on``); without one, ``server`` is the
-app as shipped, on the embedded demo."""
+"""Fixtures the browser tests share: one headless Chromium for the whole run, one server of the app
+as shipped, the screenshots folder, and a factory of settled pages on the module's ``server``. A
+browser module keeps only what is its own: its workspace copy and the server over it
+(``browser_app.app_on``), or a fresh server when it needs a cold one (``test_browser_pages``).
+
+Why sharing is safe: every test opens its own pages in new browser contexts (new cookies, so new
+Streamlit sessions and browser keys), and the shipped demo's server holds nothing but caches of
+what is on disk; the modules that write beside their workspace have their own copy and server."""
 
 import os
 from pathlib import Path
@@ -9,18 +13,32 @@ from pathlib import Path
 import pytest
 
 from browser_app import app_server, launch, settle
+from demo_subset import make_demo_subset
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
+def opened_demo_subset(tmp_path_factory) -> Path:
+    """``make_demo_subset``'s 40 scenes, opened once so that the base students and the Gram
+    statistics are cached beside them (fitting those takes seconds, for each new copy); the
+    workspace folder. Read-only: a test that changes it works on ``copy_demo_subset``'s copy."""
+    from conceptkd_core.explorer import open_explorer
+
+    root = make_demo_subset(tmp_path_factory.mktemp("opened-demo") / "demo")
+    assert open_explorer(root).notices == ()
+    return root
+
+
+@pytest.fixture(scope="session")
 def server():
-    """The app as shipped (the embedded demo); a module over a workspace copy defines its own."""
+    """The app as shipped (the embedded demo), one for the run; a module over a workspace copy
+    defines its own."""
     with app_server() as url:
         yield url
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser():
-    """One headless Chromium for the module; each page of it is a new Streamlit session."""
+    """One headless Chromium for the run; each page of it is a new Streamlit session."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

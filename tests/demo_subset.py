@@ -59,3 +59,11 @@ def copy_demo_workspace(folder: Path, with_images: bool = False) -> Path:
     copy = folder / "workspace"
     shutil.copytree(DEMO_DIR / "workspace", copy, ignore=shutil.ignore_patterns("sessions"))
     return copy
+
+
+def copy_demo_subset(root: Path, folder: Path) -> Path:
+    """A copy, in ``folder``/demo, of everything ``make_demo_subset`` wrote beside the workspace
+    ``root`` (images, model, teacher) and of the workspace itself; returns the copy's workspace.
+    Copying a built subset costs milliseconds; opening a new one fits its students (seconds)."""
+    shutil.copytree(root.parent, folder / "demo")
+    return folder / "demo" / root.name

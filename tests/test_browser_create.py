@@ -16,15 +16,15 @@ from conceptkd_core.store.workspace import load_workspace
 from conceptkd_tools.demo import TEACHER_PREPROCESSING
 
 from browser_app import app_on, chromium_path, fill, folder_box, no_exception, settle
-from demo_subset import make_demo_subset
+from demo_subset import copy_demo_subset
 
 pytestmark = pytest.mark.skipif(chromium_path() is None, reason="needs Debian's chromium (apt-get install chromium)")
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
+def demo(opened_demo_subset, tmp_path_factory):
     """A small copy of the demo (40 scenes, its mini CLIP and teacher beside it) and a labels CSV of its images."""
-    root = make_demo_subset(tmp_path_factory.mktemp("browser-create") / "demo")
+    root = copy_demo_subset(opened_demo_subset, tmp_path_factory.mktemp("browser-create"))
     ws = load_workspace(root)
     # One 0/1 column per class keeps every class, in the teacher's order, even one no image shows.
     rows = [",".join(["image", "image_id", *ws.classes])] + [

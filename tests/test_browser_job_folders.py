@@ -16,16 +16,16 @@ from conceptkd_core.extract import jobs
 from conceptkd_tools.screenshots import OVERFLOW_JS
 
 from browser_app import app_on, chromium_path, fill, folder_box, no_exception, settle
-from demo_subset import make_demo_subset
+from demo_subset import copy_demo_subset
 
 pytestmark = pytest.mark.skipif(chromium_path() is None, reason="needs Debian's chromium (apt-get install chromium)")
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
+def demo(opened_demo_subset, tmp_path_factory):
     """A small copy of the demo and two zips of its scenes: all 40 (in a folder, with a stray text
     file), and 5 others under other names."""
-    root = make_demo_subset(tmp_path_factory.mktemp("browser-job-folders") / "demo")
+    root = copy_demo_subset(opened_demo_subset, tmp_path_factory.mktemp("browser-job-folders"))
     images = sorted((root.parent / "images").iterdir())
     with zipfile.ZipFile(root.parent / "scenes.zip", "w") as bundle:
         for path in images:

@@ -9,7 +9,7 @@ makes the README's screenshots.
 
 import pytest
 
-from conceptkd_tools.screenshots import DESKTOP, PHONE, chromium_path, problems, settle, visit
+from conceptkd_tools.screenshots import DESKTOP, PHONE, app_server, chromium_path, problems, settle, visit
 from views.common import PAGES
 
 pytestmark = pytest.mark.skipif(chromium_path() is None, reason="needs Debian's chromium (apt-get install chromium)")
@@ -18,6 +18,14 @@ TITLES = [view.title for view in PAGES]
 WINDOWS = {"desktop": DESKTOP, "phone": PHONE}
 # Deep links first, the landing page (the root URL) last.
 VISITS = [(window, view) for window in WINDOWS for view in (*PAGES[1:], PAGES[0])]
+
+
+@pytest.fixture(scope="module")
+def server():
+    """A server of its own, started for this module: its first page is a deep link on a cold server
+    (the run's shared one has served other modules already)."""
+    with app_server() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -15,15 +15,15 @@ from conceptkd_core.store.strict_json import canonical_sha256
 from conceptkd_core.store.workspace import load_workspace
 
 from browser_app import app_on, chromium_path, folder_box, no_exception, open_folder, settle, wait_for_text
-from demo_subset import make_demo_subset
+from demo_subset import copy_demo_subset
 
 pytestmark = pytest.mark.skipif(chromium_path() is None, reason="needs Debian's chromium (apt-get install chromium)")
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    """A small copy of the demo (40 scenes, its mini CLIP and teacher beside it)."""
-    return make_demo_subset(tmp_path_factory.mktemp("browser-setup") / "demo")
+def demo(opened_demo_subset, tmp_path_factory):
+    """A small copy of the demo (40 scenes, its mini CLIP and teacher beside it), its students fit."""
+    return copy_demo_subset(opened_demo_subset, tmp_path_factory.mktemp("browser-setup"))
 
 
 @pytest.fixture(scope="module")

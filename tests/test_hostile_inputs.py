@@ -29,7 +29,7 @@ from conceptkd_core.store.workspace import WorkspaceError
 from conceptkd_core.students.events import TuningError
 from conceptkd_core.vocabulary import load_vocabulary
 
-from demo_subset import make_demo_subset
+from demo_subset import copy_demo_subset, make_demo_subset
 from tiny_clip import make_tiny_checkpoint, write_labelled_scenes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -295,11 +295,9 @@ def test_debug_shows_the_traceback_instead(kit):
 
 # ============================================================================= workspace files
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    """The small demo copy, opened once so that its caches (students.json, gram.npz) are written."""
-    root = make_demo_subset(tmp_path_factory.mktemp("hostile-demo") / "demo")
-    assert open_explorer(root).notices == ()
-    return root
+def demo(opened_demo_subset, tmp_path_factory):
+    """A copy of the small demo, opened once so that its caches (students.json, gram.npz) are written."""
+    return copy_demo_subset(opened_demo_subset, tmp_path_factory.mktemp("hostile-demo"))
 
 
 @pytest.fixture
