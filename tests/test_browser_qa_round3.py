@@ -18,7 +18,7 @@ from conceptkd_tools.screenshots import OVERFLOW_JS
 from conceptkd_tools.tune_board_driver import BOARD_SLIDERS
 
 from browser_app import app_on, chromium_path, fill, no_exception, settle, wait_for_text
-from demo_subset import make_demo_subset
+from demo_subset import copy_demo_subset
 
 pytestmark = pytest.mark.skipif(chromium_path() is None, reason="needs Debian's chromium (apt-get install chromium)")
 
@@ -30,8 +30,8 @@ TICK_PX = """() => Array.from(document.querySelectorAll('.ckd-board svg')).map((
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    root = make_demo_subset(tmp_path_factory.mktemp("browser-qa-round3") / "demo")
+def demo(opened_demo_subset, tmp_path_factory):
+    root = copy_demo_subset(opened_demo_subset, tmp_path_factory.mktemp("browser-qa-round3"))
     (root.parent / "notes.pt").write_text("not a model")
     return root
 
