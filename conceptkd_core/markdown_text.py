@@ -8,11 +8,19 @@ import re
 # The characters that start Markdown (emphasis, links, images, code, headings, lists, tables, maths,
 # HTML, entities), each escaped with a backslash as CommonMark allows.
 _SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$&])")
-# Streamlit draws ":name:" and ":material/name:" as an emoji or an icon after Markdown has read
-# the text, so an escaped colon still makes one; a zero-width space after the colon does not.
-_SHORTCODE_START = re.compile(r":(?=[A-Za-z0-9_+\-/])")
+# Streamlit draws ":name:" and ":material/name:" as an emoji or an icon after Markdown has read the
+# text, so an escaped colon still makes one; a zero-width space after the opening colon does not.
+# Only a whole shortcode is broken: "10:30" and "http://" are left as typed.
+_SHORTCODE_START = re.compile(r":(?=[\w+\-]+(?:/[\w\-]+)?:)")
+_ESCAPED = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|<>~$&])")
 
 
 def literal(text: object) -> str:
     """``text`` as Markdown that Streamlit shows character for character."""
-    return _SHORTCODE_START.sub(":\u200b", _SPECIAL.sub(r"\\\1", str(text)))
+    return _SPECIAL.sub(r"\\\1", _SHORTCODE_START.sub(":\u200b", str(text)))
+
+
+def as_read(markdown: str) -> str:
+    """What a reader sees of ``literal``'s output: the text as typed (``as_read(literal(t)) == t``).
+    For tests that read an alert's Markdown source, as Streamlit's AppTest gives it."""
+    return _ESCAPED.sub(r"\1", markdown).replace(":\u200b", ":")

@@ -11,6 +11,7 @@ from conceptkd_core.extract import jobs
 from conceptkd_core.extract.clip_backend import load_clip
 from conceptkd_core.extract.pipeline import extract
 from conceptkd_core.extract.teachers import ClipZeroShotTeacher
+from conceptkd_core.markdown_text import as_read
 from conceptkd_core.store.workspace import load_workspace
 from conceptkd_core.vocabulary import load_vocabulary
 from conceptkd_tools.tune_board_driver import board, move_slider, send_edit
@@ -120,7 +121,7 @@ def test_an_image_opened_from_the_grid_shows_its_waterfall(workspace):
     opener.click().run()
     assert not at.exception
     assert at.session_state["detail_image"] == image_id
-    assert at.subheader[0].value == image_id
+    assert as_read(at.subheader[0].value) == image_id
     row = load_workspace(workspace).row_of(image_id)
     words = next(caption.value for caption in at.caption if caption.value.startswith("Bias "))
     assert f"gives {session.student_scores[row, c]:+.2f}" in words
@@ -211,7 +212,7 @@ def test_a_picked_concept_filters_the_image_views_and_its_thumbnails_open_there(
     assert not at.exception
     assert at.title[0].value == "Images"
     assert at.selectbox(key="concept_input").value == "dog"
-    assert at.subheader[0].value == opener.key.removeprefix("open_")
+    assert as_read(at.subheader[0].value) == opener.key.removeprefix("open_")
 
 
 @pytest.mark.parametrize("op", ["upweight", "lock", "remove"])

@@ -22,6 +22,7 @@ from conceptkd_core.explorer import import_session, new_session, open_explorer, 
 from conceptkd_core.extract.clip_backend import load_clip
 from conceptkd_core.extract.pipeline import PARTIAL_DIR, extract
 from conceptkd_core.extract.teachers import ClipZeroShotTeacher
+from conceptkd_core.markdown_text import as_read
 from conceptkd_core.store.atomic_io import sha256_file
 from conceptkd_core.store.side_files import GRAM_FIELDS, _gram_checksum, segment_row
 from conceptkd_core.store.strict_json import canonical_sha256
@@ -792,7 +793,7 @@ def app_on(workspace: Path) -> AppTest:
 def typed(text: str):
     def act(at):
         at.text_input(key="workspace_input").set_value(text).run()
-        return [e.value for e in at.sidebar.error]
+        return [as_read(e.value) for e in at.sidebar.error]
 
     return act
 
@@ -843,7 +844,7 @@ def test_pages_refuse_bad_input_and_keep_the_workspace(name, demo):
     before = snapshot(demo.parent)
     shown = act(at)
     assert not at.exception, at.exception
-    assert any(says in text for text in shown), (says, shown)
+    assert any(says in text or says in as_read(text) for text in shown), (says, shown)
     assert at.session_state["workspace_root"] == str(demo)  # the open workspace stays
     assert all(str(ROOT) not in text and "/tmp/" not in text for text in shown)  # no server path shown
     assert snapshot(demo.parent) == before
@@ -876,7 +877,7 @@ def test_a_damaged_file_is_named_on_the_page_that_needs_it_and_the_others_work(d
         at.switch_page(script).run()
         assert not at.exception, (script, at.exception)
         if script == page:
-            texts = [w.value for w in at.warning]
+            texts = [as_read(w.value) for w in at.warning]
             assert any(says in text for text in texts), (says, texts)
             assert all(str(damaged.parent) not in text for text in texts)  # no server path
 

@@ -1,7 +1,9 @@
 """Names from the data shown in Streamlit's Markdown are escaped (``markdown_text.literal``); the
 browser check that they read as typed is in tests/test_browser_qa_round3.py."""
 
-from conceptkd_core.markdown_text import literal
+import random
+
+from conceptkd_core.markdown_text import as_read, literal
 
 
 def test_every_character_that_starts_markdown_is_escaped():
@@ -12,6 +14,15 @@ def test_every_character_that_starts_markdown_is_escaped():
 
 def test_icon_and_emoji_shortcodes_are_broken_and_plain_text_is_kept():
     assert literal("demo/run_1 :material/bolt: :smile:") == "demo/run\\_1 :\u200bmaterial/bolt: :\u200bsmile:"
+    assert literal(":arrow_back:") == ":\u200barrow\\_back:"
     assert literal("ünï 🦓 images 12") == "ünï 🦓 images 12"
-    assert literal("10:30 ratio 1: 2") == "10:\u200b30 ratio 1: 2"
+    assert literal("10:30 ratio 1: 2, http://host") == "10:30 ratio 1: 2, http://host"
     assert literal(3) == "3"
+
+
+def test_what_is_read_is_what_was_typed():
+    rng = random.Random(0)
+    alphabet = "ab1 :/_*\\`[]()#+-.!|<>~$&{}\u00e9"
+    for _ in range(2000):
+        typed = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        assert as_read(literal(typed)) == typed, typed

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from conceptkd_core.markdown_text import as_read
 from conceptkd_tools.demo import DEMO_DIR
 
 from browser_app import app_on, chromium_path, settle
@@ -45,7 +46,7 @@ def test_predict_on_a_workspace_image_shows_both_models_and_the_waterfall(demo):
     at.radio(key="predict_source").set_value("Pick a workspace image").run()
     assert not at.exception, at.exception
     picked = at.selectbox(key="predict_pick").value
-    assert at.subheader[0].value == picked
+    assert as_read(at.subheader[0].value) == picked
     assert any("Why the student says" in m.value for m in at.markdown)
     assert any("The students say" in m.value for m in at.markdown)
     assert not at.warning  # the teacher was found beside the workspace: both models are shown
@@ -87,8 +88,9 @@ def test_predict_uses_a_teacher_recorded_elsewhere_only_inside_the_allowed_roots
     if readable:
         assert not at.warning, at.warning[0].value  # else "Students only: <why>"
     else:
-        assert "Students only:" in at.warning[0].value and "no TorchScript file with SHA-256" in at.warning[0].value
-        assert str(folder) not in at.warning[0].value  # no server paths shown
+        warning = as_read(at.warning[0].value)
+        assert "Students only:" in warning and "no TorchScript file with SHA-256" in warning
+        assert str(folder) not in warning  # no server paths shown
 
 
 def test_the_students_page_exports_a_zip(demo):

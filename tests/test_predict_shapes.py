@@ -9,6 +9,8 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from conceptkd_core.markdown_text import as_read
+
 from demo_subset import make_demo_subset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +36,6 @@ def test_a_one_pixel_strip_is_scored_and_shown_in_a_fixed_box(demo, width, heigh
     at.switch_page("views/predict.py").run()
     at.file_uploader(key="predict_upload").set_value(("strip.png", png(width, height), "image/png")).run()
     assert not at.exception, at.exception
-    assert at.subheader[0].value == "strip.png"
+    assert as_read(at.subheader[0].value) == "strip.png"
     assert any("The students say" in m.value for m in at.markdown)
     assert any("Why the student says" in m.value for m in at.markdown)  # the waterfall and the overlay came after

@@ -5,6 +5,8 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
+from conceptkd_core.markdown_text import as_read
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -13,6 +15,6 @@ def test_a_folder_that_is_no_workspace_is_named_as_typed():
     at.run()
     at.text_input(key="workspace_input").set_value("data/demo").run()
     assert not at.exception, at.exception
-    message = at.sidebar.error[0].value
+    message = as_read(at.sidebar.error[0].value)
     assert "data/demo/conceptkd.json" in message and " demo/" not in message, message
     assert str(ROOT) not in message

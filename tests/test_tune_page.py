@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from conceptkd_core.markdown_text import as_read
 from conceptkd_tools.tune_board_driver import board, send_edit
 
 from demo_subset import copy_demo_workspace
@@ -156,7 +157,7 @@ def test_a_teacher_only_image_opens(demo):
     opener = [b for b in at.button if b.key and b.key.startswith("open_")][1]
     opener.click().run()
     assert not at.exception
-    assert at.subheader[0].value == opener.key.removeprefix("open_")
+    assert as_read(at.subheader[0].value) == opener.key.removeprefix("open_")
     assert any("Why the student says" in m.value for m in at.markdown)
 
 

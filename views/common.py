@@ -16,6 +16,7 @@ from typing import NamedTuple
 import streamlit as st
 
 from conceptkd_core.explorer import Explorer, open_explorer, owner_of, session_for_link
+from conceptkd_core.markdown_text import literal
 from conceptkd_core.store.locations import (
     MAX_PATH_CHARS,
     PathRefused,
@@ -126,12 +127,13 @@ def get_explorer(root: str) -> Explorer:
 
 def shown(message: object) -> str:
     """A message as a visitor may read it: no absolute path of the server's folders (the allowed
-    roots, the open workspace's folder, the app's)."""
+    roots, the open workspace's folder, the app's), and as Markdown that shows it as typed (every
+    message goes to an alert, and a folder or file name may hold Markdown's characters)."""
     # The open workspace's parent counts only outside the allowed roots (a test's copy): inside one,
     # shortening it to its name would turn data/demo/x into demo/x, a folder the visitor cannot type.
     parent = Path(st.session_state.get("workspace_root", DEFAULT_WORKSPACE)).resolve().parent
     inside = any(parent == root or root in parent.parents for root in ALLOWED_ROOTS)
-    return without_server_paths(str(message), (*ALLOWED_ROOTS, *(() if inside else (parent,))), ROOT)
+    return literal(without_server_paths(str(message), (*ALLOWED_ROOTS, *(() if inside else (parent,))), ROOT))
 
 
 def _workspace_typed() -> None:
@@ -141,7 +143,7 @@ def _workspace_typed() -> None:
         path = resolve_typed_path(st.session_state["workspace_input"], ALLOWED_ROOTS)
         get_explorer(str(path))
     except PathRefused as exc:
-        st.session_state["workspace_refused"] = str(exc)
+        st.session_state["workspace_refused"] = literal(exc)
         return
     except (WorkspaceError, OSError) as exc:
         st.session_state["workspace_refused"] = f"Not opened, the open workspace stays: {shown(exc)}"
@@ -166,7 +168,7 @@ def _workspace_from_address() -> None:
         path = resolve_typed_path(named, ALLOWED_ROOTS)
         get_explorer(str(path))
     except PathRefused as exc:
-        st.session_state["workspace_refused"] = f"The page address's workspace: {exc}"
+        st.session_state["workspace_refused"] = f"The page address's workspace: {literal(exc)}"
         return
     except (WorkspaceError, OSError) as exc:
         st.session_state["workspace_refused"] = f"The page address's workspace was not opened: {shown(exc)}"

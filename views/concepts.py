@@ -5,6 +5,7 @@ import streamlit as st
 
 from conceptkd_core import palette
 from conceptkd_core.explorer import heatmap_table, rows_where_concept_fires, top_concepts
+from conceptkd_core.markdown_text import literal
 from views.common import current, selected_class
 from views.draw import LABEL_ROOM, class_axis, colour_key, concept_axis, direction, image_tile, signed_bars
 
@@ -33,7 +34,7 @@ def where_it_fires(explorer) -> None:
     if concept not in explorer.vocabulary:
         st.caption("Click a bar to see the images where that concept fires most.")
         return
-    st.markdown(f"**Where “{concept}” fires most** (click a bar to pick another; the Images page follows)")
+    st.markdown(f"**Where “{literal(concept)}” fires most** (click a bar to pick another; the Images page follows)")
     ws, j = explorer.workspace, explorer.vocabulary.index(concept)
     with st.container(horizontal=True, gap="xsmall"):
         for r in rows_where_concept_fires(ws.concept_matrix, j, top=TILES):
@@ -72,7 +73,7 @@ state = current()
 if state:
     explorer, session = state
     c = selected_class(explorer)
-    st.subheader(f"What drives “{explorer.classes[c]}”")
+    st.subheader(f"What drives “{literal(explorer.classes[c])}”")
     st.caption(
         "Each bar is a concept's weight in the class's student: its score is the bias plus weight × concept score."
     )

@@ -10,6 +10,7 @@ import streamlit as st
 from conceptkd_core import palette
 from conceptkd_core.explorer import concept_contributions, image_waterfall
 from conceptkd_core.images import ImageError
+from conceptkd_core.markdown_text import literal
 from conceptkd_core.overlays import ImageSegments, concept_overlay, contribution_overlay, label_overlay
 from conceptkd_core.store.workspace import WorkspaceError
 from views.common import shown
@@ -52,16 +53,16 @@ def why(explorer, session, r: int, c: int) -> None:
     """The student's score for the image as a waterfall, and its decision in words."""
     wf = image_waterfall(session, r, c)
     decided = "yes" if wf.says_yes else "no"
-    st.markdown(f"**Why the student says “{decided}” for “{explorer.classes[c]}”**")
+    st.markdown(f"**Why the student says “{decided}” for “{literal(explorer.classes[c])}”**")
     waterfall(wf, float(session.class_probs(c)[r]))
 
 
 def image_detail(explorer, session, c: int, r: int, concept: str) -> None:
     ws = explorer.workspace
-    st.subheader(str(ws.image_ids[r]))
+    st.subheader(literal(ws.image_ids[r]))
     truth = "labelled" if ws.labels[r, c] else "not labelled"
     teacher, student = float(session.teacher_probs[r, c]), float(session.class_probs(c)[r])
-    st.caption(f"“{explorer.classes[c]}” ({truth}): {teacher_student(teacher, student)}")
+    st.caption(f"“{literal(explorer.classes[c])}” ({truth}): {teacher_student(teacher, student)}")
     try:
         image = detail_image(str(ws.image_path(r)))
     except ImageError as exc:

@@ -8,6 +8,7 @@ import streamlit as st
 from conceptkd_core import palette
 from conceptkd_core.extract.add_images import ALLOWED_SUFFIXES
 from conceptkd_core.images import ImageError, load_rgb, load_rgb_bytes
+from conceptkd_core.markdown_text import literal
 from conceptkd_core.overlays import contribution_overlay
 from conceptkd_core.predict import PredictError, prediction_waterfall, score_table, segment_shares
 from conceptkd_core.students.metrics import DECISION_THRESHOLD
@@ -67,7 +68,7 @@ def enlarged(image, side: int = 384) -> np.ndarray:
 def explain(explorer, session, prediction, c: int, pixels: np.ndarray) -> None:
     wf = prediction_waterfall(prediction, session.bank, explorer.vocabulary, c)
     decided = "yes" if wf.says_yes else "no"
-    st.markdown(f"**Why the student says “{decided}” for “{explorer.classes[c]}”**")
+    st.markdown(f"**Why the student says “{decided}” for “{literal(explorer.classes[c])}”**")
     left, right = st.columns([3, 2])
     with left:
         waterfall(wf, float(prediction.student_probs[c]))
@@ -100,14 +101,14 @@ if state:
             teacher = None
         prediction = predictor.predict(image, session.bank, teacher)
         table = score_table(prediction, explorer.classes)
-        st.subheader(name)
+        st.subheader(literal(name))
         top, chart = st.columns([1, 3])
         # Letterboxed: a 1-pixel strip must not become an image of height 0 (or thousands of px).
         top.image(fitted(np.asarray(image)), width="stretch")
         chart.altair_chart(score_chart(table, DECISION_THRESHOLD), width="stretch")
         chart.caption(f"Probability per class; dashed line: the decision threshold ({DECISION_THRESHOLD:.0%}).")
         yes = [explorer.classes[c] for c in np.flatnonzero(prediction.student_probs > DECISION_THRESHOLD)]
-        st.markdown(f"The students say **{', '.join(yes) if yes else 'no class'}**.")
+        st.markdown(f"The students say **{literal(', '.join(yes)) if yes else 'no class'}**.")
         c = selected_class(explorer)
         explain(explorer, session, prediction, c, enlarged(image))
         st.caption("Pick another class in the sidebar to see its decision.")
