@@ -6,6 +6,7 @@ is listed again after a reload."""
 import io
 import json
 import zipfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -79,6 +80,32 @@ def test_a_job_in_a_sub_folder_is_listed_again(inputs, tmp_path):  # noqa: F811
     jobs.start(root / "runs" / "april", spec_of(inputs), inputs[-1])
     jobs.wait(root / "runs" / "april", timeout=120)
     assert (root / "runs" / "april").resolve() in [p.resolve() for p in jobs.find_jobs([root])]
+
+
+def test_jobs_are_found_after_a_restart_up_to_three_folders_down(tmp_path, monkeypatch):
+    """After a restart this process has started no job: the Setup page finds them on disk. The walk
+    is bounded (depth, entries read), skips hidden folders and workspaces, and follows no link."""
+    root = tmp_path / "data"
+
+    def job_at(relative: str) -> Path:
+        (root / relative / jobs.JOB_DIR).mkdir(parents=True)
+        (root / relative / jobs.JOB_DIR / jobs.SPEC_FILE).write_text("{}")
+        return root / relative
+
+    listed = [job_at("a"), job_at("runs/april"), job_at("runs/2026/may")]
+    job_at("one/two/three/four")  # four folders down: not searched
+    job_at(".cache/hidden")
+    (root / "ws").mkdir()
+    (root / "ws" / "conceptkd.json").write_text("{}")
+    job_at("ws/inside")  # a workspace's own folders are not searched
+    (root / "link").symlink_to(root / "runs")
+    monkeypatch.setattr(jobs, "_RUNNING", {})
+    assert jobs.find_jobs([root, tmp_path / "missing"]) == sorted(listed)
+    (root / "big").mkdir()
+    for name in range(50):  # a big folder uses up the entry budget: what lies beyond it is not read
+        (root / "big" / f"img{name}.png").write_text("")
+    monkeypatch.setattr(jobs, "SEARCH_ENTRIES", 20)
+    assert len(jobs.find_jobs([root])) < 3
 
 
 class GreyOnly(torch.nn.Module):

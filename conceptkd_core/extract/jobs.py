@@ -37,6 +37,7 @@ from ..images import Preprocessing
 from ..store.atomic_io import atomic_write_json
 from ..store.split import assign_heldout
 from ..store.strict_json import StrictJSONError, loads_strict
+from ..store.validation import META_FILE
 from ..vocabulary import VocabularyError, read_words
 
 JOB_DIR = ".job"
@@ -586,15 +587,45 @@ def skipped_summary(failures: Sequence[dict], shown: int = 3) -> str:
     return named + (f"; and {len(failures) - shown:,} more" if len(failures) > shown else "")
 
 
+# How far find_jobs looks below each folder: a job typed as data/runs/2026/april is found again after
+# the server restarts, while a folder of a million images is not read through on every Setup page.
+SEARCH_DEPTH, SEARCH_ENTRIES = 3, 20_000
+
+
 def find_jobs(folders: Sequence[str | os.PathLike]) -> list[Path]:
-    """The workspace folders that hold a job, for the page's list: those directly inside ``folders``,
-    and those of the jobs this process started, wherever they are (a job typed as a sub-folder,
-    e.g. data/runs/april, is found again after a reload)."""
+    """The workspace folders that hold a job, for the page's list: those up to ``SEARCH_DEPTH``
+    folders below ``folders`` (hidden folders and workspaces are not entered, symbolic links not
+    followed, at most ``SEARCH_ENTRIES`` entries read per folder), and those of the jobs this process
+    started, wherever they are."""
     found = []
     for folder in folders:
-        if Path(folder).is_dir():
-            found += sorted(p for p in Path(folder).iterdir() if (job_folder(p) / SPEC_FILE).is_file())
+        found += _jobs_below(Path(folder))
     with _LOCK:
         started = sorted(Path(key) for key in _RUNNING)
     known = {p.resolve() for p in found}
-    return found + [p for p in started if p not in known and (job_folder(p) / SPEC_FILE).is_file()]
+    return found + [p for p in started if p.resolve() not in known and (job_folder(p) / SPEC_FILE).is_file()]
+
+
+def _jobs_below(root: Path) -> list[Path]:
+    """Breadth first, so that a deep tree uses up the entry budget last."""
+    found, level, budget = [], [root], SEARCH_ENTRIES
+    for _ in range(SEARCH_DEPTH):
+        below = []
+        for folder in level:
+            try:
+                with os.scandir(folder) as entries:
+                    for entry in entries:
+                        budget -= 1
+                        if budget < 0:
+                            return sorted(found)
+                        if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
+                            continue
+                        path = Path(entry.path)
+                        if (job_folder(path) / SPEC_FILE).is_file():
+                            found.append(path)
+                        elif not (path / META_FILE).is_file():
+                            below.append(path)
+            except OSError:  # unreadable or vanished meanwhile: nothing to list there
+                continue
+        level = below
+    return sorted(found)
