@@ -7,6 +7,7 @@ opens on Students, measured against the teacher since a zip with class names has
 Screenshots land in $CONCEPTKD_SCREENSHOTS (default: the test's temporary folder).
 """
 
+import time
 import zipfile
 from urllib.parse import urlparse
 
@@ -97,15 +98,21 @@ def test_a_second_tab_starting_into_the_same_folder_sees_why_not(app_page, demo,
     no_exception(first)
 
 
+def many_images(demo):
+    """600 images (the subset's 40, copied): a job that runs long enough to stop mid-way."""
+    many = demo.parent / "many"
+    if not many.exists():
+        many.mkdir()
+        for i, path in enumerate(p for _ in range(15) for p in sorted((demo.parent / "images").iterdir())):
+            (many / f"{i:04d}-{path.name}").write_bytes(path.read_bytes())
+    return many
+
+
 def test_a_job_is_cancelled_resumed_and_discarded(app_page, demo, shots):
     """Cancel stops after the batch in flight and the job stays listed with Resume and Discard;
     Resume continues it; Discard, once confirmed, deletes its folder and what it extracted, and the
     images it read stay where they are."""
-    many = demo.parent / "many"
-    if not many.exists():  # 600 images (the subset's 40, copied): a job that runs long enough to cancel
-        many.mkdir()
-        for i, path in enumerate(p for _ in range(15) for p in sorted((demo.parent / "images").iterdir())):
-            (many / f"{i:04d}-{path.name}").write_bytes(path.read_bytes())
+    many = many_images(demo)
     page = app_page("setup", 1280, 900)
     page.get_by_text("Create a workspace").click()
     settle(page)
@@ -146,3 +153,48 @@ def test_a_job_is_cancelled_resumed_and_discarded(app_page, demo, shots):
     assert not (demo.parent / "stopped").exists() and len(list(many.iterdir())) == 600
     assert page.get_by_role("button", name="Resume").count() == 0
     assert page.evaluate(OVERFLOW_JS) == []
+
+
+def test_a_job_three_folders_down_is_found_interrupted_after_a_server_restart(browser, demo, shots):
+    """A server restart (Streamlit Cloud restarts apps now and then) ends the job's thread: the new
+    server finds the job on disk, here typed three folders down, lists it as interrupted with Resume,
+    and Resume goes on from the images already extracted."""
+    many_images(demo)
+    out = demo.parent / "runs" / "2026" / "april"
+
+    def open_setup(url: str):
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"{url}/setup")
+        settle(page)
+        return page
+
+    with app_on(demo) as url:
+        page = open_setup(url)
+        page.get_by_text("Create a workspace").click()
+        settle(page)
+        fill(page, "Image folder", "demo/many")
+        fill(page, "Class names, in the teacher's output order (comma-separated)", "person, car, dog, cat, bird")
+        fill(page, "Folder for the new workspace", "demo/runs/2026/april")
+        fill(page, "Segments per image", "8")
+        page.get_by_role("button", name="Start extraction").click()
+        deadline = time.time() + 120
+        while (jobs.read_status(out) is None or jobs.read_status(out).done == 0) and time.time() < deadline:
+            time.sleep(0.2)
+        page.close()
+    before = jobs.read_status(out)  # read by this process, which runs no job: "interrupted"
+    assert before.state == "interrupted" and 0 < before.done < 600, before
+
+    with app_on(demo) as url:
+        page = open_setup(url)
+        warning = page.get_by_text("demo/runs/2026/april: ", exact=False).filter(has_text="interrupted")
+        warning.first.wait_for(timeout=60000)
+        assert f"{before.done:,}/600 images, interrupted (the server restarted)" in warning.first.inner_text()
+        page.screenshot(path=str(shots / "job-interrupted-after-restart.png"), full_page=True)
+        no_exception(page)
+        page.get_by_role("button", name="Resume").click()
+        deadline = time.time() + 120
+        while jobs.read_status(out).done <= before.done and time.time() < deadline:
+            time.sleep(0.2)
+        assert jobs.read_status(out).done > before.done  # on from where it stopped, not from 0
+        no_exception(page)
+        page.close()

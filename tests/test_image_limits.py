@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from conceptkd_core.images import MAX_PIXELS, ImageError, load_rgb, load_rgb_bytes
+from conceptkd_core.markdown_text import as_read
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,4 +67,4 @@ def test_setup_and_predict_name_the_size_and_the_limit(tmp_path):
     at.switch_page("views/predict.py").run()
     at.file_uploader(key="predict_upload").set_value(("big.png", data, "image/png")).run()
     assert not at.exception, at.exception
-    assert [e.value for e in at.error] == [f"big.png: {limit}"]
+    assert [as_read(e.value) for e in at.error] == [f"big.png: {limit}"]

@@ -568,11 +568,23 @@ def _run(
         )
     except JobCancelled:
         status = dataclasses.replace(status, state="cancelled", eta_s=None, message="cancelled; resume to continue")
-    except (TeacherError, DatasetError, ValueError, OSError, RuntimeError) as exc:  # ExtractionError too
-        status = dataclasses.replace(status, state="failed", eta_s=None, message=" ".join(str(exc).split())[:500])
     except Exception as exc:  # noqa: BLE001 - a thread's crash must reach the page as a status, not vanish
-        status = dataclasses.replace(status, state="failed", eta_s=None, message=f"internal error: {exc!r}"[:500])
+        if _process_stopping():
+            # The server is stopping (a restart, Ctrl+C) and Python shut the worker pool down under
+            # this job ("cannot schedule new futures after shutdown"): not the job's failure. The
+            # status keeps saying "running", which the next server reads as interrupted, with Resume.
+            return
+        known = (TeacherError, DatasetError, ValueError, OSError, RuntimeError)  # ExtractionError too
+        message = " ".join(str(exc).split()) if isinstance(exc, known) else f"internal error: {exc!r}"
+        status = dataclasses.replace(status, state="failed", eta_s=None, message=message[:500])
     _write_status(out, status)
+
+
+def _process_stopping() -> bool:
+    """True once Python has begun to stop this process: threading's exit hooks (which shut down the
+    process pools) run while the main thread is still alive, with ``threading._SHUTTING_DOWN`` set
+    (Python 3.9 on; read defensively, as it is not public)."""
+    return bool(getattr(threading, "_SHUTTING_DOWN", False)) or not threading.main_thread().is_alive()
 
 
 def skipped_summary(failures: Sequence[dict], shown: int = 3) -> str:
