@@ -108,19 +108,24 @@ def many_images(demo):
     return many
 
 
+def start_on_many(page, out: str) -> None:
+    """Setup's form: a job on ``many_images`` into ``out``, started."""
+    page.get_by_text("Create a workspace").click()
+    settle(page)
+    fill(page, "Image folder", "demo/many")
+    fill(page, "Class names, in the teacher's output order (comma-separated)", "person, car, dog, cat, bird")
+    fill(page, "Folder for the new workspace", out)
+    fill(page, "Segments per image", "8")
+    page.get_by_role("button", name="Start extraction").click()
+
+
 def test_a_job_is_cancelled_resumed_and_discarded(app_page, demo, shots):
     """Cancel stops after the batch in flight and the job stays listed with Resume and Discard;
     Resume continues it; Discard, once confirmed, deletes its folder and what it extracted, and the
     images it read stay where they are."""
     many = many_images(demo)
     page = app_page("setup", 1280, 900)
-    page.get_by_text("Create a workspace").click()
-    settle(page)
-    fill(page, "Image folder", "demo/many")
-    fill(page, "Class names, in the teacher's output order (comma-separated)", "person, car, dog, cat, bird")
-    fill(page, "Folder for the new workspace", "demo/stopped")
-    fill(page, "Segments per image", "8")
-    page.get_by_role("button", name="Start extraction").click()
+    start_on_many(page, "demo/stopped")
 
     def cancel_and_wait() -> str:
         page.get_by_role("button", name="Cancel").click(timeout=120000)
@@ -170,13 +175,7 @@ def test_a_job_three_folders_down_is_found_interrupted_after_a_server_restart(br
 
     with app_on(demo) as url:
         page = open_setup(url)
-        page.get_by_text("Create a workspace").click()
-        settle(page)
-        fill(page, "Image folder", "demo/many")
-        fill(page, "Class names, in the teacher's output order (comma-separated)", "person, car, dog, cat, bird")
-        fill(page, "Folder for the new workspace", "demo/runs/2026/april")
-        fill(page, "Segments per image", "8")
-        page.get_by_role("button", name="Start extraction").click()
+        start_on_many(page, "demo/runs/2026/april")
         deadline = time.time() + 120
         while (jobs.read_status(out) is None or jobs.read_status(out).done == 0) and time.time() < deadline:
             time.sleep(0.2)

@@ -23,18 +23,23 @@ def demo(tmp_path_factory):
     return make_demo_subset(tmp_path_factory.mktemp("history") / "demo", per_split=5)
 
 
+def app_with_removals(demo, n: int):
+    """The app on ``demo`` and its tuning session with ``n`` edits: concepts 0..n-1 removed from class 0."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.session_state["workspace_root"] = str(demo)
+    at.run()
+    session = at.session_state["tuning"]
+    for concept in range(n):
+        session.apply("remove", 0, concept)
+    return at, session
+
+
 def revert_box(at):
     return next(n for n in at.number_input if n.label.startswith("Revert to after edit"))
 
 
 def test_the_revert_box_shows_where_the_session_is_after_undo_redo_and_revert(demo):
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.session_state["workspace_root"] = str(demo)
-    at.run()
-    session = at.session_state["tuning"]
-    session.apply("remove", 0, 0)
-    session.apply("remove", 0, 1)
-    session.apply("remove", 0, 2)
+    at, session = app_with_removals(demo, 3)
     at.switch_page("views/history.py").run()
     assert not at.exception, at.exception
     assert revert_box(at).value == 3
@@ -69,12 +74,7 @@ def test_an_imported_log_is_saved_at_once_under_the_sessions_id(demo):
     """A reload reopens the session the address names from its autosave: an import saved only from
     the next edit on came back as the session before it (its edits undone), and a log exported from
     another session put that session's id in the address."""
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.session_state["workspace_root"] = str(demo)
-    at.run()
-    session = at.session_state["tuning"]
-    session.apply("remove", 0, 0)
-    session.apply("remove", 0, 1)
+    at, session = app_with_removals(demo, 2)
     log = json.loads(session.export_json())  # as if exported from another session of this workspace
     log.pop("sha256")
     log["session_id"] = "0123456789abcdef"
