@@ -1,7 +1,7 @@
 """Names and words from the data written into Streamlit's Markdown (alerts, captions, progress
 texts and button labels all render it) so that they are shown as typed, never rendered: a folder
-``run_1_of_2`` read "run<em>1</em>of_2", ``[x](http://host)`` became a link to another host and
-``:material/bolt:`` an icon."""
+``run_1_of_2`` read "run<em>1</em>of_2", ``[x](http://host)`` became a link to another host,
+``:material/bolt:`` an icon, ``:red[x]`` a colour and ``http://host`` a link."""
 
 import re
 
@@ -10,14 +10,19 @@ import re
 _SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$&])")
 # Streamlit draws ":name:" and ":material/name:" as an emoji or an icon after Markdown has read the
 # text, so an escaped colon still makes one; a zero-width space after the opening colon does not.
-# Only a whole shortcode is broken: "10:30" and "http://" are left as typed.
+# Only a whole shortcode is broken: "10:30" is left as typed.
 _SHORTCODE_START = re.compile(r":(?=[\w+\-]+(?:/[\w\-]+)?:)")
-_ESCAPED = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|<>~$&])")
+# A colon before a letter starts a directive (":red[x]" a colour; ":red" alone, its label escaped, an
+# empty one that swallows the word) and "://" an address that GFM links, escapes in it shown as
+# backslashes: such a colon is escaped. "10:30", "1: 2" and "C:\\" are left as typed.
+_DIRECTIVE_OR_ADDRESS = re.compile(r":(?=[A-Za-z]|//)")
+_ESCAPED = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|<>~$&:])")
 
 
 def literal(text: object) -> str:
     """``text`` as Markdown that Streamlit shows character for character."""
-    return _SPECIAL.sub(r"\\\1", _SHORTCODE_START.sub(":\u200b", str(text)))
+    escaped = _SPECIAL.sub(r"\\\1", _SHORTCODE_START.sub(":\u200b", str(text)))
+    return _DIRECTIVE_OR_ADDRESS.sub(r"\\:", escaped)
 
 
 def as_read(markdown: str) -> str:

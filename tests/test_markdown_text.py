@@ -16,8 +16,16 @@ def test_icon_and_emoji_shortcodes_are_broken_and_plain_text_is_kept():
     assert literal("demo/run_1 :material/bolt: :smile:") == "demo/run\\_1 :\u200bmaterial/bolt: :\u200bsmile:"
     assert literal(":arrow_back:") == ":\u200barrow\\_back:"
     assert literal("ünï 🦓 images 12") == "ünï 🦓 images 12"
-    assert literal("10:30 ratio 1: 2, http://host") == "10:30 ratio 1: 2, http://host"
+    assert literal("10:30 ratio 1: 2, C:\\") == "10:30 ratio 1: 2, C:\\\\"
     assert literal(3) == "3"
+
+
+def test_colour_directives_and_web_addresses_are_not_made():
+    # ":red[x]" is a colour; with its label escaped ":red" is still an (empty) directive that swallows
+    # the word; "http://x.test" is a link whose text shows the backslashes of the escaped dots.
+    assert literal(":red[x]") == "\\:red\\[x\\]"
+    assert literal("a:b http://x.test") == "a\\:b http\\://x\\.test"
+    assert literal(":smile:") == ":\u200bsmile:"  # a shortcode's colon: broken, not escaped
 
 
 def test_what_is_read_is_what_was_typed():
