@@ -20,17 +20,18 @@ def test_icon_and_emoji_shortcodes_are_broken_and_plain_text_is_kept():
     assert literal(3) == "3"
 
 
-def test_colour_directives_and_web_addresses_are_not_made():
+def test_colour_directives_and_addresses_are_not_made():
     # ":red[x]" is a colour; with its label escaped ":red" is still an (empty) directive that swallows
-    # the word; "http://x.test" is a link whose text shows the backslashes of the escaped dots.
+    # the word; GFM links addresses in the text it has read (escaped or not).
     assert literal(":red[x]") == "\\:red\\[x\\]"
-    assert literal("a:b http://x.test") == "a\\:b http\\://x\\.test"
+    assert literal("a:b") == "a\\:b"
+    assert literal("http://x.test www.x.test a@x.test") == "http:\u200b//x\\.test www\u200b\\.x\\.test a@\u200bx\\.test"
     assert literal(":smile:") == ":\u200bsmile:"  # a shortcode's colon: broken, not escaped
 
 
 def test_what_is_read_is_what_was_typed():
     rng = random.Random(0)
-    alphabet = "ab1 :/_*\\`[]()#+-.!|<>~$&{}\u00e9"
+    alphabet = "abw1 :/@_*\\`[]()#+-.!|<>~$&{}\u00e9"
     for _ in range(2000):
         typed = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
         assert as_read(literal(typed)) == typed, typed
