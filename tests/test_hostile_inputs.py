@@ -5,7 +5,6 @@ nothing written or changed (a damaged cache is the exception: it is reported, th
 The README's reliability table counts the cases of each table below.
 """
 
-import html
 import json
 import shlex
 import shutil
@@ -22,7 +21,7 @@ from conceptkd_core.explorer import import_session, new_session, open_explorer, 
 from conceptkd_core.extract.clip_backend import load_clip
 from conceptkd_core.extract.pipeline import PARTIAL_DIR, extract
 from conceptkd_core.extract.teachers import ClipZeroShotTeacher
-from conceptkd_core.markdown_text import as_read
+from conceptkd_core.markdown_text import as_read, literal
 from conceptkd_core.store.atomic_io import sha256_file
 from conceptkd_core.store.side_files import GRAM_FIELDS, _gram_checksum, segment_row
 from conceptkd_core.store.strict_json import canonical_sha256
@@ -893,4 +892,4 @@ def test_html_in_the_data_is_shown_as_text(tmp_path):
         html_blocks = [m.value for m in at.markdown if m.proto.allow_html]
         assert all(attack not in block for block in html_blocks), script
         if script == "views/images.py":
-            assert any(html.escape(attack) in block for block in html_blocks)  # the legend names the words
+            assert any(literal(attack) in block for block in html_blocks)  # the legend names the words

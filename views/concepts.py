@@ -39,7 +39,7 @@ def where_it_fires(explorer) -> None:
     with st.container(horizontal=True, gap="xsmall"):
         for r in rows_where_concept_fires(ws.concept_matrix, j, top=TILES):
             image_id = ws.image_ids[r]
-            caption = f"“{concept}” scores {float(ws.concept_matrix[r, j]):.2f}"
+            caption = f"“{literal(concept)}” scores {float(ws.concept_matrix[r, j]):.2f}"
             if image_tile(str(ws.image_path(int(r))), image_id, caption):
                 st.session_state["detail_image"] = image_id
                 st.switch_page("views/images.py")

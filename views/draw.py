@@ -15,6 +15,7 @@ from PIL import Image
 
 from conceptkd_core import palette
 from conceptkd_core.images import ImageError, letterbox, load_rgb
+from conceptkd_core.markdown_text import literal
 
 # Signed values (weights, contributions) are coloured by what they do to the class's score.
 DIRECTIONS = {"pushes up": palette.POSITIVE, "pushes down": palette.NEGATIVE, "no change": palette.NEUTRAL}
@@ -136,7 +137,7 @@ TILE_WIDTH = 112  # three tiles, 8 px apart, fit a phone's width
 
 
 def image_tile(path: str, image_id: str, caption: str, selected: bool = False, on_click=None, args=()) -> bool:
-    """One thumbnail, its caption and a button that opens the image (highlighted when it is the
+    """One thumbnail, its caption (Markdown) and a button that opens the image (highlighted when it is the
     image shown); True when clicked. Lay tiles in ``st.container(horizontal=True)``: they wrap to
     the window's width."""
     with st.container(border=True, width=TILE_WIDTH, gap="xsmall"):
@@ -151,7 +152,7 @@ def image_tile(path: str, image_id: str, caption: str, selected: bool = False, o
             key=f"open_{image_id}",
             type="primary" if selected else "secondary",
             width="stretch",
-            help=f"Open {image_id} in detail",
+            help=f"Open {literal(image_id)} in detail",
             on_click=on_click,
             args=args,
         )

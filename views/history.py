@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from conceptkd_core.explorer import import_log, owner_of, resume_session, saved_sessions
+from conceptkd_core.markdown_text import literal
 from conceptkd_core.students.session import TuningError
 from views.common import browser_key, current, shown
 
@@ -86,7 +87,7 @@ if state:
         except (TuningError, ValueError) as exc:
             # Named: the reader may have picked the wrong one of several saved logs.
             name = " ".join(upload.name.split())[:120]
-            st.session_state["import_outcome"] = ("error", f"{name}: not imported. {shown(exc)}")
+            st.session_state["import_outcome"] = ("error", f"{literal(name)}: not imported. {shown(exc)}")
     if upload is not None and "import_outcome" in st.session_state:
         kind, message = st.session_state["import_outcome"]
         (st.success if kind == "success" else st.error)(message)

@@ -2,8 +2,6 @@
 segment's share of the class's score, a concept's segments, the top concept of each) and the
 waterfall from the student's bias to its score."""
 
-import html
-
 import numpy as np
 import streamlit as st
 
@@ -27,7 +25,7 @@ def overlays(explorer, session, r: int, c: int, image: np.ndarray, concept: str)
     shares, for_concept, labelled = st.tabs(["Share of the score", "Concept", "Top concept"])
     shares.image(
         fitted(contribution_overlay(image, seg.segment_map, seg.shares(concept_contributions(session, r, c)))),
-        caption=f"segments by how much they push the score for “{explorer.classes[c]}” up or down",
+        caption=f"segments by how much they push the score for “{literal(explorer.classes[c])}” up or down",
         width=OVERLAY_WIDTH,
     )
     if concept == NO_CONCEPT:
@@ -38,13 +36,15 @@ def overlays(explorer, session, r: int, c: int, image: np.ndarray, concept: str)
         scores = seg.concept_scores(j, float(explorer.workspace.concept_matrix[r, j]))
         for_concept.image(
             fitted(concept_overlay(image, seg.segment_map, scores, palette.signed_colour(weight))),
-            caption=f"segments by their score for “{concept}” (weight {weight:+.3f}: the tint is its direction)",
+            caption=f"segments by their score for “{literal(concept)}” "
+            f"(weight {weight:+.3f}: the tint is its direction)",
             width=OVERLAY_WIDTH,
         )
     picture, legend = label_overlay(image, seg.segment_map, seg.top_concepts, explorer.vocabulary)
     labelled.image(fitted(picture), caption="segments coloured by their top concept", width=OVERLAY_WIDTH)
+    # Markdown with HTML: ``literal`` escapes both (an HTML-escaped word still had its Markdown drawn).
     labelled.markdown(
-        " ".join(f"<span style='color:rgb{rgb}'>■</span> {html.escape(word)}" for word, rgb in legend.items()),
+        " ".join(f"<span style='color:rgb{rgb}'>■</span> {literal(word)}" for word, rgb in legend.items()),
         unsafe_allow_html=True,
     )
 
@@ -66,7 +66,7 @@ def image_detail(explorer, session, c: int, r: int, concept: str) -> None:
     try:
         image = detail_image(str(ws.image_path(r)))
     except ImageError as exc:
-        st.error(str(exc))
+        st.error(shown(exc))
         image = None
     if explorer.segments_problem:
         st.warning(f"No segment overlays: {shown(explorer.segments_problem)}")

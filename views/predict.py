@@ -74,7 +74,8 @@ def explain(explorer, session, prediction, c: int, pixels: np.ndarray) -> None:
         waterfall(wf, float(prediction.student_probs[c]))
     overlay = contribution_overlay(pixels, prediction.segment_map, segment_shares(prediction, session.bank, c))
     right.image(
-        fitted(overlay), caption=f"segments by how much they push the score for “{explorer.classes[c]}” up or down"
+        fitted(overlay),
+        caption=f"segments by how much they push the score for “{literal(explorer.classes[c])}” up or down",
     )
 
 

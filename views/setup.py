@@ -162,7 +162,7 @@ def vocabulary_editor(explorer) -> None:
     try:
         words, duplicates = read_vocabulary_text(text)
     except VocabularyError as exc:
-        st.error(str(exc))
+        st.error(literal(exc))
         return
     if duplicates:
         st.caption(f"{len(duplicates)} duplicate words dropped: {literal(', '.join(duplicates[:8]))}")
@@ -229,7 +229,7 @@ def typed_path(label: str, key: str, help: str, optional: bool = False) -> Path 
         return resolve_typed_path(text, ALLOWED_ROOTS)
     except PathRefused as exc:
         if text.strip():
-            st.error(f"{label}: {exc}")
+            st.error(f"{label}: {literal(exc)}")
         return None
 
 
@@ -239,7 +239,7 @@ def numbers(text: str, label: str) -> tuple[float, float, float] | None:
     except ValueError:
         values = ()
     if len(values) != 3:
-        st.error(f"{label} {text!r}: expected three numbers (R, G, B), e.g. 0.5, 0.5, 0.5")
+        st.error(f"{label} {literal(repr(text))}: expected three numbers (R, G, B), e.g. 0.5, 0.5, 0.5")
         return None
     return values
 
@@ -271,7 +271,7 @@ def teacher_fields() -> tuple[str, Preprocessing | None] | None:
     try:
         return str(path), Preprocessing(int(size), mean, std, resize)
     except ValueError as exc:
-        st.error(str(exc))
+        st.error(literal(exc))
         return None
 
 
@@ -288,7 +288,7 @@ def vocabulary_fields() -> tuple[str, ...] | None:
     try:
         words, _ = read_vocabulary_text(text)
     except VocabularyError as exc:
-        st.error(str(exc))
+        st.error(literal(exc))
         return None
     st.caption(f"{len(words)} concepts.")
     return tuple(words)

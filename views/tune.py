@@ -8,6 +8,7 @@ narrow one, so that tuning works on a phone. The sliders, figures and charts are
 
 import streamlit as st
 
+from conceptkd_core.markdown_text import literal
 from conceptkd_core.students.session import TuningError
 from conceptkd_core.tuning_board import BoardEdit, is_stale_set
 from conceptkd_core.tuning_view import batch_pairs, picked_from_text, picked_text, refusal, slider_concepts
@@ -20,7 +21,8 @@ PANELS = ("Sliders", "Suggestions", "Disagreements")
 
 
 def say(message: str) -> None:
-    """A refusal or a note, shown as a toast on the next draw (callbacks run before it)."""
+    """A refusal or a note (plain text: it names concepts), shown as a toast on the next draw
+    (callbacks run before it)."""
     st.session_state["tune_toast"] = message
 
 
@@ -63,7 +65,7 @@ def restore_picked(session) -> None:
         try:
             picked = picked_from_text(st.query_params.get("picked"), len(session.classes), len(session.vocabulary))
         except TuningError as exc:
-            st.session_state[f"picked_problem_{session.session_id}"] = f"{exc}; no slider was added for them"
+            st.session_state[f"picked_problem_{session.session_id}"] = f"{literal(exc)}; no slider was added for them"
             del st.query_params["picked"]
             picked = {}
         for c, js in picked.items():
@@ -131,7 +133,7 @@ def tuning_panel(session, c: int) -> None:
     """The board: sliders beside the figures and charts (stacked on a narrow window). A fragment:
     an edit redraws this one element only."""
     if "tune_toast" in st.session_state:
-        st.toast(st.session_state.pop("tune_toast"), icon=":material/info:")
+        st.toast(literal(st.session_state.pop("tune_toast")), icon=":material/info:")
     picked = st.session_state.get(picked_key(session, c), [])
     factor = float(st.session_state.get("factor", 2.0))
     tune_board(session, c, picked, factor, on_edit=lambda edit: act(session, c, edit), say=say)
@@ -175,7 +177,7 @@ if state:
     explorer, session = state
     c = selected_class(explorer)
     st.caption(
-        f"Class “{explorer.classes[c]}” (change it in the sidebar): drag a weight or use the buttons under "
+        f"Class “{literal(explorer.classes[c])}” (change it in the sidebar): drag a weight or use the buttons under "
         "it; the other weights re-fit at once. This page's address brings this session back after a reload."
     )
     panel = st.segmented_control("Show", PANELS, default=PANELS[0], key="tune_panel", label_visibility="collapsed")

@@ -5,6 +5,7 @@ its overlays and the contribution of each concept to the student's score."""
 import numpy as np
 import streamlit as st
 
+from conceptkd_core.markdown_text import literal
 from conceptkd_core.students.groups import GROUPS, decision_groups
 from views.draw import image_tile, teacher_student
 from views.image_detail import NO_CONCEPT, image_detail
@@ -32,8 +33,8 @@ def disagreement_panel(explorer, session, c: int) -> None:
     teacher, student = session.teacher_probs[:, c], session.class_probs(c)
     groups = decision_groups(teacher, student, session.shared.held_out_rows)
     st.caption(
-        f"The {session.shared.held_out_rows.size:,} held-out images of “{explorer.classes[c]}” by what the teacher "
-        "and the student decide (probability above 0.5: yes)."
+        f"The {session.shared.held_out_rows.size:,} held-out images of “{literal(explorer.classes[c])}” by what "
+        "the teacher and the student decide (probability above 0.5: yes)."
     )
     left, right = st.columns(2, gap="medium")
     with left:

@@ -4,6 +4,7 @@ what it does on the held-out images; one click applies one as an ordinary, undoa
 import numpy as np
 import streamlit as st
 
+from conceptkd_core.markdown_text import literal
 from conceptkd_core.students.session import TuningError
 from conceptkd_core.students.suggest import apply_suggestion
 from conceptkd_core.tuning_view import suggestions
@@ -45,7 +46,7 @@ def apply_row(session, row) -> None:
 
 def suggestion_panel(explorer, session, c: int) -> None:
     if "tune_toast" in st.session_state:
-        st.toast(st.session_state.pop("tune_toast"), icon=":material/info:")
+        st.toast(literal(st.session_state.pop("tune_toast")), icon=":material/info:")
     st.caption(
         "For each candidate edit (up-tune each concept the class does not use, down-tune and remove each one it "
         "uses), the students are re-fit exactly and measured on held-out images."
@@ -76,7 +77,8 @@ def suggestion_panel(explorer, session, c: int) -> None:
     for i, row in table.head(SHOWN).iterrows():
         with st.container(horizontal=True, vertical_alignment="center", border=True):
             st.markdown(
-                f"**{i + 1}. {row['edit']}** for “{row['class']}”: held-out {row['held_out_gain']:+.3f}"
+                f"**{i + 1}. {literal(row['edit'])}** for “{literal(row['class'])}”: "
+                f"held-out {row['held_out_gain']:+.3f}"
                 + (f" ({row['interval']})" if row["interval"] else "")
                 + (f" · :orange[{row['warning']}]" if row["warning"] else "")
             )
