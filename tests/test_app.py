@@ -91,7 +91,7 @@ def test_the_landing_page_links_three_steps(workspace):
 
 
 @pytest.mark.parametrize("script", ["views/students.py", "views/history.py", "views/setup.py"])
-def test_tables_hide_the_index_and_name_every_column(workspace, script):
+def test_tables_hide_the_index_name_every_column_and_size_the_pinned_ones(workspace, script):
     import json
 
     at = open_page(workspace, "views/tune.py")
@@ -105,6 +105,10 @@ def test_tables_hide_the_index_and_name_every_column(workspace, script):
         assert "row" not in shown
         for name in shown:
             assert config.get(name, {}).get("label"), f"{script}: column {name!r} has no readable label"
+            column = config.get(name, {})
+            if column.get("pinned") and column.get("type_config", {}).get("type") == "text":
+                # without a width, as wide as its longest name: on a phone, nothing else is in view
+                assert column.get("width"), f"{script}: pinned text column {name!r} has no width"
 
 
 def test_setup_shows_the_workspace(workspace):

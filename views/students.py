@@ -9,8 +9,11 @@ from conceptkd_core.explorer import budget_table, disagreement_table, metrics_su
 from views.common import current, get_predictor, selected_class, shown
 from views.draw import class_axis, number_column, score_column, teacher_student, thumbnail_uri
 
+# Pinned, a column is as wide as its longest name and never scrolls: a class name of 200 characters
+# left a phone nothing but that column. Capped, a longer name ends in "…" (a click shows it whole).
+CLASS_COLUMN = st.column_config.TextColumn("Class", pinned=True, width="medium")
 METRIC_COLUMNS = {  # metrics_table column -> how the table shows it
-    "class": st.column_config.TextColumn("Class", pinned=True),
+    "class": CLASS_COLUMN,
     "positives": number_column("Held-out positives", "Held-out images labelled with the class.", "%d"),
     "teacher_ap": score_column("Teacher AP", "Average precision of the teacher's scores.", palette.TEACHER),
     "student_ap": score_column("Student AP", "Average precision of the student's scores.", palette.STUDENT),
@@ -110,7 +113,7 @@ def budgets(explorer, session) -> None:
         table = budget_table(explorer, session)
         config = {name: score_column(f"AP, {name.removeprefix('ap_at_')} concepts") for name in table if "_at_" in name}
         config |= {
-            "class": st.column_config.TextColumn("Class", pinned=True),
+            "class": CLASS_COLUMN,
             "concepts_used": number_column("Concepts used now", format="%d"),
             "ap_all": score_column("AP, all concepts used now", colour=palette.STUDENT),
         }
