@@ -15,34 +15,42 @@ from conceptkd_tools.demo import DEMO_DIR, MODEL_NAME
 
 
 def make_demo_subset(
-    folder: Path, per_split: int = 20, word: Callable[[str], str] = str, workspace: str = "workspace", teacher=None
+    folder: Path,
+    per_split: int = 20,
+    word: Callable[[str], str] = str,
+    workspace: str = "workspace",
+    teacher=None,
+    class_name: Callable[[str], str] = str,
+    image_id: Callable[[str], str] = str,
 ) -> Path:
     """``folder``/``workspace`` holding ``per_split`` val and ``per_split`` test scenes of the demo,
-    each vocabulary word written as ``word(w)``; returns the workspace folder. ``teacher``: a
+    each vocabulary word written as ``word(w)``, each class name as ``class_name(c)`` and each image
+    id as ``image_id(i)`` (each called in the workspace's order); returns the workspace folder. ``teacher``: a
     function of the subset's (image ids, classes, logits) giving the teacher to record (default: the demo's)."""
     demo = load_workspace(DEMO_DIR / "workspace")
     rows = np.concatenate([np.flatnonzero(demo.splits == split)[:per_split] for split in ("val", "test")])
     (folder / "images").mkdir(parents=True, exist_ok=True)
     for r in rows:
         shutil.copy(demo.image_path(r), folder / "images" / demo.paths[r])
-    for name in (f"{MODEL_NAME}.json", f"{MODEL_NAME}.safetensors", "teacher.pt"):
-        shutil.copy(DEMO_DIR / name, folder / name)
+    for file in (f"{MODEL_NAME}.json", f"{MODEL_NAME}.safetensors", "teacher.pt"):
+        shutil.copy(DEMO_DIR / file, folder / file)
     root = folder / workspace
+    classes = [class_name(c) for c in demo.classes]
     segments = read_segments(demo)
-    for name in SEGMENT_ARRAYS:
-        atomic_write_npy(segment_file(root, name), np.asarray(segments[name][rows]))
+    for array in SEGMENT_ARRAYS:
+        atomic_write_npy(segment_file(root, array), np.asarray(segments[array][rows]))
     write_workspace(
         root,
-        image_ids=demo.image_ids[rows],
+        image_ids=[image_id(str(i)) for i in demo.image_ids[rows]],
         paths=demo.paths[rows],
         splits=demo.splits[rows],
         labels=demo.labels[rows],
-        classes=demo.classes,
+        classes=classes,
         vocabulary=[word(w) for w in demo.vocabulary],
         concept_matrix=np.asarray(demo.concept_matrix[rows]),
         teacher_logits=demo.teacher_logits[rows],
         model=demo.meta["model"],
-        teacher=demo.meta["teacher"]
+        teacher={**demo.meta["teacher"], "classes": classes}
         if teacher is None
         else teacher(demo.image_ids[rows], demo.classes, demo.teacher_logits[rows]).identity,
         image_root="../images",
