@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from conceptkd_core.markdown_text import as_read
 from conceptkd_core.store.side_files import session_file
 from conceptkd_core.store.strict_json import canonical_sha256
 from conceptkd_core.store.workspace import load_workspace
@@ -66,7 +67,7 @@ def test_a_refused_log_import_names_the_file(demo, data, reason):
     at.switch_page("views/history.py").run()
     at.file_uploader(key="import_log").set_value(("monday log.json", data, "application/json")).run()
     assert not at.exception, at.exception
-    (message,) = [e.value for e in at.error]
+    (message,) = [as_read(e.value) for e in at.error]
     assert message.startswith(f"monday log.json: not imported. {reason}") and "\n" not in message, message
 
 

@@ -831,7 +831,7 @@ PAGE_CASES = {
     ),
     "vocabulary with Markdown and HTML": (
         vocabulary_text(lambda v: v + "\n![x](http://example.com/t.png) <b>bold</b>\n"),
-        "\\!\\[x\\]\\(http://example\\.com/t\\.png\\) \\<b\\>bold\\</b\\>",
+        literal("![x](http://example.com/t.png) <b>bold</b>"),  # escaped, its address broken
     ),
 }
 

@@ -9,6 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from conceptkd_core.explorer import is_own_session_id, open_explorer, own_session_id, owner_of, session_for_link
+from conceptkd_core.markdown_text import as_read
 from conceptkd_tools.tune_board_driver import board, send_edit
 
 from demo_subset import copy_demo_workspace
@@ -41,7 +42,8 @@ def address(at, name: str) -> str | None:
 
 
 def warnings(at) -> list[str]:
-    return [w.value for w in at.warning]
+    """The warnings as a reader sees them (their Markdown's escapes read back)."""
+    return [as_read(w.value) for w in at.warning]
 
 
 def test_an_unknown_session_id_is_named_and_replaced_in_the_address(demo):

@@ -67,9 +67,9 @@ def test_a_slider_value_from_an_older_board_is_not_an_edit(demo):
 def test_a_bad_edit_from_the_browser_is_refused_in_words(demo):
     at = tune(demo)
     send_edit(at, {"op": "set", "j": 10**6, "value": 0.0})
-    assert "has no slider on this board" in at.toast[0].value
+    assert "has no slider on this board" in as_read(at.toast[0].value)
     send_edit(at, {"op": "explode", "j": 0})
-    assert "Unknown edit 'explode'" in at.toast[0].value
+    assert "Unknown edit 'explode'" in as_read(at.toast[0].value)
     assert at.session_state["tuning"].cursor == 0 and not at.exception
 
 
@@ -81,7 +81,7 @@ def test_a_picked_concept_of_weight_zero_is_brought_in(demo):
     last = board(at)["rows"][-1]
     assert last["concept"] == session.vocabulary[j] and last["weight"] == 0
     send_edit(at, {"op": "downweight", "j": j})  # nothing to down-tune: refused, in words
-    assert "nothing to down-tune" in at.toast[0].value and not session.events
+    assert "nothing to down-tune" in as_read(at.toast[0].value) and not session.events
     send_edit(at, {"op": "upweight", "j": j})
     assert session.bank.coef_[0, j] > 0 and session.events[-1].op == "upweight"
     row = next(r for r in board(at)["rows"] if r["j"] == j)
@@ -100,7 +100,7 @@ def test_a_picked_concept_never_edited_comes_back_from_the_address(demo):
     again = tune(demo, {"session": session.session_id, "picked": f"0:{j}"})  # a reload of that address
     assert board(again)["rows"][-1]["j"] == j and not again.session_state["tuning"].events
     bad = tune(demo, {"picked": "0:99999"})  # more in test_tune_links
-    assert "concepts 0.." in bad.warning[0].value and not bad.exception
+    assert "concepts 0.." in as_read(bad.warning[0].value) and not bad.exception
 
 
 def test_a_batch_removal_is_one_undo_step(demo):
@@ -112,7 +112,7 @@ def test_a_batch_removal_is_one_undo_step(demo):
     at.button(key="batch_remove").click().run()
     assert len(session.events) == 1 and (session.bank.coef_[:, j] == 0).all()
     at.button(key="batch_remove").click().run()  # again: nothing would change
-    assert len(session.events) == 1 and "already removed" in at.toast[0].value
+    assert len(session.events) == 1 and "already removed" in as_read(at.toast[0].value)
     send_edit(at, {"op": "undo"})
     assert session.cursor == 0 and (session.bank.coef_[:, j] != 0).any()
 
@@ -148,7 +148,7 @@ def test_a_suggestion_applies_as_one_undoable_edit(demo):
     at.button(key="apply_0").click().run()
     event = session.events[-1]
     assert event.op == first["op"] and event.concept == first["concept_index"]
-    assert "Applied:" in at.toast[0].value
+    assert "Applied:" in as_read(at.toast[0].value)
 
 
 def test_a_teacher_only_image_opens(demo):
