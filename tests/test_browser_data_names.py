@@ -88,7 +88,7 @@ def looked_at(page, shots, name: str, problems: list) -> None:
     """``page`` checked at 1400 px and at 390 px wide (a screenshot of each), back at 1400 px."""
     for width in (1400, 390):
         page.set_viewport_size({"width": width, "height": 2000})  # the main area scrolls: a tall window shows it
-        page.wait_for_timeout(600)
+        page.wait_for_timeout(400)
         page.screenshot(path=str(shots / f"names-{name}-{width}.png"), full_page=True)
         problems += [f"{name} at {width} px: {p}" for p in page.evaluate(OVERFLOW_JS)]
         problems += [f"{name}: made from data: {p}" for p in dict.fromkeys(page.evaluate(MADE_FROM_DATA_JS))]
@@ -101,6 +101,20 @@ def looked_at(page, shots, name: str, problems: list) -> None:
 def expect(problems: list, page_name: str, text: str, shown: str) -> None:
     if text not in shown:
         problems.append(f"{page_name}: {text[:90]!r} not shown as typed")
+
+
+def hovered_tooltip(page, chart) -> str:
+    """The text of the tooltip of the first mark found under the mouse, moved over the top of ``chart``."""
+    box = chart.bounding_box()
+    tooltip = page.locator("#vg-tooltip-element")
+    for fx in (0.5, 0.6, 0.7, 0.8, 0.9):
+        for fy in (0.05, 0.1, 0.15):
+            page.mouse.move(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
+            page.wait_for_timeout(200)
+            if tooltip.count() and tooltip.is_visible():
+                assert tooltip.locator("img, b").count() == 0, tooltip.inner_html()
+                return read(tooltip)
+    return ""
 
 
 def test_names_from_the_data_read_as_typed_on_every_page(app_page, demo, shots):
@@ -144,6 +158,9 @@ def test_names_from_the_data_read_as_typed_on_every_page(app_page, demo, shots):
     expect(problems, "concepts", f"Where “{concept}” fires most", text)
     expect(problems, "concepts", f"“{concept}” scores", text)
     looked_at(page, shots, "concepts", problems)
+    tip = hovered_tooltip(page, page.locator('[data-testid="stVegaLiteChart"]').first)
+    if not any(word in tip for word in ws.vocabulary):  # Vega's tooltip: plain text, HTML escaped
+        problems.append(f"concepts: the chart's tooltip {tip[:90]!r} names no concept as typed")
 
     go_to(page, "Tune")
     expect(problems, "tune", f"Class “{klass}” (change", main_text(page))
@@ -167,6 +184,13 @@ def test_names_from_the_data_read_as_typed_on_every_page(app_page, demo, shots):
     settle(page)
     expect(problems, "tune disagreements", f"held-out images of “{klass}”", main_text(page))
     looked_at(page, shots, "tune-disagreements", problems)
+    page.locator('[data-testid="stButtonGroup"] button', has_text="Suggestions").click()
+    settle(page)
+    page.locator(".st-key-suggest_run button").click()
+    page.locator(".st-key-apply_0 button").wait_for(timeout=60000)
+    settle(page)
+    expect(problems, "tune suggestions", f"for “{klass}”: held-out", main_text(page))
+    looked_at(page, shots, "tune-suggestions", problems)
 
     go_to(page, "History")
     upload = f"log {FOLDER} a@x.test.json"

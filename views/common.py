@@ -176,8 +176,18 @@ def _workspace_from_address() -> None:
     st.session_state["workspace_root"] = str(path)
 
 
+# A chart's tooltip (Vega's, one element at the end of the page) outlives the chart: left by a page
+# switch, it lost its style and stood below the app as a plain table, a long name in it making a
+# phone's page scroll sideways. Shown only while it is shown over a chart.
+STALE_TOOLTIP_CSS = (
+    "<style>#vg-tooltip-element:not(.visible), body:not(:has(.vega-embed)) #vg-tooltip-element "
+    "{ display: none; }</style>"
+)
+
+
 def sidebar() -> None:
     _workspace_from_address()
+    st.html(STALE_TOOLTIP_CSS)
     with st.sidebar:
         # The box shows the open workspace as <allowed root>/<path>. When code switched the workspace
         # (at start, after adding images or re-scoring), the box is set here, before it is drawn:
