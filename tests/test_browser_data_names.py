@@ -1,10 +1,17 @@
 """Names and words from the data, shown as typed on every page in headless Chromium: a workspace
 (in a folder with Markdown in its name) whose class names, image ids and concept words hold
-Markdown, emoji and icon shortcodes, colour directives, HTML, a 200-character word and
-right-to-left text with emoji. One server, one browser session walked through the pages (a
-concept picked, an image opened, a tuning edit made), each page looked at 1400 px and 390 px wide:
-every name reads as typed, no element is made from it (emphasis, link, code, image, maths), no
+Markdown, emoji and icon shortcodes, colour directives, HTML, web and mail addresses, a
+200-character word and right-to-left text with emoji. One server, one browser session walked
+through the pages (a concept picked, an image opened, a tuning edit made, a log with such a file
+name imported, a word added to the vocabulary), each page looked at 1400 px and 390 px wide: every
+name reads as typed, no element is made from it (emphasis, link, code, image, maths), no
 exception, nothing wider than a phone's window.
+
+What it found: image captions, the Tune and disagreement captions, the top-concept legend and the
+imported file's name drawn as Markdown (emphasis, links, code, maths, emoji, colours); ":red[x]"
+losing ":red" and "http://…" or "a@b.org" made links even where escaped (markdown_text.literal);
+a 200-character class name taking a phone's whole table as a pinned column; and a chart's
+tooltip, left by a page switch, making the next page scroll sideways.
 
 Screenshots land in $CONCEPTKD_SCREENSHOTS (default: the test's temporary folder)."""
 
@@ -56,7 +63,7 @@ def demo(tmp_path_factory):
     folder = tmp_path_factory.mktemp("data-names")
     return make_demo_subset(
         folder,
-        per_split=10,
+        per_split=5,
         word=cycled(WORDS),
         class_name=cycled([NAME, LONG]),
         image_id=cycled([f"{NAME} {'w' * 200}"]),
@@ -88,7 +95,7 @@ def looked_at(page, shots, name: str, problems: list) -> None:
     """``page`` checked at 1400 px and at 390 px wide (a screenshot of each), back at 1400 px."""
     for width in (1400, 390):
         page.set_viewport_size({"width": width, "height": 2000})  # the main area scrolls: a tall window shows it
-        page.wait_for_timeout(400)
+        page.wait_for_timeout(300)
         page.screenshot(path=str(shots / f"names-{name}-{width}.png"), full_page=True)
         problems += [f"{name} at {width} px: {p}" for p in page.evaluate(OVERFLOW_JS)]
         problems += [f"{name}: made from data: {p}" for p in dict.fromkeys(page.evaluate(MADE_FROM_DATA_JS))]
