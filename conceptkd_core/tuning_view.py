@@ -236,3 +236,25 @@ def suggestions(
         for op, concept, x in zip(table["op"], table["concept"], table["factor"], strict=True)
     ]
     return table.reset_index(drop=True)
+
+
+def gain_words(gain: float) -> str:
+    """A suggestion's held-out gain as the panel writes it: signed, or "not measurable" (NaN: AP
+    against the teacher is undefined when it says yes on no held-out image of the class)."""
+    return "not measurable" if np.isnan(gain) else f"{gain:+.3f}"
+
+
+def unmeasured_note(table: pd.DataFrame, shown: int = 3) -> str | None:
+    """Why some classes of a ``suggestions`` table have no held-out gain, in one line (None when all have one)."""
+    unmeasured = table.groupby("class", sort=False)["held_out_gain"].apply(lambda g: bool(g.isna().all()))
+    names = [str(name) for name in unmeasured.index[unmeasured.to_numpy()]]
+    if not names:
+        return None
+    listed = ", ".join(f"“{name}”" for name in names[:shown]) + (
+        f" and {len(names) - shown:,} more" if len(names) > shown else ""
+    )
+    rows, them = int(table["scored_rows"].iloc[0]), "it" if len(names) == 1 else "any of them"
+    return (
+        f"No held-out gain for {listed}: the teacher says yes for {them} on none of the {rows:,} held-out images, "
+        "so AP against its decisions is undefined; those candidates come last, unranked."
+    )

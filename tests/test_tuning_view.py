@@ -15,14 +15,17 @@ from conceptkd_core.tuning_view import (
     batch_pairs,
     chance_levels,
     constraint_words,
+    gain_words,
     metric_summary,
     metric_track,
     refusal,
     slider_concepts,
     start_metrics,
+    suggestions,
+    unmeasured_note,
 )
 
-from demo_subset import copy_demo_workspace
+from demo_subset import copy_demo_workspace, make_demo_subset
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -200,3 +203,21 @@ def test_a_hand_edited_address_is_refused_naming_the_bad_part(text, message):
 
     with pytest.raises(TuningError, match=message):
         picked_from_text(text, 20, 107)
+
+
+def test_a_class_the_teacher_never_calls_in_held_out_images_has_no_gain_and_says_why(tmp_path):
+    """AP against the teacher is undefined without a held-out yes: the gain is not printed as "+nan"."""
+    session = new_session(open_explorer(make_demo_subset(tmp_path / "demo", per_split=5)))
+    held = session.shared.held_out_rows
+    yes = (session.teacher_probs[held] > 0.5).sum(axis=0)
+    never, some = int(np.flatnonzero(yes == 0)[0]), int(np.flatnonzero(yes > 0)[0])
+    table = suggestions(session, [some, never], factor=2.0, top=3)
+    assert table["held_out_gain"].iloc[:3].notna().all()  # the measured class first
+    assert table[table["class_index"] == never]["held_out_gain"].isna().all()
+    assert gain_words(table["held_out_gain"].iloc[-1]) == "not measurable" and gain_words(0.0123) == "+0.012"
+    assert unmeasured_note(table) == (
+        f"No held-out gain for “{session.classes[never]}”: the teacher says yes for it on none of the "
+        f"{held.size:,} held-out images, so AP against its decisions is undefined; those candidates come last, "
+        "unranked."
+    )
+    assert unmeasured_note(table[table["class_index"] == some]) is None

@@ -7,7 +7,7 @@ import streamlit as st
 from conceptkd_core.markdown_text import literal
 from conceptkd_core.students.session import TuningError
 from conceptkd_core.students.suggest import apply_suggestion
-from conceptkd_core.tuning_view import suggestions
+from conceptkd_core.tuning_view import gain_words, suggestions, unmeasured_note
 from views.draw import number_column
 
 ALL = "All classes"
@@ -74,11 +74,14 @@ def suggestion_panel(explorer, session, c: int) -> None:
         f"Up-tune / down-tune by × {found['factor']:g}; best first; "
         f"measured on {int(table['scored_rows'].iloc[0]):,} held-out images."
     )
+    note = unmeasured_note(table)
+    if note:
+        st.info(literal(note))
     for i, row in table.head(SHOWN).iterrows():
         with st.container(horizontal=True, vertical_alignment="center", border=True):
             st.markdown(
                 f"**{i + 1}. {literal(row['edit'])}** for “{literal(row['class'])}”: "
-                f"held-out {row['held_out_gain']:+.3f}"
+                f"held-out {gain_words(row['held_out_gain'])}"
                 + (f" ({row['interval']})" if row["interval"] else "")
                 + (f" · :orange[{row['warning']}]" if row["warning"] else "")
             )

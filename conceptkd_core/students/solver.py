@@ -235,6 +235,8 @@ def _edit_active_set(
                 # Drop p by moving the last free weight into its place: a rank-one downdate, no copies.
                 col = inv[:, p].copy()
                 d = col[p]
+                if not (np.isfinite(d) and d > 0):  # the inverse of a positive-definite block has d > 0:
+                    return None  # this one has drifted (a near-singular Gram of a few fit images)
                 inv[p] = inv[last]
                 inv[:, p] = inv[:, last]
                 col[p] = col[last]
