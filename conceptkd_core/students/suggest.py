@@ -206,7 +206,7 @@ def suggest(
     table = table.loc[order].reset_index(drop=True)
     table["low"], table["high"] = np.nan, np.nan
     best = min(top, k)
-    if best and n_resamples:
+    if best and n_resamples and held["truth"].any():  # no interval without a held-out yes (AP undefined)
         interval = _bootstrap(held, order.to_numpy()[:best], n_resamples, seed)
         table.loc[: best - 1, ["low", "high"]] = interval
     table["scored_rows"] = held_rows.size
