@@ -50,6 +50,12 @@ def settle(page, timeout: int = 60000) -> None:
     page.wait_for_timeout(300)
 
 
+def go_to(page, title: str) -> None:
+    """Open a page through the sidebar's navigation: the session (and its edits) stays."""
+    page.locator('[data-testid="stSidebarNav"] a', has_text=title).first.click()
+    settle(page)
+
+
 def no_exception(page) -> None:
     assert page.locator('[data-testid="stException"]').count() == 0, page.locator("body").inner_text()[:3000]
 

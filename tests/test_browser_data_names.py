@@ -24,7 +24,7 @@ from conceptkd_core.store.workspace import load_workspace
 from conceptkd_tools.screenshots import OVERFLOW_JS
 from conceptkd_tools.tune_board_driver import BOARD_SLIDERS
 
-from browser_app import app_on, chromium_path, settle
+from browser_app import app_on, chromium_path, go_to, settle
 from demo_subset import make_demo_subset
 
 pytestmark = pytest.mark.skipif(chromium_path() is None, reason="needs Debian's chromium (apt-get install chromium)")
@@ -75,11 +75,6 @@ def demo(tmp_path_factory):
 def server(demo):
     with app_on(demo) as url:
         yield url
-
-
-def go_to(page, title: str) -> None:
-    page.locator('[data-testid="stSidebarNav"] a', has_text=title).click()
-    settle(page)
 
 
 def read(locator) -> str:

@@ -17,7 +17,7 @@ import pytest
 from conceptkd_tools.screenshots import OVERFLOW_JS
 from conceptkd_tools.tune_board_driver import BOARD_SLIDERS
 
-from browser_app import app_on, chromium_path, fill, no_exception, settle, wait_for_text
+from browser_app import app_on, chromium_path, fill, go_to, no_exception, settle, wait_for_text
 from demo_subset import copy_demo_subset
 
 pytestmark = pytest.mark.skipif(chromium_path() is None, reason="needs Debian's chromium (apt-get install chromium)")
@@ -40,12 +40,6 @@ def demo(opened_demo_subset, tmp_path_factory):
 def server(demo):
     with app_on(demo) as url:
         yield url
-
-
-def go_to(page, title: str) -> None:
-    """Open a page through the sidebar's navigation: the session (and its edits) stays."""
-    page.locator('[data-testid="stSidebarNav"] a', has_text=title).click()
-    settle(page)
 
 
 def test_tunes_charts_keep_their_text_size_on_a_phone(app_page, shots):
