@@ -70,5 +70,10 @@ def test_the_gpu_script_runs_every_benchmark_and_records_a_failed_one(tmp_path):
     ]
     assert all(r["ratio"] > 0 and r["model"] == "ViT-S-32" for r in results[:4])
     assert results[4]["ms_torch_slic_at_superpixel_size"] > 0 and len(results) == 5
+    import json
+
+    profiled = json.loads((tmp_path / "profiled_run.json").read_text())  # the profiled run's own line
+    assert profiled["segmenter"] == "torch-slic" and profiled["ratio"] > 0
+    assert "function calls" in (tmp_path / "bench_extract_profile.txt").read_text()  # pstats' table
     failed = results_of(failing, tmp_path / "failed")  # each run says it failed
     assert len(failed) == 5 and all("failed" in r for r in failed)
