@@ -209,7 +209,7 @@ def rescore_in_background(ws, words: list[str], found: tuple[str, str, str], tar
     except (jobs.JobError, ValueError, OSError, RuntimeError) as exc:
         st.error(f"Could not re-score: {shown(exc)}")
         return
-    st.session_state.setdefault("watched_jobs", []).append(str(target.resolve()))
+    watch(target)
     st.rerun()
 
 
@@ -364,7 +364,7 @@ def create_workspace(state) -> None:
     except (jobs.JobError, DatasetError, ValueError, OSError, RuntimeError) as exc:
         st.error(f"Could not start: {shown(exc)}")
         return
-    st.session_state.setdefault("watched_jobs", []).append(str(out))
+    watch(out)
     st.session_state["started_job"] = str(out)
     st.rerun()
 
@@ -428,7 +428,7 @@ def stopped_job(out: str, status: jobs.JobStatus) -> None:
         except (jobs.JobError, DatasetError, ValueError, OSError, RuntimeError) as exc:
             st.error(f"Could not resume: {shown(exc)}")
             return
-        st.session_state.setdefault("watched_jobs", []).append(out)
+        watch(out)
         st.rerun()
     with actions.popover("Discard", help="Delete this job and what it extracted, to free its folder"):
         extracted = f" and the {status.done:,} images extracted so far" if status.done else ""
@@ -451,6 +451,11 @@ def finished_job(out: str, status: jobs.JobStatus) -> None:
     )
     if st.button("Open it", key=f"open_{out}", help="Open the new workspace on the Students page"):
         open_on_students(out)
+
+
+def watch(out: str | Path) -> None:
+    """Follow the job in ``out`` in this session: its progress is polled, and it opens when done."""
+    st.session_state.setdefault("watched_jobs", []).append(str(Path(out).resolve()))
 
 
 def open_on_students(out: str) -> None:

@@ -97,7 +97,6 @@ class TorchTeacher:
         device: str = "cpu",
         output_classes: Sequence[str] | None = None,
     ):
-
         self.source = None
         if isinstance(model, (str, os.PathLike)):
             self.source = str(model)
@@ -131,6 +130,11 @@ class TorchTeacher:
             **({"output_classes": list(self.output_classes)} if self.output_classes is not None else {}),
         }
 
+    @property
+    def name(self) -> str:
+        """The model file's name in messages (no server path), or "the teacher model"."""
+        return Path(self.source).name if self.source else "the teacher model"
+
     def logits(self, images, image_ids=None) -> np.ndarray:
         import torch
 
@@ -139,10 +143,9 @@ class TorchTeacher:
             with torch.inference_mode():
                 out = self.model(batch).float().cpu().numpy()
         except Exception as exc:  # noqa: BLE001 - whatever the model raises on its input is the model's fault
-            name = Path(self.source).name if self.source else "the teacher model"
             size = self.preprocessing.image_size
             images_n = f"{len(images)} image" + ("s" if len(images) != 1 else "")
-            raise TeacherError(f"{name} fails on {images_n} of {size}x{size}: {error_line(exc)}") from None
+            raise TeacherError(f"{self.name} fails on {images_n} of {size}x{size}: {error_line(exc)}") from None
         if self.columns is not None:
             if out.ndim != 2 or out.shape[1] != len(self.output_classes):
                 raise TeacherError(
@@ -151,10 +154,9 @@ class TorchTeacher:
                 )
             out = out[:, self.columns]
         elif out.ndim == 2 and out.shape[1] != len(self.classes):  # the usual mistake: said in class terms
-            name = Path(self.source).name if self.source else "the teacher model"
             shown_classes = ", ".join(self.classes[:5]) + (", …" if len(self.classes) > 5 else "")
             raise TeacherError(
-                f"{name} gives {out.shape[1]} outputs per image; expected {len(self.classes)}, "
+                f"{self.name} gives {out.shape[1]} outputs per image; expected {len(self.classes)}, "
                 f"one per class ({shown_classes}), in the classes' order"
             )
         return _finite_logits(out, len(images), len(self.classes), "teacher model output")
